@@ -1,0 +1,78 @@
+"""``struct completion``: how scenarios order steps across task threads.
+
+Plug-aware like every wait in the model, so a scenario blocked on a step
+that never comes is still unwound by ``Kernel.shutdown()``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .errors import Errno
+from .sched import SleepResult, TaskState, current, sleep_on
+
+#: complete_all() leaves done at this value: every later wait passes at once.
+COMPLETE_ALL = 1 << 31
+
+
+class Completion:
+    def __init__(self, name: str = "completion") -> None:
+        self.name = name
+        self.done = 0
+        # Protects done and the list of sleeping events.
+        self._lock = threading.Lock()
+        self._events: list[threading.Event] = []
+
+    def __repr__(self) -> str:
+        return f"<completion {self.name} done={self.done}>"
+
+    def complete(self) -> None:
+        with self._lock:
+            if self.done != COMPLETE_ALL:
+                self.done += 1
+            events = list(self._events)
+        for ev in events:
+            ev.set()
+
+    def complete_all(self) -> None:
+        with self._lock:
+            self.done = COMPLETE_ALL
+            events = list(self._events)
+        for ev in events:
+            ev.set()
+
+    def completion_done(self) -> bool:
+        return self.done > 0
+
+    def try_wait_for_completion(self) -> bool:
+        with self._lock:
+            if self.done == 0:
+                return False
+            if self.done != COMPLETE_ALL:
+                self.done -= 1
+            return True
+
+    def wait_for_completion(self) -> None:
+        """Uninterruptible, no timeout (a task only; the plug still unwinds it)."""
+        self._wait(TaskState.TASK_UNINTERRUPTIBLE, None)
+
+    def wait_for_completion_killable(self) -> int:
+        res = self._wait(TaskState.TASK_KILLABLE, None)
+        return 0 if res is SleepResult.WOKEN else -Errno.EINTR
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` real seconds (harness threads and tasks)."""
+        return self._wait(TaskState.TASK_UNINTERRUPTIBLE, time.monotonic() + timeout) \
+            is SleepResult.WOKEN
+
+    def _wait(self, state: TaskState, deadline: float | None) -> SleepResult:
+        task = current()
+        ev = task.wake_event if task is not None else threading.Event()
+        with self._lock:
+            self._events.append(ev)
+        try:
+            return sleep_on(state, self, self.try_wait_for_completion, deadline, ev)
+        finally:
+            with self._lock:
+                self._events.remove(ev)

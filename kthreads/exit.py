@@ -1,0 +1,101 @@
+"""A task's life on its thread, and its death: do_exit -> exit_mm -> mmput."""
+
+from __future__ import annotations
+
+from .errors import ModelBug, OomPanic, PlugPulled, SigKill
+from .lockdep import held_lock_name
+from .mm import mmdrop, mmgrab, mmput
+from .oom_kill import exit_oom_victim
+from .sched import PF, Task, TaskState
+
+
+def task_main(task: Task) -> None:
+    """What a TaskThread runs: the body, then do_exit, whatever happened."""
+    kernel = task.kernel
+    try:
+        if kernel.plug_pulled:  # started only to be run down at shutdown
+            raise PlugPulled()
+        task.body(task)
+        task.exit_reason = "exit"
+    except SigKill:
+        task.exit_reason = "SIGKILL"
+    except PlugPulled:
+        task.exit_reason = "plug pulled"
+    except OomPanic:
+        task.exit_reason = "panic"
+    except ModelBug as e:
+        task.exit_reason = "BUG"
+        task.error = e
+        kernel.report_bug(task, e)
+    except BaseException as e:  # a broken task body: an oops, not a model bug
+        task.exit_reason = "oops"
+        task.error = e
+        kernel.report_oops(task, e)
+    try:
+        do_exit(task)
+    except ModelBug as e:
+        kernel.report_bug(task, e)
+    except BaseException as e:
+        kernel.report_oops(task, e)
+    finally:
+        kernel.poke()
+
+
+def do_exit(task: Task) -> None:
+    kernel = task.kernel
+    task.flags |= PF.PF_EXITING
+    kernel.tracer.record("sched_process_exit_start", task.pid, task.comm, reason=task.exit_reason)
+    # Whatever the task allocated for itself and still holds goes back.
+    pages, task.kernel_pages = task.kernel_pages, []
+    kernel.zone.free_pages(pages, task)
+    for held in list(task.held_locks):
+        # Exiting with a lock held: lockdep would complain; the model keeps
+        # the lock held (nobody can release it any more) and records it.
+        kernel.tracer.record("exit_with_lock_held", task.pid, task.comm, lock=held_lock_name(held))
+    exit_mm(task)
+    exit_notify(task)
+
+
+def exit_mm(task: Task) -> None:
+    """Detach the mm; 4.6 takes mmap_sem for read first (uninterruptibly).
+
+    That down_read is where an exiting victim gets stuck when a writer holds,
+    or waits for, its mmap_sem (lockup B).
+    """
+    mm = task.mm
+    if mm is None:
+        return
+    kernel = task.kernel
+    held = False
+    try:
+        mm.mmap_sem.down_read()
+        held = True
+    except PlugPulled:
+        pass  # shutting down: detach without the lock
+    # The lazy-TLB reference the exiting task keeps until its last schedule.
+    mmgrab(mm)
+    task.mm = None
+    if held:
+        mm.mmap_sem.up_read()
+    mmput(mm)
+    if task.tif_memdie:
+        exit_oom_victim(kernel, task)
+    # finish_task_switch(): the last context switch drops the lazy-TLB mm.
+    mmdrop(mm)
+
+
+def exit_notify(task: Task) -> None:
+    kernel = task.kernel
+    with kernel.tasklist_lock:
+        task.state = TaskState.EXIT_DEAD
+        leader = task.group_leader
+        others_alive = any(t is not task and not t.state & (TaskState.EXIT_DEAD | TaskState.EXIT_ZOMBIE)
+                           for t in task.thread_group())
+        if task is leader and others_alive:
+            # The leader stays a zombie until its last thread is gone.
+            task.state = TaskState.EXIT_ZOMBIE
+        elif not others_alive and leader is not task and leader.state & TaskState.EXIT_ZOMBIE:
+            leader.state = TaskState.EXIT_DEAD
+    kernel.stats.task_exits += 1
+    kernel.note_progress()
+    kernel.tracer.record("sched_process_exit", task.pid, task.comm, reason=task.exit_reason)

@@ -1,0 +1,373 @@
+"""``Kernel``: everything one run owns, and its boot and shutdown.
+
+Nothing in the model lives in module globals: the task list, the zone,
+``oom_lock``, the counters, the kernel threads and the event ring all hang
+off one ``Kernel`` object, so runs never leak into each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+import traceback
+import weakref
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Sequence
+
+from .atomic import Atomic
+from .errors import ModelBug
+from .jiffies import Clock
+from .mm import MM, VmaSpec, mmget
+from .mutex import Mutex
+from .page_alloc import Zone
+from .rwsem import RwSemaphore
+from .policy import Policy, PolicyOps, policy_ops
+from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, TaskState, current
+from .snapshot import KernelSnapshot, take_snapshot
+from .trace import DmesgLine, LogLevel, Tracer
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """A run's parameters. Times are model seconds unless they say ``real``."""
+
+    hz: int = 100
+    speed: float = 50.0  # model seconds per real second
+    nr_pages: int = 1024
+    wmark_min: int | None = None  # default: nr_pages/32, low = min*5/4, high = min*3/2
+    wmark_low: int | None = None
+    wmark_high: int | None = None
+    policy: Policy = Policy.NONE
+    hung_task_timeout: float = 120.0  # /proc/sys/kernel/hung_task_timeout_secs; 0 disables
+    hung_task_check_interval: float | None = None  # default: hung_task_timeout / 4
+    alloc_stall_secs: float = 10.0  # "page allocation stalls" every this long
+    ring_size: int = 65536
+    shutdown_timeout: float = 5.0  # real seconds to join every thread
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.policy, Policy):
+            object.__setattr__(self, "policy", Policy.parse(str(self.policy)))
+        if self.hung_task_timeout < 0:
+            raise ValueError("hung_task_timeout must be >= 0")
+        if self.alloc_stall_secs <= 0:
+            raise ValueError("alloc_stall_secs must be positive")
+        if self.shutdown_timeout <= 0:
+            raise ValueError("shutdown_timeout must be positive")
+
+
+@dataclass
+class KernelStats:
+    """Counters. Each is bumped under the lock that serialises its event
+    (oom_* under oom_lock), so no update is lost."""
+
+    oom_invocations: int = 0
+    oom_kills: int = 0
+    oom_aborts: int = 0
+    alloc_failed: int = 0
+    alloc_stalls: int = 0
+    task_exits: int = 0
+    last_progress: float = 0.0  # model time of the last allocation or exit
+
+
+@dataclass(frozen=True)
+class StuckThread:
+    name: str
+    stack: str
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    joined: int
+    stuck: tuple[StuckThread, ...]
+    real_seconds: float
+
+    @property
+    def clean(self) -> bool:
+        return not self.stuck
+
+    def format(self) -> str:
+        if self.clean:
+            return f"shutdown: joined {self.joined} threads in {self.real_seconds * 1000:.1f} ms"
+        out = [f"shutdown: {len(self.stuck)} threads did not stop:"]
+        for s in self.stuck:
+            out.append(f"--- {s.name}\n{s.stack}")
+        return "\n".join(out)
+
+
+class ShutdownError(RuntimeError):
+    def __init__(self, report: ShutdownReport) -> None:
+        super().__init__(report.format())
+        self.report = report
+
+
+Body = Callable[[Task], Any]
+
+
+class Kernel:
+    """One booted model kernel. Use as a context manager, or call shutdown()."""
+
+    def __init__(self, config: KernelConfig | None = None, **overrides: Any) -> None:
+        config = replace(config or KernelConfig(), **overrides)
+        self.config = config
+        self.clock = Clock(config.hz, config.speed)
+        self.tracer = Tracer(self.clock.now, config.ring_size)
+        self.zone = Zone(config.nr_pages, config.wmark_min, config.wmark_low, config.wmark_high)
+        self.stats = KernelStats()
+        self.policy: PolicyOps = policy_ops(config.policy)
+        # tasklist_lock: the task list and exit_notify's zombie bookkeeping.
+        self.tasklist_lock = threading.Lock()
+        self._tasks: dict[int, Task] = {}
+        # Kernel threads take the low pids they get at boot; user processes
+        # start at 100 so that their pids read the same under every policy.
+        self._kthread_pids = itertools.count(2)
+        self._pids = itertools.count(100)
+        self._mm_ids = itertools.count(1)
+        self._locks: list[weakref.ref] = []
+        self._mms: list[MM] = []
+        self._threads: list[threading.Thread] = []
+        self.oom_lock = Mutex("oom_lock", self)
+        self.oom_victims = Atomic(0, "oom_victims")
+        self.plug_pulled = False
+        self.panic_reason: str | None = None
+        self.breaches: list[str] = []
+        self.oopses: list[str] = []
+        self._shutdown_report: ShutdownReport | None = None
+        # Observers (wait_until) sleep on this; poke() notifies them. Kept
+        # cheap: poke() is a no-op unless somebody is watching.
+        self._changed = threading.Condition(threading.Lock())
+        self._observers = 0
+        self.kthreads: dict[str, Task] = {}
+        self.policy.boot(self)
+
+    # -- context manager ----------------------------------------------------
+    def __enter__(self) -> "Kernel":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        report = self.shutdown()
+        if not report.clean and exc_type is None:
+            raise ShutdownError(report)
+
+    # -- creating tasks -----------------------------------------------------
+    def _new_task(self, comm: str, body: Body, signal: SignalStruct, leader: Task | None,
+                  mm: MM | None, flags: PF, start: bool) -> Task:
+        if self.plug_pulled:
+            raise RuntimeError("the kernel is shut down")
+        with self.tasklist_lock:
+            pid = next(self._kthread_pids if flags & PF.PF_KTHREAD else self._pids)
+            task = Task(self, pid, comm, body, signal, leader, mm, flags)
+            self._tasks[task.pid] = task
+            self._threads.append(task.thread)
+        if mm is not None and mm.owner is None:
+            mm.owner = task
+        self.tracer.record("task_newtask", task.pid, task.comm, tgid=task.tgid,
+                           mm=mm.id if mm else None)
+        if start:
+            task.thread.start()
+        return task
+
+    def fork(self, comm: str, body: Body, *, vmas: Sequence[VmaSpec] = (),
+             oom_score_adj: int = 0, share_mm_with: Task | None = None,
+             start: bool = True) -> Task:
+        """A new process with its own mm (pre-faulted ``vmas``), or one that
+        shares ``share_mm_with``'s mm (CLONE_VM without CLONE_THREAD)."""
+        if not OOM_SCORE_ADJ_MIN <= oom_score_adj <= OOM_SCORE_ADJ_MAX:
+            raise ValueError(f"oom_score_adj must be in [{OOM_SCORE_ADJ_MIN}, "
+                             f"{OOM_SCORE_ADJ_MAX}], got {oom_score_adj}")
+        if share_mm_with is not None:
+            if vmas:
+                raise ValueError("a process sharing an mm cannot bring VMAs of its own")
+            mm = share_mm_with.mm
+            if mm is None:
+                raise ValueError(f"{share_mm_with.comm} has no mm to share")
+            mmget(mm)
+        else:
+            mm = MM(self)
+            for spec in vmas:
+                mm.populate(spec)
+        return self._new_task(comm, body, SignalStruct(oom_score_adj), None, mm, PF(0), start)
+
+    def clone_thread(self, parent: Task, comm: str, body: Body, start: bool = True) -> Task:
+        """A new thread in ``parent``'s thread group (shares mm, signal, mmap_sem)."""
+        if parent.mm is None:
+            raise ValueError(f"{parent.comm} has no mm")
+        mmget(parent.mm)
+        return self._new_task(comm, body, parent.signal, parent.group_leader, parent.mm,
+                              PF(0), start)
+
+    def kthread_run(self, comm: str, body: Body) -> Task:
+        task = self._new_task(comm, body, SignalStruct(0), None, None, PF.PF_KTHREAD, True)
+        self.kthreads[comm] = task
+        return task
+
+    def start(self, task: Task) -> None:
+        task.thread.start()
+
+    # -- lookups ------------------------------------------------------------
+    def tasks(self) -> list[Task]:
+        return list(self._tasks.values())
+
+    def find_task_by_pid(self, pid: int) -> Task | None:
+        return self._tasks.get(pid)
+
+    def processes(self) -> list[Task]:
+        """Thread-group leaders (for_each_process)."""
+        return [t for t in self.tasks() if t.group_leader is t]
+
+    def register_lock(self, lock: object) -> None:
+        self._locks.append(weakref.ref(lock))
+
+    def locks(self) -> list[Any]:
+        return [lk for lk in (r() for r in list(self._locks)) if lk is not None]
+
+    def register_mm(self, mm: MM) -> int:
+        self._mms.append(mm)
+        return next(self._mm_ids)
+
+    def mms(self) -> list[MM]:
+        return list(self._mms)
+
+    @property
+    def jiffies(self) -> int:
+        return self.clock.jiffies()
+
+    # -- logging ------------------------------------------------------------
+    def printk(self, text: str, level: LogLevel = LogLevel.KERN_INFO,
+               task: Task | None = None) -> DmesgLine:
+        return self.tracer.printk(text, level, task.pid if task else 0, task.comm if task else "")
+
+    def dmesg(self) -> list[DmesgLine]:
+        return self.tracer.dmesg()
+
+    def dmesg_text(self) -> str:
+        return "\n".join(str(line) for line in self.dmesg())
+
+    # -- progress, observers, failure reports --------------------------------
+    def note_progress(self) -> None:
+        self.stats.last_progress = self.clock.now()
+        if self._observers:
+            self.poke()
+
+    def poke(self) -> None:
+        """Tell wait_until() observers that model state changed."""
+        if self._observers:
+            with self._changed:
+                self._changed.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to ``timeout`` real seconds for ``predicate()`` over model state.
+
+        Re-evaluated whenever the model pokes (a task sleeps or wakes, an
+        OOM event, an exit), and at least every 10 ms in case a change did
+        not poke. Returns the predicate's last value.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self._observers += 1
+            try:
+                while not predicate():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return bool(predicate())
+                    self._changed.wait(min(remaining, 0.01))
+                return True
+            finally:
+                self._observers -= 1
+
+    def report_bug(self, task: Task | None, e: BaseException) -> None:
+        who = f"{task.comm}/{task.pid}" if task else "harness"
+        self.breaches.append(f"{type(e).__name__} in {who}: {e}")
+        self.tracer.record("bug", task.pid if task else 0, task.comm if task else "",
+                           kind=type(e).__name__, text=str(e))
+
+    def report_oops(self, task: Task, e: BaseException) -> None:
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        self.oopses.append(f"{task.comm}/{task.pid}: {type(e).__name__}: {e}\n{tb}")
+        self.tracer.record("oops", task.pid, task.comm, kind=type(e).__name__, text=str(e))
+
+    def note_mm_freed(self, mm: MM) -> None:
+        owned = self.zone.pages_owned_by(mm)
+        if owned:
+            self.breaches.append(f"mm#{mm.id} freed with {owned} pages still mapped")
+
+    def panic(self, message: str) -> None:
+        """The machine stops: record why and unwind every thread."""
+        if self.panic_reason is None:
+            self.panic_reason = message
+        self.tracer.record("panic", 0, "", text=message)
+        self.pull_plug()
+
+    # -- invariants -----------------------------------------------------------
+    def check_invariants(self) -> list[str]:
+        """Breaches of the invariants that must hold at any moment."""
+        problems = list(self.breaches)
+        problems += self.zone.check_conservation()
+        for mm in self.mms():
+            users, count = mm.mm_users.read(), mm.mm_count.read()
+            if users < 0 or count < 0:
+                problems.append(f"mm#{mm.id} refcount below zero (users={users} count={count})")
+            if mm.freed and (users or count):
+                problems.append(f"mm#{mm.id} freed with users={users} count={count}")
+        for lk in self.locks():
+            if isinstance(lk, RwSemaphore) and lk.owner is not None and lk.readers():
+                problems.append(f"rwsem {lk.name} has a writer and readers")
+        return problems
+
+    def check_quiescent(self) -> list[str]:
+        """After shutdown: every thread joined, every mm freed, every page free."""
+        problems = self.check_invariants()
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            problems.append(f"threads not joined: {', '.join(alive)}")
+        live_mms = [m for m in self.mms() if not m.freed]
+        if live_mms and not alive:
+            problems.append(f"mms never freed: {', '.join(f'mm#{m.id}' for m in live_mms)}")
+        if not alive and self.zone.nr_free != self.zone.nr_pages:
+            problems.append(f"pages leaked: {self.zone.nr_pages - self.zone.nr_free} still owned "
+                            f"after every task exited")
+        return problems
+
+    # -- snapshots ------------------------------------------------------------
+    def snapshot(self) -> KernelSnapshot:
+        return take_snapshot(self)
+
+    # -- shutdown ---------------------------------------------------------------
+    def pull_plug(self) -> None:
+        """Make every wait and retry loop in the model unwind."""
+        self.plug_pulled = True
+        for t in self.tasks():
+            t.wake_event.set()
+        self.poke()
+
+    def shutdown(self, timeout: float | None = None) -> ShutdownReport:
+        """Pull the plug, join every thread within ``timeout`` real seconds
+        (default ``config.shutdown_timeout``), report any that did not stop."""
+        if self._shutdown_report is not None:
+            return self._shutdown_report
+        if current() is not None and current().kernel is self:
+            raise RuntimeError("shutdown() from inside a task of the same kernel")
+        t0 = time.monotonic()
+        self.pull_plug()
+        deadline = t0 + (self.config.shutdown_timeout if timeout is None else timeout)
+        threads = list(self._threads)
+        for th in threads:
+            if th.ident is None:  # created with start=False: run it down through do_exit
+                th.start()
+        for th in threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+        frames = sys._current_frames()
+        stuck = tuple(
+            StuckThread(th.name, "".join(traceback.format_stack(frames[th.ident]))
+                        if th.ident in frames else "(no frame)")
+            for th in threads if th.is_alive())
+        report = ShutdownReport(len(threads) - len(stuck), stuck, time.monotonic() - t0)
+        self._shutdown_report = report
+        return report
+
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+    def unstarted(self) -> Iterable[Task]:
+        return [t for t in self.tasks() if t.thread.ident is None]

@@ -1,0 +1,319 @@
+"""``mm_struct``: the address space, its VMAs, RSS counters and refcounts.
+
+Two reference counts, as in the kernel:
+
+* ``mm_users`` counts users of the *address space* (threads, the reaper
+  while it reaps). The last ``mmput`` tears the address space down
+  (``exit_mmap``) and drops the users' shared ``mm_count`` reference.
+* ``mm_count`` pins the *struct*. The last ``mmdrop`` frees it. The OOM
+  reaper pins a victim's mm this way so that the struct survives a
+  concurrent exit while not delaying the teardown of its memory.
+
+Touching a freed mm raises ``UseAfterFree`` at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .atomic import Atomic, atomic_dec_and_test, atomic_inc, atomic_inc_not_zero
+from .errors import UseAfterFree
+from .page_alloc import GFP_HIGHUSER_MOVABLE, AllocFlags, alloc_pages
+from .rwsem import RwSemaphore
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .sched import Task
+
+PTRS_PER_PTE = 512
+
+
+class VmaKind(enum.Enum):
+    ANON_PRIVATE = "anon"
+    FILE_PRIVATE = "file-private"
+    FILE_SHARED = "file-shared"
+    SHMEM_SHARED = "shmem"
+    HUGETLB = "hugetlb"
+
+    @property
+    def shared(self) -> bool:
+        return self in (VmaKind.FILE_SHARED, VmaKind.SHMEM_SHARED)
+
+
+class MMCounter(enum.IntEnum):
+    MM_FILEPAGES = 0
+    MM_ANONPAGES = 1
+    MM_SWAPENTS = 2
+    MM_SHMEMPAGES = 3
+
+
+MM_FILEPAGES = MMCounter.MM_FILEPAGES
+MM_ANONPAGES = MMCounter.MM_ANONPAGES
+MM_SWAPENTS = MMCounter.MM_SWAPENTS
+MM_SHMEMPAGES = MMCounter.MM_SHMEMPAGES
+
+_RSS_OF_KIND = {
+    VmaKind.ANON_PRIVATE: MM_ANONPAGES,
+    VmaKind.FILE_PRIVATE: MM_FILEPAGES,
+    VmaKind.FILE_SHARED: MM_FILEPAGES,
+    VmaKind.SHMEM_SHARED: MM_SHMEMPAGES,
+    VmaKind.HUGETLB: None,  # hugetlb pages are not in the RSS counters
+}
+
+
+class MMF(enum.Flag):
+    """``mm->flags`` bits used by later reaper designs."""
+
+    MMF_OOM_REAPED = enum.auto()
+    MMF_OOM_SKIP = enum.auto()
+    MMF_UNSTABLE = enum.auto()
+
+
+@dataclass(frozen=True)
+class VmaSpec:
+    """How a VMA looks when a process is created (pages already faulted in)."""
+
+    kind: VmaKind = VmaKind.ANON_PRIVATE
+    pages: int = 0
+    size: int | None = None  # vm size in pages; default: ``pages``
+    locked: bool = False  # VM_LOCKED (mlock)
+    swap: int = 0  # swapped-out pages (anon): swap entries, not zone pages
+
+    def __post_init__(self) -> None:
+        size = self.pages if self.size is None else self.size
+        if self.pages < 0 or self.swap < 0 or size < self.pages + self.swap:
+            raise ValueError(f"bad VMA spec {self}: need 0 <= pages + swap <= size")
+
+
+@dataclass(eq=False)
+class VMA:
+    kind: VmaKind
+    start: int
+    size: int
+    locked: bool = False
+    pages: list[int] = field(default_factory=list)
+    swap: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+    @property
+    def is_hugetlb(self) -> bool:
+        return self.kind is VmaKind.HUGETLB
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.kind is VmaKind.ANON_PRIVATE
+
+
+class MM:
+    """An ``mm_struct``."""
+
+    def __init__(self, kernel: "Kernel", owner: "Task | None" = None) -> None:
+        self.kernel = kernel
+        self.id = 0  # set by register_mm: the kernel numbers its mms
+        self.mm_users = Atomic(1, "mm_users")
+        # The users collectively hold one mm_count reference, dropped by the
+        # last mmput: that is why a fresh mm starts at 1/1.
+        self.mm_count = Atomic(1, "mm_count")
+        self.mmap_sem = RwSemaphore("&mm->mmap_sem", kernel)
+        self.owner = owner
+        self._vmas: list[VMA] = []
+        self._rss = [0, 0, 0, 0]
+        self._pgtables: list[int] = []
+        self.flags = MMF(0)
+        # page_table_lock: zapping and faulting the same VMA concurrently
+        # (reaper vs. page fault vs. exit_mmap) must not install, free or
+        # count a page twice.
+        self.page_table_lock = threading.Lock()
+        self.freed = False
+        self._next_addr = 0
+        self.id = kernel.register_mm(self)
+
+    def __repr__(self) -> str:
+        state = "freed" if self.freed else f"users={self.mm_users.read()} count={self.mm_count.read()}"
+        return f"<mm#{self.id} {state}>"
+
+    def check(self) -> None:
+        if self.freed:
+            raise UseAfterFree(f"use-after-free of mm#{self.id} "
+                               f"(owner {self.owner.comm if self.owner else '?'})")
+
+    # -- accessors (every one checks for use-after-free) --------------------
+    @property
+    def vmas(self) -> list[VMA]:
+        self.check()
+        return list(self._vmas)
+
+    def get_mm_counter(self, member: MMCounter) -> int:
+        self.check()
+        return self._rss[member]
+
+    def get_mm_rss(self) -> int:
+        self.check()
+        r = self._rss
+        return r[MM_FILEPAGES] + r[MM_ANONPAGES] + r[MM_SHMEMPAGES]
+
+    @property
+    def total_vm(self) -> int:
+        self.check()
+        return sum(v.size for v in self._vmas)
+
+    @property
+    def nr_ptes(self) -> int:
+        self.check()
+        return len(self._pgtables)
+
+    @property
+    def nr_pages_mapped(self) -> int:
+        self.check()
+        return sum(len(v.pages) for v in self._vmas) + len(self._pgtables)
+
+    # -- building -----------------------------------------------------------
+    def _new_vma(self, kind: VmaKind, size: int, locked: bool) -> VMA:
+        vma = VMA(kind, self._next_addr, size, locked)
+        self._next_addr += size + 16  # a guard gap between mappings
+        return vma
+
+    def populate(self, spec: VmaSpec) -> VMA:
+        """Set-up time: map a VMA with its pages already faulted in.
+
+        Takes pages straight from the free list (no watermarks, no reclaim):
+        this is the state of the machine before the story starts.
+        """
+        self.check()
+        size = spec.pages if spec.size is None else spec.size
+        vma = self._new_vma(spec.kind, size, spec.locked)
+        zone = self.kernel.zone
+        need = spec.pages + _pgtables_for(size)
+        if zone.nr_free < need:
+            raise ValueError(f"zone too small: mapping {need} pages needs more than the "
+                             f"{zone.nr_free} free")
+        for _ in range(_pgtables_for(size)):
+            self._pgtables.append(zone.rmqueue(self, AllocFlags.ALLOC_NO_WATERMARKS))
+        for _ in range(spec.pages):
+            vma.pages.append(zone.rmqueue(self, AllocFlags.ALLOC_NO_WATERMARKS))
+        vma.swap = spec.swap
+        self._account(vma.kind, len(vma.pages))
+        self._rss[MM_SWAPENTS] += spec.swap
+        self._vmas.append(vma)
+        return vma
+
+    def _account(self, kind: VmaKind, delta: int) -> None:
+        member = _RSS_OF_KIND[kind]
+        if member is not None:
+            self._rss[member] += delta
+
+
+def _pgtables_for(size: int) -> int:
+    return (size + PTRS_PER_PTE - 1) // PTRS_PER_PTE
+
+
+# -- refcounting (kernel/fork.c) --------------------------------------------
+def mmget(mm: MM) -> None:
+    mm.check()
+    atomic_inc(mm.mm_users)
+
+
+def mmget_not_zero(mm: MM) -> bool:
+    """Take an address-space reference unless the last user already left.
+
+    The caller must hold an ``mm_count`` pin: that keeps the struct alive,
+    while ``mm_users`` may already be zero (exit_mmap running or done).
+    """
+    mm.check()
+    return atomic_inc_not_zero(mm.mm_users)
+
+
+def mmgrab(mm: MM) -> None:
+    mm.check()
+    atomic_inc(mm.mm_count)
+
+
+def mmdrop(mm: MM) -> None:
+    mm.check()
+    if atomic_dec_and_test(mm.mm_count):
+        __mmdrop(mm)
+
+
+def __mmdrop(mm: MM) -> None:
+    mm.freed = True
+    mm.kernel.tracer.record("mm_free", 0, "", mm=mm.id)
+    mm.kernel.note_mm_freed(mm)
+
+
+def mmput(mm: MM) -> None:
+    """Drop an address-space reference; the last one tears the mm down."""
+    mm.check()
+    if atomic_dec_and_test(mm.mm_users):
+        exit_mmap(mm)
+        mmdrop(mm)
+
+
+def exit_mmap(mm: MM) -> None:
+    """Unmap every VMA and free the page tables (the last user is gone)."""
+    mm.check()
+    freed = 0
+    for vma in list(mm._vmas):
+        freed += unmap_page_range(mm, vma)
+    with mm.page_table_lock:
+        pgtables, mm._pgtables = mm._pgtables, []
+        mm._vmas = []
+    mm.kernel.zone.free_pages(pgtables, mm)
+    mm.kernel.tracer.record("exit_mmap", 0, "", mm=mm.id, pages=freed + len(pgtables))
+    mm.kernel.poke()
+
+
+def unmap_page_range(mm: MM, vma: VMA) -> int:
+    """Zap a VMA's pages and swap entries; return the pages freed."""
+    mm.check()
+    with mm.page_table_lock:
+        pages, vma.pages = vma.pages, []
+        swap, vma.swap = vma.swap, 0
+        mm._account(vma.kind, -len(pages))
+        mm._rss[MM_SWAPENTS] -= swap
+    mm.kernel.zone.free_pages(pages, mm)
+    return len(pages)
+
+
+def handle_mm_fault(mm: MM, vma: VMA, gfp: int = GFP_HIGHUSER_MOVABLE) -> bool:
+    """Fault one page into ``vma``; False if the allocation failed (VM_FAULT_OOM).
+
+    The caller holds ``mmap_sem`` for read, as a page fault does.
+    """
+    mm.check()
+    if len(vma.pages) + vma.swap >= vma.size:
+        raise ValueError(f"fault beyond the end of a {vma.size}-page VMA")
+    pfn = alloc_pages(gfp, 0, owner=mm)
+    if pfn is None:
+        return False
+    with mm.page_table_lock:
+        mm.check()
+        vma.pages.append(pfn)
+        mm._account(vma.kind, 1)
+    return True
+
+
+def do_mmap(mm: MM, kind: VmaKind, size: int, locked: bool = False) -> VMA:
+    """Create an empty VMA; allocates its page tables (caller holds mmap_sem for write)."""
+    from .page_alloc import GFP_KERNEL
+
+    mm.check()
+    if size < 1:
+        raise ValueError("mmap of an empty range")
+    vma = mm._new_vma(kind, size, locked)
+    tables = []
+    for _ in range(_pgtables_for(size)):
+        pfn = alloc_pages(GFP_KERNEL, 0, owner=mm)
+        if pfn is None:
+            mm.kernel.zone.free_pages(tables, mm)
+            raise MemoryError("ENOMEM")
+        tables.append(pfn)
+    with mm.page_table_lock:
+        mm._pgtables.extend(tables)
+        mm._vmas.append(vma)
+    return vma

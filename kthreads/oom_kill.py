@@ -1,0 +1,248 @@
+"""The OOM killer (mm/oom_kill.c, as of Linux 4.6).
+
+Its one assumption, which the reaper exists to rescue: a victim that has been
+sent SIGKILL and given TIF_MEMDIE exits soon and frees its memory. Until it
+does, ``select_bad_process`` refuses to choose anybody else
+(OOM_SCAN_ABORT), so a victim that cannot run blocks every later OOM kill.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .atomic import atomic_dec_return, atomic_inc
+from .errors import OomPanic
+from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, mmdrop, mmgrab
+from .page_alloc import PAGE_KB, format_gfp
+from .sched import (OOM_SCORE_ADJ_MIN, PF, Task, current, fatal_signal_pending, signal_wake_up,
+                    schedule_timeout_killable)
+from .trace import LogLevel
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+
+class OomScan(enum.Enum):
+    OOM_SCAN_OK = 0
+    OOM_SCAN_CONTINUE = 1
+    OOM_SCAN_ABORT = 2
+    OOM_SCAN_SELECT = 3
+
+
+@dataclass(frozen=True)
+class OomControl:
+    gfp_mask: int
+    order: int = 0
+
+
+def is_global_init(p: Task) -> bool:
+    return p.tgid == 1  # pid 1 is reserved: the model boots no init task
+
+
+def oom_unkillable_task(p: Task) -> bool:
+    return is_global_init(p) or p.is_kthread
+
+
+def find_lock_task_mm(p: Task) -> Task | None:
+    """A thread of ``p``'s group that still has an mm."""
+    for t in p.thread_group():
+        if t.mm is not None:
+            return t
+    return None
+
+
+def oom_badness(p: Task, totalpages: int) -> int:
+    """Points for ``p``: 0 means not eligible, otherwise at least 1.
+
+    rss + swap entries + page-table pages, then ``oom_score_adj`` scaled by
+    the size of memory. (Linux 4.6 computed ``adj * (totalpages / 1000)``
+    with the division first; the model multiplies first so that the adj also
+    counts in small model zones.)
+    """
+    if oom_unkillable_task(p):
+        return 0
+    t = find_lock_task_mm(p)
+    if t is None:
+        return 0
+    mm = t.mm
+    adj = p.signal.oom_score_adj
+    if adj == OOM_SCORE_ADJ_MIN:
+        return 0
+    points = mm.get_mm_rss() + mm.get_mm_counter(MM_SWAPENTS) + mm.nr_ptes
+    points += adj * totalpages // 1000
+    return points if points > 0 else 1
+
+
+def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> OomScan:
+    if oom_unkillable_task(task):
+        return OomScan.OOM_SCAN_CONTINUE
+    # This task already has access to memory reserves and is being killed:
+    # don't let anybody else at them (the assumption the lockup breaks).
+    if task.tif_memdie:
+        return OomScan.OOM_SCAN_ABORT
+    if task.mm is None:
+        return OomScan.OOM_SCAN_CONTINUE
+    return OomScan.OOM_SCAN_OK
+
+
+def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | OomScan, int]:
+    """The eligible thread with the most points, None, or OOM_SCAN_ABORT."""
+    totalpages = kernel.zone.nr_pages
+    chosen, chosen_points = None, 0
+    for p in kernel.tasks():
+        if p.state & (p.state.EXIT_DEAD | p.state.EXIT_ZOMBIE):
+            continue
+        scan = oom_scan_process_thread(kernel, oc, p)
+        if scan is OomScan.OOM_SCAN_CONTINUE:
+            continue
+        if scan is OomScan.OOM_SCAN_ABORT:
+            return OomScan.OOM_SCAN_ABORT, 0
+        points = oom_badness(p, totalpages)
+        if not points or points < chosen_points:
+            continue
+        # Prefer a thread group leader on a tie, as the kernel does.
+        if points == chosen_points and chosen is not None and \
+                chosen.group_leader is chosen:
+            continue
+        chosen, chosen_points = p, points
+    return chosen, chosen_points
+
+
+def dump_tasks(kernel: "Kernel") -> None:
+    kernel.printk("[ pid ]   uid  tgid total_vm      rss nr_ptes nr_pmds swapents oom_score_adj name",
+                  LogLevel.KERN_INFO)
+    for p in kernel.processes():
+        if oom_unkillable_task(p):
+            continue
+        t = find_lock_task_mm(p)
+        if t is None:
+            continue
+        mm = t.mm
+        kernel.printk(f"[{t.pid:5d}] {0:5d} {t.tgid:5d} {mm.total_vm:8d} {mm.get_mm_rss():8d} "
+                      f"{mm.nr_ptes:7d} {0:7d} {mm.get_mm_counter(MM_SWAPENTS):8d}         "
+                      f"{p.signal.oom_score_adj:5d} {t.comm}", LogLevel.KERN_INFO)
+
+
+def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
+    cur = current()
+    comm = cur.comm if cur else "harness"
+    adj = cur.signal.oom_score_adj if cur else 0
+    kernel.printk(f"{comm} invoked oom-killer: gfp_mask={oc.gfp_mask:#x}({format_gfp(oc.gfp_mask)}), "
+                  f"order={oc.order}, oom_score_adj={adj}", LogLevel.KERN_WARNING, cur)
+    z = kernel.zone
+    kernel.printk(f"Node 0 Normal free:{z.nr_free * PAGE_KB}kB min:{z.wmark_min * PAGE_KB}kB "
+                  f"low:{z.wmark_low * PAGE_KB}kB high:{z.wmark_high * PAGE_KB}kB "
+                  f"present:{z.nr_pages * PAGE_KB}kB", LogLevel.KERN_INFO, cur)
+    dump_tasks(kernel)
+
+
+def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
+    """Give ``tsk`` TIF_MEMDIE: access to the reserves, and OOM_SCAN_ABORT for everybody else."""
+    if tsk.tif_memdie:  # test_and_set_tsk_thread_flag
+        return
+    tsk.tif_memdie = True
+    atomic_inc(kernel.oom_victims)
+    kernel.tracer.record("mark_victim", tsk.pid, tsk.comm)
+    kernel.poke()
+
+
+def exit_oom_victim(kernel: "Kernel", tsk: Task) -> None:
+    tsk.tif_memdie = False
+    if atomic_dec_return(kernel.oom_victims) == 0:
+        kernel.poke()  # oom_victims_wait: nothing in the model waits on it yet
+    kernel.tracer.record("exit_oom_victim", tsk.pid, tsk.comm)
+
+
+def do_send_sig_info_sigkill(kernel: "Kernel", p: Task) -> None:
+    """SIGKILL to ``p``'s whole thread group (SEND_SIG_FORCED)."""
+    p.signal.group_exit = True
+    for t in p.thread_group():
+        if t.state & (t.state.EXIT_DEAD | t.state.EXIT_ZOMBIE):
+            continue
+        t.sigkill_pending = True
+        signal_wake_up(t)
+    kernel.tracer.record("signal_generate", p.pid, p.comm, sig=9)
+
+
+def process_shares_mm(p: Task, mm: MM) -> bool:
+    return any(t.mm is mm for t in p.thread_group())
+
+
+def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
+                     message: str = "Out of memory") -> None:
+    dump_header(kernel, oc, p)
+    kernel.printk(f"{message}: Kill process {p.pid} ({p.comm}) score {points} or sacrifice child",
+                  LogLevel.KERN_ERR, current())
+    victim = find_lock_task_mm(p)
+    if victim is None:
+        return
+    mm = victim.mm
+    # Pin the struct: after this point the victim may exit and drop its last
+    # mm_users reference at any moment, but we still compare and report it.
+    mmgrab(mm)
+    # Make sure we do not try to reap the same mm twice.
+    mark_oom_victim(kernel, victim)
+    kernel.printk(f"Killed process {victim.pid} ({victim.comm}) total-vm:{mm.total_vm * PAGE_KB}kB, "
+                  f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+                  f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+                  f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
+                  LogLevel.KERN_ERR, current())
+    kernel.stats.oom_kills += 1
+    do_send_sig_info_sigkill(kernel, victim)
+
+    # Kill every other process sharing the victim's mm. A sharer we may not
+    # kill keeps using the memory, so then the mm must not be reaped.
+    can_oom_reap = True
+    for q in kernel.processes():
+        if q.signal is victim.signal or not process_shares_mm(q, mm):
+            continue
+        if q.is_kthread or is_global_init(q):
+            continue
+        if q.signal.oom_score_adj == OOM_SCORE_ADJ_MIN:
+            can_oom_reap = False
+            kernel.tracer.record("oom_reap_forbidden", q.pid, q.comm, mm=mm.id,
+                                 victim=victim.pid)
+            continue
+        do_send_sig_info_sigkill(kernel, q)
+    kernel.tracer.record("oom_kill", victim.pid, victim.comm, points=points, mm=mm.id,
+                         can_oom_reap=can_oom_reap, by=current().pid if current() else 0)
+    kernel.policy.after_kill(kernel, victim, mm, can_oom_reap)
+    mmdrop(mm)
+
+
+def panic(kernel: "Kernel", message: str) -> None:
+    kernel.printk(f"Kernel panic - not syncing: {message}", LogLevel.KERN_ERR, current())
+    kernel.panic(message)
+    raise OomPanic(message)
+
+
+def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
+    """Kill something (or find a reason not to); the caller holds oom_lock."""
+    cur = current()
+    kernel.stats.oom_invocations += 1
+    # If current already has SIGKILL pending or is exiting, let it have the
+    # reserves so that it can get out of the way quickly.
+    if cur is not None and cur.mm is not None and \
+            (fatal_signal_pending(cur) or cur.flags & PF.PF_EXITING):
+        mark_oom_victim(kernel, cur)
+        kernel.tracer.record("oom_current_victim", cur.pid, cur.comm)
+        kernel.policy.after_kill(kernel, cur, cur.mm, True, self_victim=True)
+        return True
+    p, points = select_bad_process(kernel, oc)
+    if p is None:
+        dump_header(kernel, oc, None)
+        panic(kernel, "Out of memory and no killable processes...")
+    if p is OomScan.OOM_SCAN_ABORT:
+        kernel.stats.oom_aborts += 1
+        holders = [t.pid for t in kernel.tasks() if t.tif_memdie]
+        kernel.tracer.record("oom_abort", cur.pid if cur else 0, cur.comm if cur else "",
+                             memdie=holders)
+        kernel.poke()
+        return True
+    oom_kill_process(kernel, oc, p, points)
+    # Give the victim a good chance to exit before anybody allocates again.
+    # (Linux 4.6 sleeps here holding oom_lock.)
+    schedule_timeout_killable(1, "out_of_memory")
+    return True

@@ -1,0 +1,49 @@
+"""Kernel designs the lab can boot: which OOM-reaper code runs.
+
+A policy is chosen per ``Kernel``. It decides which kernel threads start at
+boot and what the OOM killer does with a victim's mm after the kill.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .mm import MM
+    from .sched import Task
+
+
+class Policy(str, enum.Enum):
+    NONE = "none"  # Linux 4.5: no oom_reaper
+    PATCH1 = "patch1"  # Linux 4.6 "mm, oom: introduce oom reaper" (patch 1 of 5)
+
+    @classmethod
+    def parse(cls, text: str) -> "Policy":
+        try:
+            return cls(text)
+        except ValueError:
+            raise ValueError(f"unknown policy {text!r}; valid: "
+                             f"{', '.join(p.value for p in cls)}") from None
+
+
+class PolicyOps:
+    """What differs between designs. The base class is ``none``."""
+
+    policy = Policy.NONE
+
+    def boot(self, kernel: "Kernel") -> None:
+        """Start the design's kernel threads."""
+
+    def after_kill(self, kernel: "Kernel", victim: "Task", mm: "MM", can_oom_reap: bool,
+                   self_victim: bool = False) -> None:
+        """Called by the OOM killer once ``victim`` is marked and signalled."""
+
+
+def policy_ops(policy: Policy) -> PolicyOps:
+    if policy is Policy.NONE:
+        return PolicyOps()
+    from .oom_reaper import Patch1Ops
+
+    return Patch1Ops()
