@@ -28,7 +28,8 @@ from .rwsem import (RwSemaphore, down_read, down_read_killable, down_read_tryloc
 from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_IDLE, TASK_INTERRUPTIBLE,
                     TASK_KILLABLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, SleepResult, Task,
                     TaskState, current, fatal_signal_pending, return_to_user, schedule_timeout,
-                    schedule_timeout_killable, schedule_timeout_uninterruptible, sleep_on)
+                    schedule_timeout_killable, schedule_timeout_uninterruptible, send_sigkill,
+                    sleep_on)
 from .snapshot import KernelSnapshot, LockSnapshot, MMSnapshot, TaskSnapshot, ZoneSnapshot
 
 logger.disable("kthreads")

@@ -6,7 +6,7 @@ from .errors import ModelBug, OomPanic, PlugPulled, SigKill
 from .lockdep import held_lock_name
 from .mm import mmdrop, mmgrab, mmput
 from .oom_kill import exit_oom_victim
-from .sched import PF, Task, TaskState
+from .sched import PF, Task, TaskState, return_to_user
 
 
 def task_main(task: Task) -> None:
@@ -16,6 +16,9 @@ def task_main(task: Task) -> None:
         if kernel.plug_pulled:  # started only to be run down at shutdown
             raise PlugPulled()
         task.body(task)
+        # The body is done and heads back to user space to exit: a SIGKILL
+        # that arrived meanwhile is noticed on the way.
+        return_to_user(task)
         task.exit_reason = "exit"
     except SigKill:
         task.exit_reason = "SIGKILL"

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 from .atomic import Atomic
 from .errors import ModelBug
 from .jiffies import Clock
-from .mm import MM, VmaSpec, mmget
+from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
 from .page_alloc import Zone
 from .rwsem import RwSemaphore
@@ -185,8 +185,12 @@ class Kernel:
             mmget(mm)
         else:
             mm = MM(self)
-            for spec in vmas:
-                mm.populate(spec)
+            try:
+                for spec in vmas:
+                    mm.populate(spec)
+            except BaseException:
+                mmput(mm)  # give back what was mapped before the failure
+                raise
         return self._new_task(comm, body, SignalStruct(oom_score_adj), None, mm, PF(0), start)
 
     def clone_thread(self, parent: Task, comm: str, body: Body, start: bool = True) -> Task:

@@ -16,8 +16,8 @@ from .atomic import atomic_dec_return, atomic_inc
 from .errors import OomPanic
 from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, mmdrop, mmgrab
 from .page_alloc import PAGE_KB, format_gfp
-from .sched import (OOM_SCORE_ADJ_MIN, PF, Task, current, fatal_signal_pending, signal_wake_up,
-                    schedule_timeout_killable)
+from .sched import (OOM_SCORE_ADJ_MIN, PF, Task, current, fatal_signal_pending, schedule_timeout_killable,
+                    send_sigkill)
 from .trace import LogLevel
 
 if TYPE_CHECKING:
@@ -155,17 +155,6 @@ def exit_oom_victim(kernel: "Kernel", tsk: Task) -> None:
     kernel.tracer.record("exit_oom_victim", tsk.pid, tsk.comm)
 
 
-def do_send_sig_info_sigkill(kernel: "Kernel", p: Task) -> None:
-    """SIGKILL to ``p``'s whole thread group (SEND_SIG_FORCED)."""
-    p.signal.group_exit = True
-    for t in p.thread_group():
-        if t.state & (t.state.EXIT_DEAD | t.state.EXIT_ZOMBIE):
-            continue
-        t.sigkill_pending = True
-        signal_wake_up(t)
-    kernel.tracer.record("signal_generate", p.pid, p.comm, sig=9)
-
-
 def process_shares_mm(p: Task, mm: MM) -> bool:
     return any(t.mm is mm for t in p.thread_group())
 
@@ -190,7 +179,7 @@ def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
                   f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
                   LogLevel.KERN_ERR, current())
     kernel.stats.oom_kills += 1
-    do_send_sig_info_sigkill(kernel, victim)
+    send_sigkill(victim)
 
     # Kill every other process sharing the victim's mm. A sharer we may not
     # kill keeps using the memory, so then the mm must not be reaped.
@@ -205,7 +194,7 @@ def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
             kernel.tracer.record("oom_reap_forbidden", q.pid, q.comm, mm=mm.id,
                                  victim=victim.pid)
             continue
-        do_send_sig_info_sigkill(kernel, q)
+        send_sigkill(q)
     kernel.tracer.record("oom_kill", victim.pid, victim.comm, points=points, mm=mm.id,
                          can_oom_reap=can_oom_reap, by=current().pid if current() else 0)
     kernel.policy.after_kill(kernel, victim, mm, can_oom_reap)

@@ -201,6 +201,18 @@ def signal_wake_up(task: Task) -> None:
         task.wake_event.set()
 
 
+def send_sigkill(p: Task) -> None:
+    """SIGKILL to ``p``'s whole thread group (do_send_sig_info, group=true)."""
+    p.signal.group_exit = True
+    for t in p.thread_group():
+        if t.state & (TaskState.EXIT_DEAD | TaskState.EXIT_ZOMBIE):
+            continue
+        t.sigkill_pending = True
+        signal_wake_up(t)
+    p.kernel.tracer.record("signal_generate", p.pid, p.comm, sig=9)
+    p.kernel.poke()
+
+
 def wake_up_process(task: Task) -> None:
     task.wake_event.set()
 
