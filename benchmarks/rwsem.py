@@ -11,8 +11,9 @@ Uncontended cost (ns per acquire+release pair)
     The figure includes the loop's own overhead, the same for every case
     (the empty loop is timed too and reported for reference). Cases are
     measured in *interleaved* rounds: each of the ``--repeats`` rounds runs
-    every case once, so a burst of noise hits all cases alike rather than one
-    case's whole series, and the figure kept is the MINIMUM of the rounds
+    every case once (in an order rotated from round to round), so a burst of
+    noise hits all cases alike rather than one case's whole series, and the
+    figure kept is the MINIMUM of the rounds
     (the median is shown alongside as a noise indicator). Cases:
 
     * baseline: ``threading.Lock`` ``acquire()`` + ``release()``;
@@ -87,7 +88,7 @@ Op = Callable[..., object]
 DEFAULT_REPEATS = 7
 DEFAULT_OPS = 200_000
 DEFAULT_MIX_SECONDS = 1.0
-DEFAULT_MIX_REPEATS = 3
+DEFAULT_MIX_REPEATS = 5
 DEFAULT_SEED = 1
 
 MIX_THREADS = 4
@@ -95,6 +96,7 @@ READ_FRACTION = 0.9
 MIX_PATTERN_LEN = 4096  # ops in each worker's repeating sequence
 MIX_CHUNK = 64  # ops between two looks at the stop flag
 JOIN_SLACK = 10.0  # real seconds a thread gets beyond its expected run time
+NOISY_SPREAD = 1.25  # median/min of a case above this: the run was noisy
 
 GOAL_TRYLOCK_VS_LOCK = 6.0
 GOAL_TRYLOCK_VS_RWL = 4.0
@@ -263,26 +265,41 @@ def run_cases_in_task(kernel: kthreads.Kernel, cases: Sequence[Case], ops: int,
 
 def measure_uncontended(repeats: int, ops: int, rwlock: ModuleType | None
                         ) -> tuple[list[Case], dict[str, list[float]], list[float]]:
-    """Interleaved rounds over every case; samples (ns/op) by case key, and the empty loop's."""
+    """Interleaved rounds over every case; samples (ns/op) by case key, and the empty loop's.
+
+    A round times every harness case once, plus one forked task that times
+    the task cases; the order is rotated from round to round so that noise
+    with a period does not always land on the same case.
+    """
     hcases = harness_cases(rwlock)
     tcases = task_cases()
     samples: dict[str, list[float]] = {c.key: [] for c in hcases + tcases}
     loop_floor: list[float] = []
     # Per-pair cost is at worst a few us even in a task: generous, still bounded.
     task_timeout = JOIN_SLACK * 3 + ops * len(tcases) * 50e-6
-    prepared = [(c, c.setup()) for c in hcases]
-    kernel = kthreads.Kernel()
+    # No khungtaskd: nothing else in the model should run while a task is timed.
+    kernel = kthreads.Kernel(hung_task_timeout=0)
+
+    def harness_unit(case: Case) -> Callable[[int], None]:
+        acq, rel, arg = case.setup()
+        return lambda n: samples[case.key].append(time_pairs(acq, rel, n, arg))
+
+    def task_unit(n: int) -> None:
+        for key, ns in run_cases_in_task(kernel, tcases, n, task_timeout).items():
+            samples[key].append(ns)
+
+    units: list[Callable[[int], None]] = [lambda n: loop_floor.append(time_empty_loop(n))]
+    units += [harness_unit(c) for c in hcases]
+    units.append(task_unit)
     try:
-        warm = min(ops, 2000)  # specialise the bytecode and fault everything in
-        for _, (acq, rel, arg) in prepared:
-            time_pairs(acq, rel, warm, arg)
-        run_cases_in_task(kernel, tcases, warm, task_timeout)
-        for _ in range(repeats):
-            loop_floor.append(time_empty_loop(ops))
-            for case, (acq, rel, arg) in prepared:
-                samples[case.key].append(time_pairs(acq, rel, ops, arg))
-            for key, ns in run_cases_in_task(kernel, tcases, ops, task_timeout).items():
-                samples[key].append(ns)
+        for unit in units:  # warm-up: specialise the bytecode, fault everything in
+            unit(min(ops, 2000))
+        for lst in (*samples.values(), loop_floor):
+            lst.clear()
+        for r in range(repeats):
+            k = r % len(units)
+            for unit in units[k:] + units[:k]:
+                unit(ops)
     finally:
         report = kernel.shutdown()
         if not report.clean:
@@ -346,7 +363,8 @@ def _mix_worker(ops: MixOps, chunks: list[list[bool]], barrier: threading.Barrie
     try:
         barrier.wait()
         while not stop[0]:
-            for is_read in chunks[c]:
+            chunk = chunks[c]
+            for is_read in chunk:
                 if is_read:
                     racq()
                     _ = shared[0]
@@ -355,7 +373,7 @@ def _mix_worker(ops: MixOps, chunks: list[list[bool]], barrier: threading.Barrie
                     wacq()
                     shared[0] += 1
                     wrel()
-            n += MIX_CHUNK
+            n += len(chunk)
             writes += writes_in[c]
             c += 1
             if c == nchunks:
@@ -468,6 +486,7 @@ def evaluate_goals(best: dict[str, float], mix: dict[str, MixResult],
 
 
 def environment() -> dict[str, Any]:
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -481,6 +500,12 @@ def environment() -> dict[str, Any]:
         "cpus_usable": usable,
         "readerwriterlock": readerwriterlock_version(),
     }
+
+
+def worst_spread(samples: dict[str, list[float]]) -> tuple[str, float]:
+    """The case whose median is furthest above its min, and that ratio."""
+    key = max(samples, key=lambda k: statistics.median(samples[k]) / min(samples[k]))
+    return key, statistics.median(samples[key]) / min(samples[key])
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -507,6 +532,10 @@ def print_report(env: dict[str, Any], params: dict[str, Any], cases: list[Case],
         v = samples[c.key]
         p(f"  {c.label:<42} {c.context:<15} {best[c.key]:>10.1f} "
           f"{'(' + format(statistics.median(v), '.1f') + ')':>10} {best[c.key] / lock:>7.2f}x")
+    key, spread = worst_spread(samples)
+    if spread > NOISY_SPREAD:
+        p(f"  WARNING: noisy run: {key} median is {spread:.2f}x its min; the mins are still "
+          f"compared, but a rerun with more --repeats is safer")
     p("")
     if "rwl.harness.read" in best:
         p("kthreads vs readerwriterlock RWLockWrite (harness thread, min ns/op; speedup = rwl/kthreads)")
@@ -522,7 +551,7 @@ def print_report(env: dict[str, Any], params: dict[str, Any], cases: list[Case],
     p(f"Contended mix: {MIX_THREADS} threads, {READ_FRACTION:.0%} read / {1 - READ_FRACTION:.0%} "
       f"write, tiny critical section, {params['mix_seconds']:g} s per run, best of "
       f"{params['mix_repeats']} interleaved runs (seed {params['seed']})")
-    p(f"  {'lock':<42} {'best ops/s':>12} {'(median)':>12} {'x Lock':>8}")
+    p(f"  {'lock type':<42} {'best ops/s':>12} {'(median)':>12} {'x Lock':>8}")
     labels = {"lock": "threading.Lock (mutex for reads and writes)",
               "rwsem": "RwSemaphore down_read/down_write",
               "rwl": "readerwriterlock RWLockWrite"}
@@ -560,6 +589,7 @@ def build_json(env: dict[str, Any], params: dict[str, Any], cases: list[Case],
         "environment": env,
         "params": params,
         "empty_loop_ns_per_op": min(loop_floor),
+        "worst_spread": {"case": worst_spread(samples)[0], "median_over_min": worst_spread(samples)[1]},
         "uncontended": unc,
         "mix": mix_out,
         "goals": [{"goal": g.text, "target": g.target, "ratio": g.value, "met": g.met,

@@ -41,7 +41,7 @@ class KernelConfig:
     wmark_high: int | None = None
     policy: Policy = Policy.NONE
     hung_task_timeout: float = 120.0  # /proc/sys/kernel/hung_task_timeout_secs; 0 disables
-    hung_task_check_interval: float | None = None  # default: hung_task_timeout / 4
+    hung_task_check_interval: float | None = None  # default: hung_task_timeout / 4 (4.19's knob)
     alloc_stall_secs: float = 10.0  # "page allocation stalls" every this long
     ring_size: int = 65536
     shutdown_timeout: float = 5.0  # real seconds to join every thread
@@ -139,7 +139,13 @@ class Kernel:
         self._changed = threading.Condition(threading.Lock())
         self._observers = 0
         self.kthreads: dict[str, Task] = {}
+        self.reaper_state: Any = None  # oom_reaper.ReaperState under a reaper policy
+        self.hung_tasks: dict[int, float] = {}  # pid -> model time khungtaskd reported it
         self.policy.boot(self)
+        if config.hung_task_timeout > 0:
+            from .hung_task import start_khungtaskd
+
+            start_khungtaskd(self)
 
     # -- context manager ----------------------------------------------------
     def __enter__(self) -> "Kernel":

@@ -317,3 +317,13 @@ def do_mmap(mm: MM, kind: VmaKind, size: int, locked: bool = False) -> VMA:
         mm._pgtables.extend(tables)
         mm._vmas.append(vma)
     return vma
+
+
+def do_munmap(mm: MM, vma: VMA) -> int:
+    """Unmap a whole VMA (caller holds mmap_sem for write); return pages freed."""
+    mm.check()
+    freed = unmap_page_range(mm, vma)
+    with mm.page_table_lock:
+        mm._vmas.remove(vma)
+    mm.kernel.poke()
+    return freed

@@ -76,6 +76,7 @@ def oom_badness(p: Task, totalpages: int) -> int:
 
 
 def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> OomScan:
+    """Linux 4.6's rules; SysRq-f's exemptions are not modelled."""
     if oom_unkillable_task(task):
         return OomScan.OOM_SCAN_CONTINUE
     # This task already has access to memory reserves and is being killed:
@@ -84,6 +85,10 @@ def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> Oom
         return OomScan.OOM_SCAN_ABORT
     if task.mm is None:
         return OomScan.OOM_SCAN_CONTINUE
+    # task_will_free_mem(): an exiting task that still has its mm is about
+    # to free it, so wait for it rather than kill somebody else.
+    if task.flags & PF.PF_EXITING:
+        return OomScan.OOM_SCAN_ABORT
     return OomScan.OOM_SCAN_OK
 
 

@@ -135,7 +135,8 @@ class KernelSnapshot:
         for lk in self.locks:
             if lk.writer is None and not lk.readers and not lk.waiters:
                 continue
-            who = f"writer {lk.writer}" if lk.writer is not None else f"readers {list(lk.readers)}"
+            role = "owner" if lk.kind == "mutex" else "writer"
+            who = f"{role} {lk.writer}" if lk.writer is not None else f"readers {list(lk.readers)}"
             lines.append(f"  {lk.kind} {lk.name}: {who}, waiters {list(lk.waiters)}")
         return "\n".join(lines)
 

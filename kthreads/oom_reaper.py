@@ -1,0 +1,188 @@
+"""The oom_reaper kernel thread (Linux 4.6, "mm, oom: introduce oom reaper", patch 1).
+
+The OOM killer hands the victim's mm to a dedicated kernel thread through a
+single slot, ``mm_to_reap``. The reaper takes the victim's mmap_sem for read
+with a *trylock* and unmaps its anonymous and private memory without the
+victim having to run. It never sleeps on mmap_sem: if a writer holds it, or
+waits for it, the reaper retries 10 times, HZ/10 apart, then gives up.
+
+The slot is a compare-and-swap cell: only a NULL -> mm transition succeeds,
+so a second victim killed while the reaper is busy is simply not reaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .atomic import Cell, cmpxchg
+from .lockdep import debug_show_all_locks
+from .mm import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, mmdrop, mmget_not_zero, mmgrab,
+                 mmput, unmap_page_range)
+from .page_alloc import PAGE_KB
+from .policy import Policy, PolicyOps
+from .sched import TaskState, schedule_timeout_idle, sleep_on, wake_up_process
+from .trace import LogLevel
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .sched import Task
+
+MAX_OOM_REAP_RETRIES = 10
+
+
+@dataclass(frozen=True)
+class ReapRequest:
+    """What sits in ``mm_to_reap``: the mm, and the victim it was killed with
+    (the kernel's patch 1 kept only the mm; the task is here for the log)."""
+
+    mm: MM
+    pid: int
+    comm: str
+
+
+@dataclass
+class ReaperState:
+    """The reaper's own bookkeeping, read by snapshots and post-mortems."""
+
+    mm_to_reap: Cell[ReapRequest]
+    attempts: int = 0  # trylock attempts on the current mm
+    skipped: int = 0  # failed trylocks, ever
+    reaped: int = 0  # mms reaped
+    failed: int = 0  # gave up after MAX_OOM_REAP_RETRIES
+    failed_mms: list[MM] = field(default_factory=list)
+    dropped: int = 0  # victims not queued because the slot was busy
+    raced_exit: int = 0  # the victim's last user left before the reaper got there
+    pages_reaped: int = 0
+
+
+def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
+    """Queue ``mm`` for the reaper; False if the slot was busy (not reaped)."""
+    state: ReaperState | None = kernel.reaper_state
+    if state is None:
+        return False
+    reaper = kernel.kthreads.get("oom_reaper")
+    if reaper is None:
+        return False
+    # Pin the struct with mm_count, not mm_users: the victim's own exit must
+    # still be able to tear the address space down while the request waits.
+    mmgrab(mm)
+    req = ReapRequest(mm, victim.pid, victim.comm)
+    # cmpxchg, NULL -> mm only. Two OOM kills racing for the slot (two
+    # allocating CPUs) cannot both win, and a busy slot is never overwritten:
+    #   CPU0: cmpxchg(NULL -> mm0) wins     CPU1: cmpxchg(NULL -> mm1) sees mm0
+    #   CPU0: wake_up(oom_reaper)            CPU1: mmdrop(mm1)   (not reaped)
+    if cmpxchg(state.mm_to_reap, None, req) is None:
+        kernel.tracer.record("wake_reaper", victim.pid, victim.comm, mm=mm.id)
+        wake_up_process(reaper)
+        return True
+    state.dropped += 1
+    kernel.tracer.record("reap_dropped", victim.pid, victim.comm, mm=mm.id,
+                         busy_with=state.mm_to_reap.read().pid if state.mm_to_reap.read() else None)
+    mmdrop(mm)
+    return False
+
+
+def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
+    """One attempt: True when done (reaped, or nothing left to reap)."""
+    state: ReaperState = kernel.reaper_state
+    mm = req.mm
+    # atomic_inc_not_zero(mm_users): the victim may have dropped its last
+    # user reference already. Then exit_mmap is (or was) freeing everything
+    # and reaping would race with it:
+    #   oom_reaper                          victim
+    #                                       mmput: mm_users 1 -> 0
+    #   mmget_not_zero: fails, done         exit_mmap: frees the pages
+    # The mm_count pin keeps the struct itself valid for this check.
+    if not mmget_not_zero(mm):
+        state.raced_exit += 1
+        kernel.tracer.record("reap_raced_exit", req.pid, req.comm, mm=mm.id)
+        return True
+    try:
+        state.attempts += 1
+        if not mm.mmap_sem.down_read_trylock():
+            state.skipped += 1
+            kernel.tracer.record("skip_task_reaping", req.pid, req.comm, mm=mm.id,
+                                 attempt=state.attempts)
+            return False
+        try:
+            kernel.tracer.record("start_task_reaping", req.pid, req.comm, mm=mm.id)
+            freed = 0
+            for vma in mm.vmas:
+                # hugetlb pages and mlocked VMAs need more than a zap; skip.
+                if vma.is_hugetlb or vma.locked:
+                    continue
+                # Only private memory is safe to drop behind the owner's back.
+                if vma.is_anonymous or not vma.kind.shared:
+                    freed += unmap_page_range(mm, vma)
+            state.reaped += 1
+            state.pages_reaped += freed
+            kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now "
+                          f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+                          f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+                          f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
+                          LogLevel.KERN_INFO, kernel.kthreads.get("oom_reaper"))
+            kernel.tracer.record("finish_task_reaping", req.pid, req.comm, mm=mm.id, pages=freed)
+            kernel.poke()
+        finally:
+            mm.mmap_sem.up_read()
+        return True
+    finally:
+        # Possibly the last user: then exit_mmap runs here, in the reaper
+        # (the 4.7 series moved this to mmput_async).
+        mmput(mm)
+
+
+def oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> None:
+    state: ReaperState = kernel.reaper_state
+    state.attempts = 0
+    hz = kernel.clock.hz
+    try:
+        tries = 0
+        while tries < MAX_OOM_REAP_RETRIES:
+            tries += 1
+            if __oom_reap_vmas(kernel, req):
+                return
+            schedule_timeout_idle(hz // 10, "oom_reap_vmas")
+        state.failed += 1
+        state.failed_mms.append(req.mm)
+        reaper = kernel.kthreads.get("oom_reaper")
+        kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
+                      LogLevel.KERN_INFO, reaper)
+        kernel.tracer.record("reap_failed", req.pid, req.comm, mm=req.mm.id, attempts=tries)
+        for line in debug_show_all_locks(kernel):
+            kernel.printk(line, LogLevel.KERN_INFO, reaper)
+    finally:
+        mmdrop(req.mm)  # the pin taken by wake_oom_reaper
+
+
+def oom_reaper(task: "Task") -> None:
+    """The kthread's main loop."""
+    kernel = task.kernel
+    state: ReaperState = kernel.reaper_state
+    cell = state.mm_to_reap
+    while True:
+        sleep_on(TaskState.TASK_INTERRUPTIBLE, "oom_reaper", lambda: cell.read() is not None)
+        req = cell.read()
+        try:
+            oom_reap_vmas(kernel, req)
+        finally:
+            # Free the slot only when done: until then a new victim must not
+            # be queued behind our back.
+            cell.write(None)
+            kernel.poke()
+
+
+class Patch1Ops(PolicyOps):
+    policy = Policy.PATCH1
+
+    def boot(self, kernel: "Kernel") -> None:
+        kernel.reaper_state = ReaperState(Cell(None, "mm_to_reap"))
+        kernel.kthread_run("oom_reaper", oom_reaper)
+
+    def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
+                   self_victim: bool = False) -> None:
+        # Patch 1 wakes the reaper only from oom_kill_process; a task that
+        # becomes a victim by allocating with SIGKILL pending is not reaped.
+        if can_oom_reap and not self_victim:
+            wake_oom_reaper(kernel, victim, mm)

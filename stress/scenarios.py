@@ -1,0 +1,330 @@
+"""Deterministic scenarios: the known shapes of the OOM-reaper story.
+
+Every scenario orders its steps on model state (``Sequencer.until``), never
+on sleeps, then leaves the kernel to run into its outcome. Each declares,
+per policy, which outcomes are EXPECTED, ACCEPTABLE or INTERESTING; anything
+else is FORBIDDEN.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from kthreads import (GFP_KERNEL, GFP_NOFS, OOM_SCORE_ADJ_MIN, Completion, Kernel, Mutex, Policy,
+                      Task, VmaSpec, alloc_pages, return_to_user)
+from kthreads.mm import do_munmap
+
+from .outcomes import Grade, Outcome
+from .sequencer import Sequencer
+
+Roles = dict[str, Task]
+Driver = Callable[[Kernel, Sequencer, random.Random], Roles]
+
+E, A, I = Grade.EXPECTED, Grade.ACCEPTABLE, Grade.INTERESTING
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    story: str
+    nr_pages: int
+    grades: dict[Policy, dict[Outcome, Grade]]
+    drive: Driver
+
+    def grade(self, policy: Policy, outcome: Outcome) -> Grade:
+        return self.grades.get(policy, {}).get(outcome, Grade.FORBIDDEN)
+
+    def expected(self, policy: Policy) -> list[Outcome]:
+        return [o for o, g in self.grades.get(policy, {}).items() if g is Grade.EXPECTED]
+
+
+# -- helpers ------------------------------------------------------------------
+def pages_leaving(k: Kernel, free: int) -> int:
+    """Anon pages for one VMA so that, with its page tables, ``free`` pages stay free."""
+    pages = k.zone.nr_free - free
+    while pages + (pages + 511) // 512 > k.zone.nr_free - free:
+        pages -= 1
+    if pages < 1:
+        raise ValueError(f"zone of {k.zone.nr_pages} pages is too small for this scenario")
+    return pages
+
+
+def sleeps_on(task: Task, obj: object) -> Callable[[], bool]:
+    return lambda: task.state_letter == "D" and task.wchan is obj
+
+
+def jitter(rng: random.Random, n: int, spread: float = 0.1) -> int:
+    """Vary a size by +-spread, deterministically per seed."""
+    return max(1, int(n * (1 + rng.uniform(-spread, spread))))
+
+
+def allocate_once(gfp: int) -> Callable[[Task], None]:
+    def body(t: Task) -> None:
+        alloc_pages(gfp)
+    return body
+
+
+def park_killable(done: Completion) -> Callable[[Task], None]:
+    def body(t: Task) -> None:
+        done.wait_for_completion_killable()
+        return_to_user(t)
+    return body
+
+
+# -- lockup A -------------------------------------------------------------------
+def lockup_a_setup(k: Kernel, seq: Sequencer, rng: random.Random,
+                   gfp: int = GFP_KERNEL) -> tuple[Roles, Completion]:
+    """writer holds inode_lock; victim (the biggest) sleeps in D on it. Completing
+    the returned ``go`` makes writer allocate while holding the lock."""
+    inode_lock = Mutex("inode_lock", k)
+    go = Completion("go")
+
+    def writer(t: Task) -> None:
+        with inode_lock:  # e.g. an XFS inode lock
+            go.wait_for_completion()
+            # Too small to fail: loops until memory comes back. GFP_NOFS
+            # (fs code under a lock) may not even call the OOM killer.
+            alloc_pages(gfp)
+
+    def victim(t: Task) -> None:
+        with inode_lock:  # mutex_lock(): TASK_UNINTERRUPTIBLE, SIGKILL cannot wake it
+            pass
+
+    w = k.fork("writer", writer, vmas=[VmaSpec(pages=jitter(rng, 40))])
+    seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
+    v = k.fork("victim", victim, vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    seq.until("victim sleeps in D on inode_lock", sleeps_on(v, inode_lock))
+    return {"writer": w, "victim": v}, go
+
+
+def drive_lockup_mutex(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    roles, go = lockup_a_setup(k, seq, rng)
+    go.complete()
+    return roles
+
+
+def drive_lockup_nofs(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    roles, go = lockup_a_setup(k, seq, rng, GFP_NOFS)
+    go.complete()
+    w = roles["writer"]
+    seq.until("writer loops in the allocator with GFP_NOFS", lambda: w.alloc_since is not None)
+    roles["allocator"] = k.fork("allocator", allocate_once(GFP_KERNEL))
+    return roles
+
+
+# -- lockup B -------------------------------------------------------------------
+def drive_mmap_sem_writer(k: Kernel, seq: Sequencer, rng: random.Random,
+                          queued: bool = False) -> Roles:
+    never, go = Completion("never"), Completion("go")
+
+    def main_thread(t: Task) -> None:  # the victim's main thread, asleep in read()
+        never.wait_for_completion_killable()
+        return_to_user(t)
+
+    def mmapper(t: Task) -> None:  # mmap(): mmap_sem for write, fs allocates GFP_NOFS
+        with t.mm.mmap_sem.write():
+            go.wait_for_completion()
+            alloc_pages(GFP_NOFS)
+
+    def faulter(t: Task) -> None:  # a page fault: mmap_sem for read, GFP_NOFS in the fs
+        with t.mm.mmap_sem.read():
+            go.wait_for_completion()
+            alloc_pages(GFP_NOFS)
+
+    def queued_mmapper(t: Task) -> None:  # mmap() in another thread: queues for write
+        with t.mm.mmap_sem.write():
+            pass
+
+    v = k.fork("victim", main_thread, vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    sem = v.mm.mmap_sem
+    roles: Roles = {"victim": v}
+    if not queued:
+        w = k.clone_thread(v, "mmapper", mmapper)
+        seq.until("mmapper holds mmap_sem for write", lambda: sem.owner is w)
+        roles["mmapper"] = w
+    else:
+        f = k.clone_thread(v, "faulter", faulter)
+        seq.until("faulter holds mmap_sem for read", lambda: f in sem.readers())
+        q = k.clone_thread(v, "mmapper", queued_mmapper)
+        seq.until("mmapper queues for mmap_sem write", sleeps_on(q, sem))
+        roles.update(faulter=f, mmapper=q)
+        w = f
+    go.complete()
+    seq.until("the mmap_sem holder loops in the allocator", lambda: w.alloc_since is not None)
+    roles["allocator"] = k.fork("allocator", allocate_once(GFP_KERNEL))
+    return roles
+
+
+def drive_mmap_sem_queued_writer(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    return drive_mmap_sem_writer(k, seq, rng, queued=True)
+
+
+# -- the victim's exit racing the reaper ------------------------------------------
+def drive_exit_race(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    never, release = Completion("never"), Completion("release")
+
+    def main_thread(t: Task) -> None:
+        never.wait_for_completion_killable()
+        return_to_user(t)
+
+    def mmapper(t: Task) -> None:  # holds mmap_sem for write across an uninterruptible wait
+        with t.mm.mmap_sem.write():
+            release.wait_for_completion()
+
+    v = k.fork("victim", main_thread, vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    m = k.clone_thread(v, "mmapper", mmapper)
+    sem = v.mm.mmap_sem
+    seq.until("mmapper holds mmap_sem for write", lambda: sem.owner is m)
+    a = k.fork("allocator", allocate_once(GFP_KERNEL))
+    seq.until("victim killed, exiting, stuck in exit_mm", sleeps_on(v, sem))
+    if k.reaper_state is not None:
+        seq.until("the reaper failed a trylock and sleeps before retrying",
+                  lambda: k.reaper_state.skipped >= 1)
+    release.complete()  # the victim now exits on its own, between two reaper tries
+    return {"victim": v, "mmapper": m, "allocator": a}
+
+
+# -- a second victim while the reaper is busy ------------------------------------
+def drive_second_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    inode_lock = Mutex("inode_lock", k)
+    c1, c2, go = Completion("c1"), Completion("c2"), Completion("go")
+
+    def writer(t: Task) -> None:  # lockup A's writer, for the second kill
+        with inode_lock:
+            go.wait_for_completion()
+            while True:  # fills the memory the first victim gives back, then loops
+                alloc_pages(GFP_KERNEL)
+
+    def victim2(t: Task) -> None:
+        with inode_lock:
+            pass
+
+    def main_thread(t: Task) -> None:
+        c2.wait_for_completion_killable()
+        return_to_user(t)
+
+    def mmapper(t: Task) -> None:
+        sem = t.mm.mmap_sem
+        sem.down_write()
+        c1.wait_for_completion()
+        for vma in t.mm.vmas[:-1]:
+            do_munmap(t.mm, vma)  # munmap(): most of victim1's memory goes back
+        # Hand mmap_sem to the exiting main thread and queue for it again at
+        # once: the reaper's trylock keeps failing all along.
+        sem.up_write()
+        sem.down_write()
+        c2.wait_for_completion()
+        sem.up_write()
+
+    w = k.fork("writer", writer, vmas=[VmaSpec(pages=20)])
+    seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
+    total = k.zone.nr_pages
+    v2 = k.fork("victim2", victim2, vmas=[VmaSpec(pages=jitter(rng, total * 38 // 100, 0.05))])
+    seq.until("victim2 sleeps in D on inode_lock", sleeps_on(v2, inode_lock))
+    big = pages_leaving(k, k.zone.wmark_min // 2) - 60
+    v1 = k.fork("victim1", main_thread, vmas=[VmaSpec(pages=big), VmaSpec(pages=40)])
+    m = k.clone_thread(v1, "mmapper", mmapper)
+    sem = v1.mm.mmap_sem
+    seq.until("mmapper holds victim1's mmap_sem for write", lambda: sem.owner is m)
+    a = k.fork("allocator", allocate_once(GFP_KERNEL))
+    seq.until("victim1 killed and stuck in exit_mm", sleeps_on(v1, sem))
+    if k.reaper_state is not None:
+        seq.until("the reaper is retrying victim1", lambda: k.reaper_state.skipped >= 1)
+    c1.complete()
+    seq.until("victim1's main thread exited; mmapper still holds mmap_sem",
+              lambda: v1.state_letter in "ZX" and sem.owner is m and m.state_letter == "D")
+    go.complete()
+    seq.until("the OOM killer picks victim2", lambda: v2.tif_memdie)
+    c2.complete()
+    return {"writer": w, "victim": v2, "victim1": v1, "mmapper": m, "allocator": a}
+
+
+# -- sharers and the unkillable ---------------------------------------------------
+def drive_shared_mm_unkillable(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    roles, go = lockup_a_setup(k, seq, rng)
+    never = Completion("never")
+    u = k.fork("unkillable", park_killable(never), share_mm_with=roles["victim"],
+               oom_score_adj=OOM_SCORE_ADJ_MIN)
+    seq.until("the unkillable sharer sleeps", lambda: u.state_letter == "D")
+    go.complete()
+    roles["unkillable"] = u
+    return roles
+
+
+def drive_no_killable_task(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    never = Completion("never")
+    hog = k.fork("hog", park_killable(never), vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))],
+                 oom_score_adj=OOM_SCORE_ADJ_MIN)
+    a = k.fork("allocator", allocate_once(GFP_KERNEL), oom_score_adj=OOM_SCORE_ADJ_MIN)
+    return {"hog": hog, "allocator": a}
+
+
+NONE, PATCH1 = Policy.NONE, Policy.PATCH1
+L, RF, RR, VE, P = (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP, Outcome.RECOVERED_BY_REAPER,
+                    Outcome.VICTIM_EXITED, Outcome.OOM_PANIC)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario(
+        "lockup-mutex",
+        "lockup A: the victim sleeps in D on a mutex held by a task looping in the allocator",
+        "writer holds inode_lock and allocates; the OOM killer picks victim (the biggest), "
+        "which sleeps uninterruptibly on inode_lock and cannot die. Without a reaper nothing "
+        "moves; the reaper frees victim's memory without victim running.",
+        1024, {NONE: {L: E}, PATCH1: {RR: E}}, drive_lockup_mutex),
+    Scenario(
+        "lockup-nofs",
+        "lockup A over GFP_NOFS: the lock holder cannot even call the OOM killer",
+        "writer holds inode_lock across a GFP_NOFS allocation, which loops without ever "
+        "invoking the OOM killer; a third task's GFP_KERNEL allocation kills victim, asleep "
+        "on inode_lock.",
+        1024, {NONE: {L: E}, PATCH1: {RR: E}}, drive_lockup_nofs),
+    Scenario(
+        "mmap-sem-writer",
+        "lockup B: a thread of the victim holds mmap_sem for write and loops in the allocator",
+        "victim's mmapper thread holds mmap_sem for write across a GFP_NOFS allocation; "
+        "victim's main thread, killed, waits for mmap_sem in exit_mm. Every reaper trylock "
+        "fails: 'unable to reap', as the commit message admits.",
+        1024, {NONE: {L: E}, PATCH1: {RF: E}}, drive_mmap_sem_writer),
+    Scenario(
+        "mmap-sem-queued-writer",
+        "lockup B, Tetsuo's form: a reader loops in the allocator, a writer queues behind it",
+        "victim's faulter holds mmap_sem for read and loops in a GFP_NOFS allocation; its "
+        "mmapper queues for write, which makes every down_read_trylock fail; the killed main "
+        "thread waits in exit_mm behind the queued writer.",
+        1024, {NONE: {L: E}, PATCH1: {RF: E}}, drive_mmap_sem_queued_writer),
+    Scenario(
+        "exit-race",
+        "the victim exits on its own while the reaper sleeps between two trylocks",
+        "victim's mmapper holds mmap_sem for write, so the reaper's first trylock fails; then "
+        "it lets go and victim exits by itself. The reaper's next try must notice "
+        "(mmget_not_zero fails) or reap alongside exit_mmap: never a use-after-free.",
+        1024, {NONE: {VE: E}, PATCH1: {VE: E, RR: A}}, drive_exit_race),
+    Scenario(
+        "second-victim",
+        "a second OOM kill while the reaper is busy: the single slot drops it",
+        "victim1's reap keeps failing while its main thread exits and its memory is munmapped; "
+        "a second lockup-A victim is then killed, but mm_to_reap still holds victim1's mm, so "
+        "wake_oom_reaper drops victim2: patch 1 locks up where a queue (patch 4) would not.",
+        2048, {NONE: {L: E}, PATCH1: {L: E}}, drive_second_victim),
+    Scenario(
+        "shared-mm-unkillable",
+        "the victim shares its mm with an OOM_SCORE_ADJ_MIN process: killed, never reaped",
+        "victim (lockup A) shares its address space with a process the OOM killer must not "
+        "kill; reaping would pull memory from under it, so the reaper is not woken.",
+        1024, {NONE: {L: E}, PATCH1: {L: E}}, drive_shared_mm_unkillable),
+    Scenario(
+        "no-killable-task",
+        "every process is OOM_SCORE_ADJ_MIN: 'Out of memory and no killable processes'",
+        "nothing may be killed, so the OOM killer panics: a prompt outcome, not a hang.",
+        1024, {NONE: {P: E}, PATCH1: {P: E}}, drive_no_killable_task),
+)}
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}") from None
