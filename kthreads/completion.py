@@ -10,7 +10,7 @@ import threading
 import time
 
 from .errors import Errno
-from .sched import SleepResult, TaskState, current, sleep_on
+from .sched import Parker, SleepResult, TaskState, _this, current, sleep_on
 
 #: complete_all() leaves done at this value: every later wait passes at once.
 COMPLETE_ALL = 1 << 31
@@ -22,7 +22,7 @@ class Completion:
         self.done = 0
         # Protects done and the list of sleeping events.
         self._lock = threading.Lock()
-        self._events: list[threading.Event] = []
+        self._sleepers: list[Parker] = []
 
     def __repr__(self) -> str:
         return f"<completion {self.name} done={self.done}>"
@@ -31,16 +31,16 @@ class Completion:
         with self._lock:
             if self.done != COMPLETE_ALL:
                 self.done += 1
-            events = list(self._events)
-        for ev in events:
-            ev.set()
+            sleepers = list(self._sleepers)
+        for p in sleepers:
+            p.unpark()
 
     def complete_all(self) -> None:
         with self._lock:
             self.done = COMPLETE_ALL
-            events = list(self._events)
-        for ev in events:
-            ev.set()
+            sleepers = list(self._sleepers)
+        for p in sleepers:
+            p.unpark()
 
     def completion_done(self) -> bool:
         return self.done > 0
@@ -68,11 +68,11 @@ class Completion:
 
     def _wait(self, state: TaskState, deadline: float | None) -> SleepResult:
         task = current()
-        ev = task.wake_event if task is not None else threading.Event()
+        parker = task.parker if task is not None else _this.parker
         with self._lock:
-            self._events.append(ev)
+            self._sleepers.append(parker)
         try:
-            return sleep_on(state, self, self.try_wait_for_completion, deadline, ev)
+            return sleep_on(state, self, self.try_wait_for_completion, deadline)
         finally:
             with self._lock:
-                self._events.remove(ev)
+                self._sleepers.remove(parker)

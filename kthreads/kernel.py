@@ -348,7 +348,7 @@ class Kernel:
         """Make every wait and retry loop in the model unwind."""
         self.plug_pulled = True
         for t in self.tasks():
-            t.wake_event.set()
+            t.parker.unpark()
         self.poke()
 
     def shutdown(self, timeout: float | None = None) -> ShutdownReport:

@@ -146,7 +146,7 @@ class Mutex:
 
     def _wait_for_grant(self, w: Waiter, state: TaskState, deadline: float | None) -> SleepResult:
         try:
-            res = sleep_on(state, self, w.is_granted, deadline, w.event)
+            res = sleep_on(state, self, w.is_granted, deadline)
         except BaseException:
             # Unwinding (plug pulled): leave the queue, or pass on a mutex
             # that was handed to us while we were being woken.

@@ -103,7 +103,11 @@ class RwSemaphore:
             woken = None
         wl.release()
         if me.__class__ is Task:
-            lock_released(me, self)
+            held = me.held_locks
+            if held and held[-1][0] is self:  # released in LIFO order: the usual case
+                held.pop()
+            else:
+                lock_released(me, self)
         if woken:
             for w in woken:
                 w.wake()
@@ -243,7 +247,7 @@ class RwSemaphore:
 
     def _wait_for_grant(self, w: Waiter, state: TaskState, deadline: float | None) -> SleepResult:
         try:
-            res = sleep_on(state, self, w.is_granted, deadline, w.event)
+            res = sleep_on(state, self, w.is_granted, deadline)
         except BaseException:
             self._abandon(w)
             raise

@@ -28,6 +28,31 @@ if TYPE_CHECKING:
     from .mm import MM
 
 
+class Parker:
+    """A binary wake-up permit (LockSupport.park/unpark), on a bare Lock.
+
+    ``unpark()`` leaves a permit; ``park()`` consumes one or blocks until one
+    arrives. A wake that lands between a sleeper's last condition check and
+    its ``park()`` is therefore never lost, and it costs one Lock operation
+    where an Event costs a Condition and a fresh lock on every wait.
+    """
+
+    __slots__ = ("_permit",)
+
+    def __init__(self) -> None:
+        self._permit = threading.Lock()
+        self._permit.acquire()  # no permit yet
+
+    def unpark(self) -> None:
+        try:
+            self._permit.release()
+        except RuntimeError:
+            pass  # a permit is already waiting: wakes do not accumulate
+
+    def park(self, timeout: float | None = None) -> bool:
+        return self._permit.acquire(True, -1 if timeout is None else timeout)
+
+
 class TaskState(enum.IntFlag):
     """``task->state`` bits, with the kernel's values."""
 
@@ -121,9 +146,9 @@ class Task:
         self.alloc_since: float | None = None
         self.alloc_gfp: int | None = None
         self.error: BaseException | None = None
-        # Set by every waker; cleared by the sleeper before it rechecks its
-        # condition, so a wake between check and wait is never lost.
-        self.wake_event = threading.Event()
+        # Every waker unparks it; the sleeper rechecks its condition after
+        # each park (see sleep_on).
+        self.parker = Parker()
         self.thread = TaskThread(self)
         signal.threads.append(self)
 
@@ -172,6 +197,7 @@ class _ThisThread(threading.local):
     def __init__(self) -> None:
         self.task: Task | None = None
         self.holder: object = threading.current_thread()
+        self.parker = Parker()  # a harness thread's own, for waits on model locks
 
 
 _this = _ThisThread()
@@ -198,7 +224,7 @@ def signal_wake_up(task: Task) -> None:
     # the sender sees the sleepy state and wakes it, or the sleeper sees the
     # signal: the kill is never lost.
     if task.state & (TaskState.TASK_INTERRUPTIBLE | TaskState.TASK_WAKEKILL):
-        task.wake_event.set()
+        task.parker.unpark()
 
 
 def send_sigkill(p: Task) -> None:
@@ -214,7 +240,7 @@ def send_sigkill(p: Task) -> None:
 
 
 def wake_up_process(task: Task) -> None:
-    task.wake_event.set()
+    task.parker.unpark()
 
 
 def return_to_user(task: Task | None = None) -> None:
@@ -229,8 +255,7 @@ def return_to_user(task: Task | None = None) -> None:
 
 
 def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None = None,
-             deadline: float | None = None,
-             event: threading.Event | None = None) -> SleepResult:
+             deadline: float | None = None) -> SleepResult:
     """The model's one wait primitive.
 
     Sleeps in ``state`` until ``until()`` is true (rechecked after every
@@ -239,21 +264,22 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
     ``schedule_timeout()``: it sleeps until the deadline or a signal.
     Whatever the state, a pulled plug raises ``PlugPulled``.
 
-    A harness thread (no task) may call it with its own ``event``; it then
-    has no signals and no plug, only the deadline.
+    A harness thread (no task) sleeps on its own parker; it has no signals
+    and no plug, only the deadline.
     """
-    task = current()
+    task = _this.task
     if task is None:
-        return _sleep_bare(until, deadline, event or threading.Event())
+        return _sleep_bare(until, deadline, _this.parker)
     kernel = task.kernel
-    ev = task.wake_event
+    parker = task.parker
     wakeable = state & (TaskState.TASK_INTERRUPTIBLE | TaskState.TASK_WAKEKILL)
     task.state = state
     task.wchan = wchan
     kernel.poke()
     try:
         while True:
-            ev.clear()
+            # Check, then park: a wake after the check leaves a permit, so
+            # park() returns at once and the loop checks again.
             if until is not None and until():
                 return SleepResult.WOKEN
             if kernel.plug_pulled:
@@ -261,12 +287,12 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
             if wakeable and task.sigkill_pending:
                 return SleepResult.INTERRUPTED
             if deadline is None:
-                ev.wait()
+                parker.park()
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return SleepResult.TIMED_OUT
-                ev.wait(remaining)
+                parker.park(remaining)
             task.nvcsw += 1
     finally:
         task.state = TaskState.TASK_RUNNING
@@ -275,20 +301,19 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
 
 
 def _sleep_bare(until: Callable[[], bool] | None, deadline: float | None,
-                ev: threading.Event) -> SleepResult:
+                parker: Parker) -> SleepResult:
     while True:
-        ev.clear()
         if until is not None and until():
             return SleepResult.WOKEN
         if deadline is None:
             if until is None:
                 raise ValueError("a harness thread cannot sleep forever")
-            ev.wait()
+            parker.park()
             continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return SleepResult.TIMED_OUT
-        ev.wait(remaining)
+        parker.park(remaining)
 
 
 def schedule_timeout(state: TaskState, jiffies: float, wchan: object = "schedule_timeout") -> SleepResult:
@@ -314,11 +339,12 @@ def schedule_timeout_idle(jiffies: float, wchan: object = "schedule_timeout") ->
 class Waiter:
     """One entry on a lock's or completion's wait list."""
 
-    __slots__ = ("holder", "event", "granted", "write")
+    __slots__ = ("holder", "parker", "granted", "write")
 
     def __init__(self, holder: object, write: bool = False) -> None:
         self.holder = holder
-        self.event: threading.Event = holder.wake_event if isinstance(holder, Task) else threading.Event()
+        # The sleeping thread's own parker (a task's, or a harness thread's).
+        self.parker: Parker = _this.parker if not isinstance(holder, Task) else holder.parker
         self.granted = False
         self.write = write
 
@@ -326,7 +352,7 @@ class Waiter:
         return self.granted
 
     def wake(self) -> None:
-        self.event.set()
+        self.parker.unpark()
 
 
 def holder_name(holder: object) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from kthreads import Kernel, Policy
 from kthreads.jiffies import Clock
 
+from .explain import explain
 from .outcomes import Grade, Outcome
 from .scenarios import Scenario
 from .sequencer import Sequencer, StepTimeout
@@ -62,6 +63,7 @@ class EpisodeResult:
     dmesg: list[str] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
     roles: dict[str, int] = field(default_factory=dict)
+    explanation: str = ""
     counters: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,6 +93,7 @@ def run_episode(scenario: Scenario, cfg: EpisodeConfig) -> EpisodeResult:
     k = boot_for(scenario, cfg)
     roles: dict = {}
     error = None
+    explanation = ""
     outcome = Outcome.UNDETERMINED
     try:
         seq = Sequencer(k, cfg.step_timeout)
@@ -98,7 +101,10 @@ def run_episode(scenario: Scenario, cfg: EpisodeConfig) -> EpisodeResult:
         users = [t for t in k.tasks() if not t.is_kthread]
         k.wait_until(lambda: episode_over(k, users, cfg.lockup_window), cfg.max_real_seconds)
         outcome = classify(k, users, cfg.lockup_window)
+        kill = next((e for e in k.tracer.events() if e[2] == "oom_kill"), None)
+        explanation = explain(k, outcome, kill[1] if kill else None)
     except StepTimeout as e:
+        explanation = ""
         error = str(e)
     finally:
         model_seconds = k.clock.now()
@@ -111,7 +117,7 @@ def run_episode(scenario: Scenario, cfg: EpisodeConfig) -> EpisodeResult:
         grade=scenario.grade(cfg.policy, outcome), model_seconds=model_seconds,
         wall_seconds=time.monotonic() - t0, error=error, breaches=breaches,
         dmesg=[str(line) for line in k.dmesg()],
-        roles={name: t.pid for name, t in roles.items()})
+        roles={name: t.pid for name, t in roles.items()}, explanation=explanation)
     fill_timings(k, res, roles)
     res.trace = format_trace(k)
     res.counters = counters(k)

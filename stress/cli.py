@@ -1,0 +1,259 @@
+"""``python -m stress``: the headline demo, ``list`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import sys
+import time
+from typing import Callable, NoReturn, Sequence, TextIO
+
+from loguru import logger
+
+from kthreads import Policy
+from kthreads.jiffies import HZ_MAX, HZ_MIN, Clock
+
+from .episode import EpisodeConfig, EpisodeResult, run_episode
+from .scenarios import SCENARIOS, get_scenario
+
+DEMO_SCENARIO = "lockup-mutex"
+DEMO = dict(speed=10.0, hung_task_timeout=10.0, lockup_window=12.0)
+POLICY_TITLES = {Policy.NONE: "Linux 4.5: no oom_reaper",
+                 Policy.PATCH1: "Linux 4.6: 'mm, oom: introduce oom reaper' (patch 1)"}
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    UNEXPECTED = 1  # an outcome other than the expected one, a breach, a broken step
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- argument types: each names the problem and what is valid -------------------
+def positive_float(name: str, hi: float | None = None) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not v > 0 or v != v or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"{name} must be at most {hi:g}, got {text}")
+        return v
+    return parse
+
+
+def int_in(name: str, lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be between {lo} and {hi}, got {v}")
+        return v
+    return parse
+
+
+def policy_type(text: str) -> Policy:
+    try:
+        return Policy.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def scenario_type(text: str) -> str:
+    try:
+        return get_scenario(text).name
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def writable_file(text: str) -> str:
+    try:
+        with open(text, "a"):
+            pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {e.strerror}") from None
+    return text
+
+
+def add_episode_options(p: argparse.ArgumentParser, defaults: dict) -> None:
+    p.add_argument("--speed", type=positive_float("--speed", Clock.max_speed(100)),
+                   default=defaults["speed"],
+                   help="model seconds per real second (default %(default)s; at most "
+                        f"{Clock.max_speed(100):g} at HZ=100)")
+    p.add_argument("--hz", type=int_in("--hz", HZ_MIN, HZ_MAX), default=100,
+                   help="HZ, jiffies per model second (default %(default)s)")
+    p.add_argument("--hung-task-timeout", type=positive_float("--hung-task-timeout", 3600),
+                   default=defaults["hung_task_timeout"], metavar="SECS",
+                   help="khungtaskd's hung_task_timeout_secs, model seconds (default %(default)s)")
+    p.add_argument("--lockup-window", type=positive_float("--lockup-window", 7200),
+                   default=defaults["lockup_window"], metavar="SECS",
+                   help="model seconds without progress that make a lockup (default %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not stream the kernel log")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m stress",
+                    description="Watch the Linux 4.6 OOM-reaper lockup happen on real threads, "
+                                "and watch the reaper break it. With no command: the headline demo.")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
+    p_demo = sub.add_parser("demo", help="the headline demo (also the default)",
+                            description="lockup-mutex under 'none', then under 'patch1'.")
+    add_episode_options(p_demo, DEMO)
+    p_demo.set_defaults(func=cmd_demo)
+
+    p_list = sub.add_parser("list", help="the scenarios, one line each",
+                            description="List the scenarios and what each shows.")
+    p_list.add_argument("-v", "--verbose", action="store_true", help="the whole story and expectations")
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser("run", help="one episode of one scenario",
+                           description="Run one scenario under one policy and print its log and verdict.")
+    p_run.add_argument("scenario", type=scenario_type, metavar="SCENARIO",
+                       help=f"one of: {', '.join(SCENARIOS)}")
+    p_run.add_argument("--policy", type=policy_type, default=Policy.PATCH1,
+                       help="none | patch1 (default patch1)")
+    p_run.add_argument("--seed", type=int_in("--seed", 0, 2 ** 63 - 1), default=0,
+                       help="varies the sizes a little, deterministically (default 0)")
+    p_run.add_argument("--json", type=writable_file, metavar="FILE", help="write the result as JSON")
+    add_episode_options(p_run, dict(speed=50.0, hung_task_timeout=2.0, lockup_window=3.0))
+    p_run.set_defaults(func=cmd_run)
+    return parser
+
+
+# -- output -------------------------------------------------------------------
+def stream_kernel_log(out: TextIO) -> None:
+    """The CLI, not the library, decides where kernel messages go."""
+    logger.remove()
+    logger.add(out, format="{message}", level="INFO", filter="kthreads", colorize=False)
+    logger.enable("kthreads")
+
+
+def episode_config(args: argparse.Namespace, policy: Policy, seed: int = 0) -> EpisodeConfig:
+    return EpisodeConfig(policy=policy, speed=args.speed, hz=args.hz,
+                         hung_task_timeout=args.hung_task_timeout,
+                         lockup_window=max(args.lockup_window, args.hung_task_timeout), seed=seed)
+
+
+def print_episode(res: EpisodeResult, out: TextIO, show_log: bool) -> None:
+    if show_log:
+        pass  # streamed live already
+    if res.trace:
+        print("\n# tracepoints (ftrace format)", file=out)
+        for line in res.trace:
+            print(line, file=out)
+    print(f"\n# verdict: {res.outcome.value} ({res.grade.value})", file=out)
+    if res.explanation:
+        print(f"# {res.explanation}", file=out)
+    if res.error:
+        print(f"# harness error: {res.error}", file=out)
+    for b in res.breaches:
+        print(f"# INVARIANT BREACH: {b}", file=out)
+
+
+def verdict_table(results: Sequence[EpisodeResult], out: TextIO) -> None:
+    rows = [("scenario", "policy", "expected", "observed", "grade", "kill->alloc ok", "wall")]
+    for r in results:
+        sc = SCENARIOS[r.scenario]
+        expected = "|".join(o.value for o in sc.expected(Policy(r.policy)))
+        rec = r.recovery_seconds
+        rows.append((r.scenario, r.policy, expected, r.outcome.value, r.grade.value,
+                     "-" if rec is None else f"{rec * 1000:.1f} ms (model)",
+                     f"{r.wall_seconds:.2f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), file=out)
+
+
+# -- commands -----------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    t0 = time.monotonic()
+    sc = get_scenario(DEMO_SCENARIO)
+    if not args.quiet:
+        stream_kernel_log(out)
+    print(f"The OOM-reaper lab: scenario {sc.name}.\n{sc.story}\n"
+          f"(speed {args.speed:g}x: one model second is {1000 / args.speed:.0f} ms; "
+          f"hung_task_timeout_secs={args.hung_task_timeout:g})", file=out)
+    results = []
+    for policy in (Policy.NONE, Policy.PATCH1):
+        print(f"\n=== {sc.name} under policy {policy.value} ({POLICY_TITLES[policy]}) ===", file=out)
+        out.flush()
+        res = run_episode(sc, episode_config(args, policy))
+        print_episode(res, out, not args.quiet)
+        results.append(res)
+    print(f"\n=== verdicts (demo took {time.monotonic() - t0:.2f} s) ===", file=out)
+    verdict_table(results, out)
+    return ExitStatus.OK if all(r.expected for r in results) else ExitStatus.UNEXPECTED
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    width = max(len(n) for n in SCENARIOS)
+    for sc in SCENARIOS.values():
+        print(f"{sc.name:<{width}}  {sc.summary}")
+        if args.verbose:
+            print(f"{'':<{width}}  {sc.story}")
+            for policy in Policy:
+                grades = ", ".join(f"{o.value}={g.value}" for o, g in sc.grades.get(policy, {}).items())
+                print(f"{'':<{width}}  {policy.value}: {grades}")
+            print()
+    return ExitStatus.OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    sc = get_scenario(args.scenario)
+    cfg = episode_config(args, args.policy, args.seed)
+    if not args.quiet:
+        stream_kernel_log(sys.stdout)
+    print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
+          f"seed {cfg.seed} ===")
+    res = run_episode(sc, cfg)
+    print_episode(res, sys.stdout, not args.quiet)
+    print()
+    verdict_table([res], sys.stdout)
+    if args.json:
+        d = res.to_json()
+        d["expected_outcomes"] = [o.value for o in sc.expected(cfg.policy)]
+        with open(args.json, "w") as f:
+            json.dump(d, f, indent=2)
+            f.write("\n")
+    return ExitStatus.OK if res.expected else ExitStatus.UNEXPECTED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv or ["demo"])
+    except UsageError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    if getattr(args, "func", None) is None:
+        args = parser.parse_args(["demo"])
+    try:
+        return args.func(args)
+    except ValueError as e:  # a configuration the episode refused
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except KeyboardInterrupt:
+        print(f"\n{parser.prog}: interrupted; every thread was joined", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    finally:
+        logger.remove()

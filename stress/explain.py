@@ -1,0 +1,78 @@
+"""One-paragraph explanations of an episode, from the model's state at its end."""
+
+from __future__ import annotations
+
+from kthreads import Kernel, Task
+
+from .outcomes import Outcome
+
+
+def _who(t: Task) -> str:
+    return f"{t.comm} (pid {t.pid})"
+
+
+def wait_chain(k: Kernel, start: Task, limit: int = 8) -> str:
+    """'sleeps in D on inode_lock held by writer (pid 100), which loops in the page allocator ...'"""
+    parts, t, seen = [], start, set()
+    while t is not None and t.pid not in seen and len(parts) < limit:
+        seen.add(t.pid)
+        if t.alloc_since is not None:
+            parts.append(f"has looped in the page allocator since {t.alloc_since:.3f} s")
+            break
+        w = t.wchan
+        if w is None or isinstance(w, str):
+            parts.append(f"is {t.state_letter}" + (f" in {w}" if w else ""))
+            break
+        owners = [k.find_task_by_pid(p) for p in w.owner_pids()]
+        owners = [o for o in owners if o is not None]
+        held = "held for write" if getattr(w, "kind", "") == "rw_semaphore" and w.owner is not None \
+            else "held"
+        if getattr(w, "kind", "") == "rw_semaphore" and w.owner is None and owners:
+            held = "held for read" + (" with a writer queued" if w.has_queued_writer() else "")
+        if not owners:
+            queued = ", behind a queued writer" if getattr(w, "has_queued_writer", lambda: False)() else ""
+            parts.append(f"sleeps in {t.state_letter} on {w.kind} {w.name}{queued}")
+            break
+        parts.append(f"sleeps in {t.state_letter} on {w.kind} {w.name} {held} by "
+                     + ", ".join(_who(o) for o in owners))
+        t = owners[0]
+        parts.append("which")
+    text = " ".join(parts)
+    return text.removesuffix(" which")
+
+
+def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
+    rs = k.reaper_state
+    if outcome is Outcome.OOM_PANIC:
+        return f"Nothing was killable: the kernel panicked ({k.panic_reason})."
+    if outcome is Outcome.NO_OOM:
+        return "Memory never ran out: no OOM kill."
+    if outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
+        victims = [t for t in k.tasks() if t.tif_memdie]
+        sentences = []
+        for v in victims:
+            flags = "TIF_MEMDIE" + (" and SIGKILL pending" if v.sigkill_pending else "")
+            sentences.append(f"{_who(v)} has {flags} but {wait_chain(k, v)}.")
+        sentences.append(f"The OOM killer aborted {k.stats.oom_aborts} times because a "
+                         f"TIF_MEMDIE victim still lives; no page was freed since "
+                         f"{k.stats.last_progress:.3f} s.")
+        if rs is None:
+            sentences.append("oom_reaper: not running (policy none).")
+        elif outcome is Outcome.REAP_FAILED_LOCKUP:
+            sentences.append("oom_reaper: every down_read_trylock(mmap_sem) failed, "
+                             "10 tries HZ/10 apart: 'unable to reap'.")
+        elif rs.dropped:
+            sentences.append(f"oom_reaper: busy with another mm when this victim was killed, "
+                             f"so mm_to_reap refused it ({rs.dropped} dropped): never reaped.")
+        elif rs.reaped == 0 and rs.failed == 0:
+            sentences.append("oom_reaper: never woken for this victim "
+                             "(its mm is shared with a process that may not be killed).")
+        return " ".join(sentences)
+    since = "" if kill_at is None else " after the OOM kill at %.3f s" % kill_at
+    if outcome is Outcome.RECOVERED_BY_REAPER:
+        return (f"oom_reaper reaped {rs.pages_reaped} pages{since} while the victim could not run; "
+                f"the allocation that was looping succeeded, the lock holder went on, and the "
+                f"victim then exited.")
+    if outcome is Outcome.VICTIM_EXITED:
+        return f"The victim exited on its own{since} and freed its memory."
+    return "No verdict before the deadline."
