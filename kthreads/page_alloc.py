@@ -196,8 +196,26 @@ class Zone:
             self.nr_freed += 1
 
     def free_pages(self, pfns: list[int], owner: object) -> None:
-        for pfn in pfns:
-            self.free_page(pfn, owner)
+        """Free a batch under one zone->lock hold (free_pages_and_swap_cache).
+
+        Every page is checked before any is freed, so a bad batch leaves the
+        zone untouched.
+        """
+        if not pfns:
+            return
+        with self.lock:
+            own = self.owner
+            for pfn in pfns:
+                cur = own[pfn]
+                if cur is not owner:
+                    state = "freed twice" if cur is None else f"freed by {owner!r}, owned by {cur!r}"
+                    raise BadPageState(f"BUG: Bad page state: pfn {pfn} {state}")
+            if len(set(pfns)) != len(pfns):
+                raise BadPageState("BUG: Bad page state: a page twice in one batch")
+            for pfn in pfns:
+                own[pfn] = None
+            self._free.extend(pfns)
+            self.nr_freed += len(pfns)
 
     def check_conservation(self) -> list[str]:
         """Every page free or owned, never both, never twice on the free list."""

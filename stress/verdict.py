@@ -26,8 +26,16 @@ def locked_up(k: Kernel, window: float) -> bool:
                if (t := k.find_task_by_pid(pid)) is not None)
 
 
+def reaper_idle(k: Kernel) -> bool:
+    rs = k.reaper_state
+    return rs is None or rs.mm_to_reap.read() is None
+
+
 def episode_over(k: Kernel, tasks: Sequence[Task], window: float) -> bool:
-    return k.panic_reason is not None or all_exited(tasks) or locked_up(k, window)
+    # An episode whose tasks all exited still waits for the reaper to finish
+    # with its mm: how that race ends is part of the episode.
+    return k.panic_reason is not None or (all_exited(tasks) and reaper_idle(k)) or \
+        locked_up(k, window)
 
 
 def classify(k: Kernel, tasks: Sequence[Task], window: float) -> Outcome:

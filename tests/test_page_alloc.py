@@ -134,3 +134,14 @@ def test_gfp_nofs_loops_without_ever_invoking_the_oom_killer(boot):
     assert k.wait_until(exited(t, hog), 2)
     assert got and got[0] is not None
     assert k.stats.oom_invocations == 0
+
+
+def test_a_bad_batch_free_leaves_the_zone_untouched():
+    z = Zone(64)
+    a = object()
+    pages = [z.rmqueue(a, AllocFlags.ALLOC_WMARK_MIN) for _ in range(3)]
+    z.free_page(pages[1], a)
+    with pytest.raises(BadPageState, match=f"pfn {pages[1]} freed twice"):
+        z.free_pages(pages, a)
+    assert z.owner[pages[0]] is a and z.owner[pages[2]] is a
+    assert z.check_conservation() == [] and z.nr_free == 62

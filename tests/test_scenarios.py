@@ -1,0 +1,117 @@
+"""Every scenario under every policy: outcome from the model's state and from the log."""
+
+import pytest
+
+from kthreads import Policy
+from stress import EpisodeConfig, Outcome, SCENARIOS, get_scenario, run_episode
+
+CASES = [(name, policy) for name in SCENARIOS for policy in Policy]
+
+
+def log_has(res, text):
+    return any(text in line for line in res.dmesg)
+
+
+def events(res, name):
+    return [line for line in res.trace if f": {name}:" in line]
+
+
+@pytest.mark.parametrize("name, policy", CASES, ids=[f"{n}-{p.value}" for n, p in CASES])
+def test_scenario_outcome_is_the_declared_one(name, policy):
+    sc = get_scenario(name)
+    res = run_episode(sc, EpisodeConfig(policy=policy))
+    assert res.error is None
+    assert res.breaches == []
+    assert res.grade.ok, (res.outcome, res.explanation, res.dmesg[-20:])
+    victim = res.roles.get("victim")
+    # The same verdict, read back from the kernel's own log lines.
+    if res.outcome is Outcome.OOM_PANIC:
+        assert log_has(res, "Kernel panic - not syncing: Out of memory and no killable processes...")
+        return
+    assert log_has(res, f"Killed process {victim} (victim")
+    if res.outcome is Outcome.RECOVERED_BY_REAPER:
+        assert log_has(res, f"oom_reaper: reaped process {victim} (victim")
+    if res.outcome is Outcome.REAP_FAILED_LOCKUP:
+        i = next(i for i, line in enumerate(res.dmesg) if f"oom_reaper: unable to reap pid:{victim} (victim)" in line)
+        assert "Showing all locks held in the system:" in res.dmesg[i + 1]
+    if res.outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
+        assert any("INFO: task" in line and "blocked for more than 2 seconds." in line for line in res.dmesg)
+        assert res.counters["oom_aborts"] > 0
+    if res.outcome is Outcome.LOCKUP and policy is Policy.PATCH1:
+        assert not log_has(res, "oom_reaper: reaped process")
+    if policy is Policy.NONE:
+        assert not log_has(res, "oom_reaper")
+        assert "reaped" not in res.counters
+
+
+def test_lockup_mutex_patch1_reaps_while_the_victim_still_sleeps_and_every_page_returns():
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy=Policy.PATCH1))
+    assert res.outcome is Outcome.RECOVERED_BY_REAPER
+    v, w = res.roles["victim"], res.roles["writer"]
+    # The memory came back before the victim ran at all (it was in D on inode_lock),
+    # and the writer's allocation succeeded after that.
+    assert res.kill_at < res.freed_at <= res.recovered_at
+    assert res.counters["pages_reaped"] > 900
+    assert res.breaches == []  # includes "every page back in the zone" after shutdown
+    assert events(res, "finish_task_reaping") and events(res, "mark_victim")
+
+
+def test_reaper_retries_ten_times_hz_over_10_apart_then_gives_up():
+    cfg = EpisodeConfig(policy=Policy.PATCH1)
+    res = run_episode(get_scenario("mmap-sem-writer"), cfg)
+    assert res.outcome is Outcome.REAP_FAILED_LOCKUP
+    skips = events(res, "skip_task_reaping")
+    assert len(skips) == 10 and res.counters["reaper_skipped"] == 10
+    times = [float(line.split("....")[1].split(":")[0]) for line in skips]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    hz_over_10 = 0.1  # model seconds at any HZ
+    assert all(g >= hz_over_10 * 0.99 for g in gaps), gaps
+    assert all(g < hz_over_10 * 5 for g in gaps), gaps  # a loaded machine, but not a lost wake
+    assert len(events(res, "reap_failed")) == 1
+
+
+def test_second_victim_is_dropped_because_the_slot_is_busy():
+    res = run_episode(get_scenario("second-victim"), EpisodeConfig(policy=Policy.PATCH1))
+    assert res.outcome is Outcome.LOCKUP
+    assert res.counters["reap_dropped"] == 1
+    dropped = events(res, "reap_dropped")
+    assert dropped and f"pid={res.roles['victim']}" in dropped[0]
+    assert "mm_to_reap refused it" in res.explanation
+
+
+def test_shared_mm_unkillable_is_killed_but_never_reaped():
+    res = run_episode(get_scenario("shared-mm-unkillable"), EpisodeConfig(policy=Policy.PATCH1))
+    assert res.outcome is Outcome.LOCKUP
+    assert events(res, "oom_reap_forbidden") and not events(res, "wake_reaper")
+    assert res.counters["reaper_attempts"] == 0
+
+
+def test_exit_race_never_touches_a_freed_mm():
+    for seed in range(5):
+        res = run_episode(get_scenario("exit-race"), EpisodeConfig(policy=Policy.PATCH1, seed=seed))
+        assert res.outcome in (Outcome.VICTIM_EXITED, Outcome.RECOVERED_BY_REAPER)
+        assert res.breaches == [] and res.error is None
+        assert res.counters["reaper_skipped"] >= 1
+        assert res.counters["reap_raced_exit"] + res.counters["reaped"] == 1
+
+
+def test_no_killable_task_panics_promptly():
+    res = run_episode(get_scenario("no-killable-task"), EpisodeConfig(policy=Policy.PATCH1))
+    assert res.outcome is Outcome.OOM_PANIC
+    assert res.model_seconds < 2.0  # well before any lockup window
+
+
+def test_unknown_scenario_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown scenario 'nope'; valid: lockup-mutex, "):
+        get_scenario("nope")
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(policy="bogus"), "unknown policy"),
+    (dict(hung_task_timeout=0), "hung_task_timeout"),
+    (dict(hung_task_timeout=5, lockup_window=1), "lockup_window"),
+    (dict(speed=1000), "floor"),
+])
+def test_episode_config_validation(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        EpisodeConfig(**kw)
