@@ -10,7 +10,7 @@ import threading
 import time
 
 from .errors import Errno
-from .sched import Parker, SleepResult, TaskState, _this, current, sleep_on
+from .sched import Parker, SleepResult, TaskState, current, current_parker, sleep_on
 
 #: complete_all() leaves done at this value: every later wait passes at once.
 COMPLETE_ALL = 1 << 31
@@ -68,7 +68,7 @@ class Completion:
 
     def _wait(self, state: TaskState, deadline: float | None) -> SleepResult:
         task = current()
-        parker = task.parker if task is not None else _this.parker
+        parker = task.parker if task is not None else current_parker()
         with self._lock:
             self._sleepers.append(parker)
         try:

@@ -36,7 +36,10 @@ def lock_acquired(task: "Task", lock: object, read: bool, at: object) -> None:
 
 def lock_released(task: "Task", lock: object) -> None:
     held = task.held_locks
-    for i in range(len(held) - 1, -1, -1):
+    if held and held[-1][0] is lock:  # released in LIFO order: the usual case
+        held.pop()
+        return
+    for i in range(len(held) - 2, -1, -1):
         if held[i][0] is lock:
             del held[i]
             return

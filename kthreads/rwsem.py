@@ -40,7 +40,9 @@ class RwSemaphore:
     def __init__(self, name: str = "rw_semaphore", kernel: "Kernel | None" = None) -> None:
         self.name = name
         self.owner: object = None  # the writer, if write-held
-        self._readers: dict[object, int] = {}  # reader -> recursion count
+        # Readers, once per hold (a recursive read appears twice). A list:
+        # append/remove are the cheapest bookkeeping on the read fast path.
+        self._readers: list[object] = []
         self._waiters: deque[Waiter] = deque()
         # Protects owner, _readers and _waiters. Every grant happens under it,
         # so "writer xor readers" is decided in one place at a time.
@@ -54,12 +56,14 @@ class RwSemaphore:
 
     # -- read side ----------------------------------------------------------
     def down_read_trylock(self) -> bool:
-        me = _this.holder
+        try:
+            me = _this.holder
+        except AttributeError:
+            me = current_holder()
         wl = self._wait_lock
         wl.acquire()
         if self.owner is None and not self._waiters:
-            rd = self._readers
-            rd[me] = rd.get(me, 0) + 1
+            self._readers.append(me)
             wl.release()
             if me.__class__ is Task:
                 me.held_locks.append((self, True, sys._getframe(1).f_code))
@@ -69,12 +73,14 @@ class RwSemaphore:
 
     def down_read(self) -> None:
         """Sleeps TASK_UNINTERRUPTIBLE behind a writer or a queued writer."""
-        me = _this.holder
+        try:
+            me = _this.holder
+        except AttributeError:
+            me = current_holder()
         wl = self._wait_lock
         wl.acquire()
         if self.owner is None and not self._waiters:  # fast path, as the trylock
-            rd = self._readers
-            rd[me] = rd.get(me, 0) + 1
+            self._readers.append(me)
             wl.release()
             if me.__class__ is Task:
                 me.held_locks.append((self, True, sys._getframe(1).f_code))
@@ -87,24 +93,23 @@ class RwSemaphore:
         return 0 if res is SleepResult.WOKEN else -Errno.EINTR
 
     def up_read(self) -> None:
-        me = _this.holder
+        try:
+            me = _this.holder
+        except AttributeError:
+            me = current_holder()
         wl = self._wait_lock
         wl.acquire()
         rd = self._readers
-        n = rd.get(me, 0)
-        if n == 0:
+        try:
+            rd.remove(me)
+        except ValueError:
             wl.release()
-            raise LockBug(f"{holder_name(me)} up_read()s {self.name} it does not hold for read")
-        if n == 1:
-            del rd[me]
-            woken = self._grant_locked() if not rd and self._waiters else None
-        else:
-            rd[me] = n - 1
-            woken = None
+            raise LockBug(f"{holder_name(me)} up_read()s {self.name} it does not hold for read") from None
+        woken = self._grant_locked() if not rd and self._waiters else None
         wl.release()
         if me.__class__ is Task:
             held = me.held_locks
-            if held and held[-1][0] is self:  # released in LIFO order: the usual case
+            if held and held[-1][0] is self:  # LIFO: lock_released's fast case, inlined
                 held.pop()
             else:
                 lock_released(me, self)
@@ -124,7 +129,10 @@ class RwSemaphore:
         return True
 
     def down_write(self) -> None:
-        me = _this.holder
+        try:
+            me = _this.holder
+        except AttributeError:
+            me = current_holder()
         wl = self._wait_lock
         wl.acquire()
         if self.owner is None and not self._readers and not self._waiters:
@@ -141,7 +149,10 @@ class RwSemaphore:
         return 0 if res is SleepResult.WOKEN else -Errno.EINTR
 
     def up_write(self) -> None:
-        me = _this.holder
+        try:
+            me = _this.holder
+        except AttributeError:
+            me = current_holder()
         wl = self._wait_lock
         wl.acquire()
         if self.owner is not me:
@@ -201,10 +212,10 @@ class RwSemaphore:
 
     # -- introspection ------------------------------------------------------
     def readers(self) -> list[object]:
-        return list(self._readers)
+        return list(dict.fromkeys(self._readers))
 
     def holders(self) -> list[object]:
-        return [self.owner] if self.owner is not None else list(self._readers)
+        return [self.owner] if self.owner is not None else self.readers()
 
     def owner_pids(self) -> list[int]:
         return [p for p in (holder_pid(h) for h in self.holders()) if p is not None]
@@ -232,7 +243,7 @@ class RwSemaphore:
             else:
                 free = self.owner is None and not self._waiters
                 if free:
-                    self._readers[me] = self._readers.get(me, 0) + 1
+                    self._readers.append(me)
             w = None
             if not free:
                 w = Waiter(me, write)
@@ -270,11 +281,7 @@ class RwSemaphore:
                 if w.write:
                     self.owner = None
                 else:
-                    n = self._readers[w.holder]
-                    if n == 1:
-                        del self._readers[w.holder]
-                    else:
-                        self._readers[w.holder] = n - 1
+                    self._readers.remove(w.holder)
             else:
                 self._waiters.remove(w)
             woken = self._grant_locked() if self._waiters else None
@@ -297,7 +304,7 @@ class RwSemaphore:
         rd = self._readers
         while q and not q[0].write:
             w = q.popleft()
-            rd[w.holder] = rd.get(w.holder, 0) + 1
+            rd.append(w.holder)
             w.granted = True
             granted.append(w)
         return granted
