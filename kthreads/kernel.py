@@ -49,8 +49,9 @@ class KernelConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.policy, Policy):
             object.__setattr__(self, "policy", Policy.parse(str(self.policy)))
-        if self.hung_task_timeout < 0:
-            raise ValueError("hung_task_timeout must be >= 0")
+        if self.hung_task_timeout < 0 or not float(self.hung_task_timeout).is_integer():
+            raise ValueError("hung_task_timeout must be whole seconds >= 0, like "
+                             "/proc/sys/kernel/hung_task_timeout_secs")
         if self.alloc_stall_secs <= 0:
             raise ValueError("alloc_stall_secs must be positive")
         if self.shutdown_timeout <= 0:

@@ -54,6 +54,7 @@ class ReaperState:
     dropped: int = 0  # victims not queued because the slot was busy
     raced_exit: int = 0  # the victim's last user left before the reaper got there
     pages_reaped: int = 0
+    reaped_mm_ids: set[int] = field(default_factory=set)
 
 
 def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
@@ -117,6 +118,7 @@ def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
                     freed += unmap_page_range(mm, vma)
             state.reaped += 1
             state.pages_reaped += freed
+            state.reaped_mm_ids.add(mm.id)
             kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now "
                           f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
                           f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "

@@ -7,7 +7,8 @@ import enum
 import json
 import sys
 import time
-from typing import Callable, NoReturn, Sequence, TextIO
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence, TextIO
 
 from loguru import logger
 
@@ -15,7 +16,11 @@ from kthreads import Policy
 from kthreads.jiffies import HZ_MAX, HZ_MIN, Clock
 
 from .episode import EpisodeConfig, EpisodeResult, run_episode
+from .outcomes import Grade
 from .scenarios import SCENARIOS, get_scenario
+from .soak import (SoakConfig, SoakSettings, format_report, progress_printer, report_json, run_one,
+                   run_soak, write_logs)
+from .workload import WorkloadParams
 
 DEMO_SCENARIO = "lockup-mutex"
 DEMO = dict(speed=10.0, hung_task_timeout=10.0, lockup_window=12.0)
@@ -52,6 +57,16 @@ def positive_float(name: str, hi: float | None = None) -> Callable[[str], float]
             raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
         if hi is not None and v > hi:
             raise argparse.ArgumentTypeError(f"{name} must be at most {hi:g}, got {text}")
+        return v
+    return parse
+
+
+def whole_seconds(name: str) -> Callable[[str], float]:
+    """hung_task_timeout_secs is a whole number of seconds, as the sysctl is."""
+    def parse(text: str) -> float:
+        v = positive_float(name, 3600)(text)
+        if not v.is_integer():
+            raise argparse.ArgumentTypeError(f"{name} is whole seconds (1..3600), got {text}")
         return v
     return parse
 
@@ -98,7 +113,7 @@ def add_episode_options(p: argparse.ArgumentParser, defaults: dict) -> None:
                         f"{Clock.max_speed(100):g} at HZ=100)")
     p.add_argument("--hz", type=int_in("--hz", HZ_MIN, HZ_MAX), default=100,
                    help="HZ, jiffies per model second (default %(default)s)")
-    p.add_argument("--hung-task-timeout", type=positive_float("--hung-task-timeout", 3600),
+    p.add_argument("--hung-task-timeout", type=whole_seconds("--hung-task-timeout"),
                    default=defaults["hung_task_timeout"], metavar="SECS",
                    help="khungtaskd's hung_task_timeout_secs, model seconds (default %(default)s)")
     p.add_argument("--lockup-window", type=positive_float("--lockup-window", 7200),
@@ -133,6 +148,7 @@ def build_parser() -> Parser:
     p_run.add_argument("--json", type=writable_file, metavar="FILE", help="write the result as JSON")
     add_episode_options(p_run, dict(speed=50.0, hung_task_timeout=2.0, lockup_window=3.0))
     p_run.set_defaults(func=cmd_run)
+    add_soak_parser(sub)
     return parser
 
 
@@ -233,6 +249,176 @@ def cmd_run(args: argparse.Namespace) -> int:
             json.dump(d, f, indent=2)
             f.write("\n")
     return ExitStatus.OK if res.expected else ExitStatus.UNEXPECTED
+
+
+def int_range(name: str, lo: int, hi: int) -> Callable[[str], tuple[int, int]]:
+    def parse(text: str) -> tuple[int, int]:
+        parts = text.split("-")
+        try:
+            a, b = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (None, None)
+        except ValueError:
+            a = b = None
+        if a is None or b is None or not lo <= a <= b <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be MIN-MAX (or N) with {lo} <= MIN <= MAX "
+                                             f"<= {hi}, got {text!r}")
+        return a, b
+    return parse
+
+
+def share(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number between 0 and 1, got {text!r}") from None
+        if not 0 <= v <= 1:
+            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {text}")
+        return v
+    return parse
+
+
+def mix_type(text: str) -> tuple[tuple[str, float], ...]:
+    from .workload import SYSCALLS
+
+    out = dict(WorkloadParams().mix)
+    for item in text.split(","):
+        name, _, weight = item.partition("=")
+        if name not in SYSCALLS:
+            raise argparse.ArgumentTypeError(f"--mix: unknown syscall {name!r}; valid: {', '.join(SYSCALLS)}")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--mix: weight of {name} must be a number, got {weight!r}") from None
+        if w < 0:
+            raise argparse.ArgumentTypeError(f"--mix: weight of {name} must be >= 0, got {w:g}")
+        out[name] = w
+    if not any(out.values()):
+        raise argparse.ArgumentTypeError("--mix: at least one weight must be positive")
+    return tuple(out.items())
+
+
+def inject_type(text: str) -> tuple[str, int]:
+    kind, _, seed = text.partition(":")
+    if kind not in ("crash", "hang") or not seed.isdigit():
+        raise argparse.ArgumentTypeError("--inject takes crash:SEED or hang:SEED")
+    return kind, int(seed)
+
+
+def writable_dir(text: str) -> str:
+    try:
+        Path(text).mkdir(parents=True, exist_ok=True)
+        probe = Path(text) / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write into {text!r}: {e.strerror}") from None
+    return text
+
+
+def add_soak_parser(sub: Any) -> None:
+    d = WorkloadParams()
+    p = sub.add_parser("soak", help="randomized workloads, many episodes, an outcome histogram per policy",
+                       description="Soak: the same seeded random workloads under each --policy, in "
+                                   "worker processes; prints how often each design locks up.")
+    p.add_argument("--policy", type=policy_type, action="append", metavar="P",
+                   help="none | patch1; repeat to compare (default: both)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--episodes", type=int_in("--episodes", 1, 10 ** 9), metavar="N",
+                     help="episodes per policy (default 100)")
+    how.add_argument("--seconds", type=positive_float("--seconds", 7 * 86400), metavar="S",
+                     help="run for S seconds of wall time instead")
+    how.add_argument("--replay", type=int_in("--replay", 0, 2 ** 63 - 1), metavar="SEED",
+                     help="rerun one episode in this process and print its log")
+    p.add_argument("--seed", type=int_in("--seed", 0, 2 ** 62), default=0,
+                   help="first episode seed (default 0)")
+    p.add_argument("--jobs", type=int_in("--jobs", 0, 256), default=0, metavar="J",
+                   help="worker processes (default 0: one per core)")
+    p.add_argument("--json", type=writable_file, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--log-dir", type=writable_dir, metavar="DIR",
+                   help="write the kernel log of every lockup or forbidden episode there")
+    p.add_argument("--fail-on", choices=("forbidden", "never"), default="forbidden",
+                   help="exit 1 on a forbidden outcome or breach (default), or never")
+    w = p.add_argument_group("workload")
+    w.add_argument("--processes", type=int_range("--processes", 1, 64), default=d.processes, metavar="MIN-MAX")
+    w.add_argument("--max-threads", type=int_in("--max-threads", 1, 16), default=d.max_threads)
+    w.add_argument("--zone-pages", type=int_range("--zone-pages", 128, 1 << 20), default=d.zone_pages,
+                   metavar="MIN-MAX")
+    w.add_argument("--pressure", type=positive_float("--pressure", 10), default=d.pressure,
+                   help="memory wanted / zone size (default %(default)s)")
+    w.add_argument("--locks", type=int_in("--locks", 0, 32), default=d.locks)
+    w.add_argument("--nofs", type=share("--nofs"), default=d.nofs, help="share of GFP_NOFS allocations")
+    w.add_argument("--killable", type=share("--killable"), default=d.killable,
+                   help="share of killable mutex waits")
+    w.add_argument("--mix", type=mix_type, default=d.mix, metavar="NAME=W,...",
+                   help="syscall weights: " + ", ".join(f"{k}={v:g}" for k, v in d.mix))
+    e = p.add_argument_group("episode")
+    e.add_argument("--speed", type=positive_float("--speed", Clock.max_speed(100)), default=100.0)
+    e.add_argument("--hung-task-timeout", type=whole_seconds("--hung-task-timeout"), default=1.0,
+                   metavar="SECS")
+    e.add_argument("--lockup-window", type=positive_float("--lockup-window", 7200), default=1.5,
+                   metavar="SECS")
+    e.add_argument("--episode-timeout", type=positive_float("--episode-timeout", 3600), default=30.0,
+                   metavar="SECS", help="real seconds before a worker is declared hung (default 30)")
+    e.add_argument("--verify-replays", type=int_in("--verify-replays", 0, 100), default=3, metavar="N",
+                   help="rerun a few lockup episodes N times each to measure replay fidelity (default 3)")
+    p.add_argument("--inject", type=inject_type, action="append", default=[], help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_soak)
+
+
+def soak_settings(args: argparse.Namespace, keep_log: str) -> SoakSettings:
+    params = WorkloadParams(processes=args.processes, max_threads=args.max_threads,
+                            zone_pages=args.zone_pages, pressure=args.pressure, locks=args.locks,
+                            nofs=args.nofs, killable=args.killable, mix=args.mix)
+    return SoakSettings(params=params, speed=args.speed, hz=100,
+                        hung_task_timeout=args.hung_task_timeout,
+                        lockup_window=max(args.lockup_window, args.hung_task_timeout),
+                        keep_log=keep_log, inject=tuple(args.inject))
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    policies = tuple(dict.fromkeys(args.policy or (Policy.NONE, Policy.PATCH1)))
+    if args.replay is not None:
+        return cmd_replay(args, policies)
+    settings = soak_settings(args, "interesting" if args.log_dir else "none")
+    cfg = SoakConfig(policies=policies, episodes=None if args.seconds else (args.episodes or 100),
+                     seconds=args.seconds, seed=args.seed, jobs=args.jobs, settings=settings,
+                     episode_timeout=args.episode_timeout, verify_replays=args.verify_replays)
+    log_dir = Path(args.log_dir) if args.log_dir else None
+    print(f"soak: policies {', '.join(p.value for p in policies)}; "
+          + (f"{cfg.episodes} episodes each" if cfg.episodes else f"{cfg.seconds:g} s")
+          + f"; seeds from {cfg.seed}; {cfg.workers} worker process(es); "
+            f"speed {settings.speed:g}x, lockup window {settings.lockup_window:g} s model", flush=True)
+    report = run_soak(cfg, progress_printer(sys.stderr),
+                      on_record=(lambda rec: write_logs(log_dir, rec)) if log_dir else None)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    format_report(report, sys.stdout)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report_json(report), f, indent=2)
+            f.write("\n")
+    if report.interrupted:
+        print(f"{'python -m stress'}: interrupted; every worker's threads were joined", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    bad = report.forbidden or any(st.breaches for st in report.per_policy.values())
+    return ExitStatus.UNEXPECTED if bad and args.fail_on == "forbidden" else ExitStatus.OK
+
+
+def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...]) -> int:
+    settings = soak_settings(args, "none")
+    stream_kernel_log(sys.stdout)
+    worst = ExitStatus.OK
+    for policy in policies:
+        print(f"=== replay of soak seed {args.replay} under policy {policy.value} ===", flush=True)
+        rec = run_one(args.replay, policy, settings)
+        print(f"\n# verdict: {rec.label} ({rec.grade})")
+        if rec.explanation:
+            print(f"# {rec.explanation}")
+        for b in rec.breaches:
+            print(f"# INVARIANT BREACH: {b}")
+        if rec.grade == Grade.FORBIDDEN.value and args.fail_on == "forbidden":
+            worst = ExitStatus.UNEXPECTED
+    return worst
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from kthreads import Kernel, Task
+from kthreads import GFP, Kernel, Task
 
 from .outcomes import Outcome
+from .verdict import blocking_tasks
 
 
 def _who(t: Task) -> str:
@@ -48,14 +49,25 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
     if outcome is Outcome.NO_OOM:
         return "Memory never ran out: no OOM kill."
     if outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
-        victims = [t for t in k.tasks() if t.tif_memdie]
+        blockers = blocking_tasks(k)
         sentences = []
-        for v in victims:
-            flags = "TIF_MEMDIE" + (" and SIGKILL pending" if v.sigkill_pending else "")
-            sentences.append(f"{_who(v)} has {flags} but {wait_chain(k, v)}.")
-        sentences.append(f"The OOM killer aborted {k.stats.oom_aborts} times because a "
-                         f"TIF_MEMDIE victim still lives; no page was freed since "
-                         f"{k.stats.last_progress:.3f} s.")
+        for v in blockers:
+            if v.tif_memdie:
+                flags = "has TIF_MEMDIE" + (" and SIGKILL pending" if v.sigkill_pending else "")
+            else:
+                flags = "is exiting with its mm"
+            sentences.append(f"{_who(v)} {flags} but {wait_chain(k, v)}.")
+        if not blockers:
+            loopers = [t for t in k.tasks() if t.alloc_since is not None]
+            nofs = [t for t in loopers if t.alloc_gfp is not None and not t.alloc_gfp & GFP.FS]
+            sentences.append(f"No OOM victim: {len(loopers)} tasks loop in the page allocator"
+                             + (f", {len(nofs)} with GFP_NOFS, which never invokes the OOM killer"
+                                if nofs else "") + f"; {len(k.hung_tasks)} tasks are hung.")
+            return " ".join(sentences)
+        why = "a TIF_MEMDIE victim still lives" if any(v.tif_memdie for v in blockers) \
+            else "an exiting task still has its mm"
+        sentences.append(f"The OOM killer aborted {k.stats.oom_aborts} times because {why}; "
+                         f"no page was allocated or freed since {k.stats.last_progress:.3f} s.")
         if rs is None:
             sentences.append("oom_reaper: not running (policy none).")
         elif outcome is Outcome.REAP_FAILED_LOCKUP:
@@ -64,9 +76,12 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
         elif rs.dropped:
             sentences.append(f"oom_reaper: busy with another mm when this victim was killed, "
                              f"so mm_to_reap refused it ({rs.dropped} dropped): never reaped.")
-        elif rs.reaped == 0 and rs.failed == 0:
+        elif k.stats.oom_kills and rs.reaped == 0 and rs.failed == 0 and \
+                any(e[2] == "oom_reap_forbidden" for e in k.tracer.events()):
             sentences.append("oom_reaper: never woken for this victim "
                              "(its mm is shared with a process that may not be killed).")
+        elif rs.reaped:
+            sentences.append(f"oom_reaper: reaped {rs.reaped} mm(s), yet the lockup persists.")
         return " ".join(sentences)
     since = "" if kill_at is None else " after the OOM kill at %.3f s" % kill_at
     if outcome is Outcome.RECOVERED_BY_REAPER:

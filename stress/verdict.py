@@ -7,6 +7,7 @@ exited for ``window`` model seconds while khungtaskd reports a hung task.
 
 from __future__ import annotations
 
+import enum
 from typing import Sequence
 
 from kthreads import Kernel, Task
@@ -56,3 +57,58 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float) -> Outcome:
             return Outcome.REAP_FAILED_LOCKUP
         return Outcome.LOCKUP
     return Outcome.UNDETERMINED
+
+
+class Shape(str, enum.Enum):
+    """What a locked-up episode is stuck on, read from the wait-for graph."""
+
+    MUTEX = "mutex"  # an OOM victim sleeps on a mutex chain ending in an allocator
+    MUTEX_UNREAPED = "mutex_unreaped"  # the same, but its mm was never queued (slot busy, unkillable sharer)
+    MUTEX_REAPED = "mutex_reaped"  # reaped, but others took the memory first; TIF_MEMDIE stays (patch 3's fix)
+    MMAP_SEM = "mmap_sem"  # the victim (or an exiting task) waits for mmap_sem
+    NO_VICTIM = "no_victim"  # no OOM victim at all: e.g. GFP_NOFS allocators looping for ever
+    OTHER = "other"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _alive(t: Task) -> bool:
+    return t.state_letter not in "ZX"
+
+
+def blocking_tasks(k: Kernel) -> list[Task]:
+    """The tasks the OOM killer waits for: TIF_MEMDIE victims, else exiting tasks with an mm."""
+    victims = [t for t in k.tasks() if t.tif_memdie and _alive(t)]
+    if victims:
+        return victims
+    return [t for t in k.tasks() if t.exiting and t.mm is not None and _alive(t)]
+
+
+def unreapable_mms(k: Kernel) -> set[int]:
+    """mm ids the reaper was never handed: dropped (slot busy) or forbidden (unkillable sharer)."""
+    out = set()
+    for _, _, name, _, _, fields in k.tracer.events():
+        if name == "reap_dropped" or (name == "oom_kill" and not fields.get("can_oom_reap", True)):
+            out.add(fields.get("mm"))
+    return out
+
+
+def lockup_shape(k: Kernel) -> Shape:
+    blockers = blocking_tasks(k)
+    if not blockers:
+        return Shape.NO_VICTIM
+    kinds = [getattr(t.wchan, "kind", None) for t in blockers]
+    if "rw_semaphore" in kinds:
+        return Shape.MMAP_SEM
+    if "mutex" in kinds:
+        mutex_victims = [t for t, kind in zip(blockers, kinds) if kind == "mutex"]
+        rs = k.reaper_state
+        if rs is not None:
+            ids = [t.mm.id if t.mm is not None else None for t in mutex_victims]
+            if all(i in unreapable_mms(k) for i in ids):
+                return Shape.MUTEX_UNREAPED
+            if all(i in rs.reaped_mm_ids for i in ids):
+                return Shape.MUTEX_REAPED
+        return Shape.MUTEX
+    return Shape.OTHER

@@ -1,0 +1,55 @@
+"""Soak grades: what each design promises, per outcome and lockup shape.
+
+Labels are the outcome, plus the shape for lockups: ``lockup:mutex``.
+"""
+
+from __future__ import annotations
+
+from kthreads import Policy
+
+from .outcomes import Grade, Outcome
+from .verdict import Shape
+
+E, A, I, F = Grade.EXPECTED, Grade.ACCEPTABLE, Grade.INTERESTING, Grade.FORBIDDEN
+
+
+def label(outcome: Outcome, shape: Shape | None) -> str:
+    return f"{outcome.value}:{shape.value}" if shape is not None else outcome.value
+
+
+#: Per policy, the grade of each label; anything not listed is FORBIDDEN.
+SOAK_GRADES: dict[Policy, dict[str, Grade]] = {
+    Policy.NONE: {
+        "no_oom": E, "victim_exited": E, "oom_panic": A,
+        # Without a reaper, a victim that cannot run locks the machine up:
+        # the flaw the lab measures.
+        "lockup:mutex": A, "lockup:mmap_sem": A, "lockup:other": A,
+        # GFP_NOFS allocators that never call the OOM killer: not the reaper's business.
+        "lockup:no_victim": I,
+    },
+    Policy.PATCH1: {
+        "no_oom": E, "victim_exited": E, "recovered_by_reaper": E, "oom_panic": A,
+        # "the semaphore might be held or blocked for write": the admitted limit.
+        "reap_failed_lockup:mmap_sem": I, "lockup:mmap_sem": I,
+        # Documented patch-1 limits: a single slot, mms shared with the unkillable,
+        # and TIF_MEMDIE kept after a reap (cleared from patch 3 on), so that a
+        # victim whose reaped memory others took first still blocks the killer.
+        "lockup:mutex_unreaped": I, "lockup:mutex_reaped": I, "lockup:no_victim": I,
+        "reap_failed_lockup:mutex": I, "reap_failed_lockup:other": I, "lockup:other": I,
+        # A mutex-shaped lockup whose victim the reaper was handed and did not
+        # reap is exactly what patch 1 exists to prevent: "lockup:mutex" is FORBIDDEN.
+    },
+}
+
+
+def soak_grade(policy: Policy, lbl: str, breaches: bool) -> Grade:
+    if breaches:
+        return Grade.FORBIDDEN
+    return SOAK_GRADES.get(policy, {}).get(lbl, Grade.FORBIDDEN)
+
+
+def rule_of_three(n: int) -> float:
+    """95% upper bound of the rate of an event never seen in n trials."""
+    if n <= 0:
+        raise ValueError("the rule of three needs at least one trial")
+    return 3.0 / n
