@@ -136,13 +136,13 @@ def _syscall(rng: random.Random, kind: str, params: WorkloadParams, budget: int,
         killable = rng.random() < params.killable
         if kind == "locked_alloc":
             return Syscall(kind, min(pages, 8), locks, killable, nofs)
-        return Syscall(kind, 0, locks, killable, False, rng.randint(1, 10))
+        return Syscall(kind, 0, locks, killable, False, rng.randint(1, 4))
     if kind in ("locked_alloc", "lock_wait", "alloc"):
         return Syscall("alloc", min(pages, 8), nofs=nofs)
     if kind in ("fault", "mmap"):
         return Syscall(kind, pages, nofs=nofs)
     if kind == "sleep":
-        return Syscall(kind, jiffies=rng.randint(1, 5))
+        return Syscall(kind, jiffies=rng.randint(1, 3))
     return Syscall("free")
 
 
