@@ -96,12 +96,11 @@ def model_call_trace(t: Task, depth: int = 12) -> list[str]:
     names: list[str] = []
     while frame is not None and len(names) < depth:
         code = frame.f_code
-        name = code.co_name
-        owner = frame.f_locals.get("self") if name.startswith("__") else None
-        if owner is not None:
-            name = f"{type(owner).__name__}.{name}"
+        # co_qualname (3.11+) names the class too: "Mutex.__enter__". Never
+        # read another thread's f_locals here: that frame is running.
+        name = getattr(code, "co_qualname", code.co_name)
         if "threading" not in code.co_filename and name not in ("run", "task_main") and \
-                not (name.startswith("_") and not name.startswith("__")):
+                not (code.co_name.startswith("_") and not code.co_name.startswith("__")):
             names.append(f"{name}+{frame.f_lineno}")
         frame = frame.f_back
     return names

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Sequence
 
-from kthreads import Kernel, Task
+from kthreads import Kernel, Task, TaskState
 
 from .outcomes import Outcome
 
@@ -19,12 +19,26 @@ def all_exited(tasks: Sequence[Task]) -> bool:
     return all(t.state_letter in "ZX" for t in tasks)
 
 
-def locked_up(k: Kernel, window: float) -> bool:
-    """No progress for ``window`` model seconds, with a task hung in D."""
-    if k.clock.now() - k.stats.last_progress < window:
+def nobody_can_run(tasks: Sequence[Task]) -> bool:
+    """Every live task sleeps or loops in the page allocator."""
+    return all(t.state_letter != "R" or t.alloc_since is not None
+               for t in tasks if t.state_letter not in "ZX")
+
+
+def locked_up(k: Kernel, tasks: Sequence[Task], window: float) -> bool:
+    """No allocation succeeded and no task exited for ``window`` model seconds,
+    the reaper (if any) is done with its mm (until then it may still free
+    memory), and a task is hung in D. khungtaskd ignores TASK_KILLABLE
+    sleepers, so a stall made only of those counts when no task can run."""
+    if k.clock.now() - k.stats.last_progress < window or not reaper_idle(k):
         return False
-    return any(t.state_letter == "D" for pid, _ in list(k.hung_tasks.items())
+    hung = any(t.state_letter == "D" for pid, _ in list(k.hung_tasks.items())
                if (t := k.find_task_by_pid(pid)) is not None)
+    if hung:
+        return True
+    # Wait for khungtaskd's report while it has a TASK_UNINTERRUPTIBLE task to make.
+    uninterruptible = any(t.state == TaskState.TASK_UNINTERRUPTIBLE for t in tasks)
+    return not uninterruptible and nobody_can_run(tasks)
 
 
 def reaper_idle(k: Kernel) -> bool:
@@ -36,7 +50,7 @@ def episode_over(k: Kernel, tasks: Sequence[Task], window: float) -> bool:
     # An episode whose tasks all exited still waits for the reaper to finish
     # with its mm: how that race ends is part of the episode.
     return k.panic_reason is not None or (all_exited(tasks) and reaper_idle(k)) or \
-        locked_up(k, window)
+        locked_up(k, tasks, window)
 
 
 def classify(k: Kernel, tasks: Sequence[Task], window: float) -> Outcome:
@@ -50,7 +64,7 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float) -> Outcome:
         if rs is not None and rs.reaped > 0:
             return Outcome.RECOVERED_BY_REAPER
         return Outcome.VICTIM_EXITED
-    if locked_up(k, window):
+    if locked_up(k, tasks, window):
         rs = k.reaper_state
         # A reap that failed on an mm that is still alive is the reason.
         if rs is not None and any(not mm.freed for mm in rs.failed_mms):

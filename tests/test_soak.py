@@ -122,12 +122,20 @@ def test_ctrl_c_stops_promptly_with_a_partial_report_and_json(tmp_path):
 
 def test_replay_reproduces_a_recorded_lockup(capsys):
     settings = SoakSettings(keep_log="none")
-    recorded = [(seed, r.label) for seed in range(60)
-                if "lockup" in (r := run_one(seed, Policy.NONE, settings)).label][:4]
-    assert recorded, "no lockup in 60 seeds under none"
+    recorded = []
+    for seed in range(150):
+        r = run_one(seed, Policy.NONE, settings)
+        if "lockup" in r.label:
+            recorded.append((seed, r.label))
+            if len(recorded) == 8:
+                break
+    assert len(recorded) == 8, recorded
     reproduced = {seed: sum(run_one(seed, Policy.NONE, settings).label == lbl for _ in range(3))
                   for seed, lbl in recorded}
+    # Threads race for real, so a seed fixes the workload, not the interleaving;
+    # most recorded lockups come back, many every time (the README has the rate).
     assert max(reproduced.values()) == 3, reproduced
+    assert sum(reproduced.values()) >= 8, reproduced
     seed = max(reproduced, key=reproduced.get)
     assert main(["soak", "--replay", str(seed), "--policy", "none"]) in (ExitStatus.OK,)
     out = capsys.readouterr().out
