@@ -77,10 +77,13 @@ def exit_mm(task: Task) -> None:
         pass  # shutting down: detach without the lock
     # The lazy-TLB reference the exiting task keeps until its last schedule.
     mmgrab(mm)
-    task.mm = None
+    with task.alloc_lock:  # task_lock(): the OOM killer reads ->mm under it
+        task.mm = None
     if held:
         mm.mmap_sem.up_read()
     mmput(mm)
+    # Read after ->mm was cleared under task_lock: a mark_oom_victim() that
+    # saw our mm has set it by now, so TIF_MEMDIE is never left behind.
     if task.tif_memdie:
         exit_oom_victim(kernel, task)
     # finish_task_switch(): the last context switch drops the lazy-TLB mm.

@@ -47,6 +47,7 @@ def check_hung_uninterruptible_tasks(kernel: "Kernel", timeout: float,
     for t in kernel.tasks():
         if t.state != TaskState.TASK_UNINTERRUPTIBLE:
             seen.pop(t.pid, None)
+            kernel.hung_tasks.pop(t.pid, None)
             continue
         count = t.nvcsw
         prev = seen.get(t.pid)

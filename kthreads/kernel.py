@@ -160,19 +160,22 @@ class Kernel:
     # -- creating tasks -----------------------------------------------------
     def _new_task(self, comm: str, body: Body, signal: SignalStruct, leader: Task | None,
                   mm: MM | None, flags: PF, start: bool) -> Task:
-        if self.plug_pulled:
-            raise RuntimeError("the kernel is shut down")
+        # Under tasklist_lock: shutdown() pulls the plug and takes its list of
+        # threads under it too, so a task is either refused, or seen by
+        # shutdown already started (never started twice, never missed).
         with self.tasklist_lock:
+            if self.plug_pulled:
+                raise RuntimeError("the kernel is shut down")
             pid = next(self._kthread_pids if flags & PF.PF_KTHREAD else self._pids)
             task = Task(self, pid, comm, body, signal, leader, mm, flags)
             self._tasks[task.pid] = task
             self._threads.append(task.thread)
-        if mm is not None and mm.owner is None:
-            mm.owner = task
-        self.tracer.record("task_newtask", task.pid, task.comm, tgid=task.tgid,
-                           mm=mm.id if mm else None)
-        if start:
-            task.thread.start()
+            if mm is not None and mm.owner is None:
+                mm.owner = task
+            self.tracer.record("task_newtask", task.pid, task.comm, tgid=task.tgid,
+                               mm=mm.id if mm else None)
+            if start:
+                task.thread.start()
         return task
 
     def fork(self, comm: str, body: Body, *, vmas: Sequence[VmaSpec] = (),
@@ -191,22 +194,29 @@ class Kernel:
                 raise ValueError(f"{share_mm_with.comm} has no mm to share")
             mmget(mm)
         else:
+            if self.plug_pulled:
+                raise RuntimeError("the kernel is shut down")
             mm = MM(self)
-            try:
+        try:
+            if share_mm_with is None:
                 for spec in vmas:
                     mm.populate(spec)
-            except BaseException:
-                mmput(mm)  # give back what was mapped before the failure
-                raise
-        return self._new_task(comm, body, SignalStruct(oom_score_adj), None, mm, PF(0), start)
+            return self._new_task(comm, body, SignalStruct(oom_score_adj), None, mm, PF(0), start)
+        except BaseException:
+            mmput(mm)  # give back what was mapped or referenced
+            raise
 
     def clone_thread(self, parent: Task, comm: str, body: Body, start: bool = True) -> Task:
         """A new thread in ``parent``'s thread group (shares mm, signal, mmap_sem)."""
-        if parent.mm is None:
+        mm = parent.mm
+        if mm is None:
             raise ValueError(f"{parent.comm} has no mm")
-        mmget(parent.mm)
-        return self._new_task(comm, body, parent.signal, parent.group_leader, parent.mm,
-                              PF(0), start)
+        mmget(mm)
+        try:
+            return self._new_task(comm, body, parent.signal, parent.group_leader, mm, PF(0), start)
+        except BaseException:
+            mmput(mm)
+            raise
 
     def kthread_run(self, comm: str, body: Body) -> Task:
         task = self._new_task(comm, body, SignalStruct(0), None, None, PF.PF_KTHREAD, True)
@@ -214,7 +224,11 @@ class Kernel:
         return task
 
     def start(self, task: Task) -> None:
-        task.thread.start()
+        """Start a task forked with ``start=False`` (no-op once shut down:
+        shutdown() runs such tasks down itself)."""
+        with self.tasklist_lock:
+            if not self.plug_pulled and task.thread.ident is None:
+                task.thread.start()
 
     # -- lookups ------------------------------------------------------------
     def tasks(self) -> list[Task]:
@@ -360,12 +374,14 @@ class Kernel:
         if current() is not None and current().kernel is self:
             raise RuntimeError("shutdown() from inside a task of the same kernel")
         t0 = time.monotonic()
+        with self.tasklist_lock:
+            self.plug_pulled = True
+            threads = list(self._threads)
+            for th in threads:
+                if th.ident is None:  # created with start=False: run it down through do_exit
+                    th.start()
         self.pull_plug()
         deadline = t0 + (self.config.shutdown_timeout if timeout is None else timeout)
-        threads = list(self._threads)
-        for th in threads:
-            if th.ident is None:  # created with start=False: run it down through do_exit
-                th.start()
         for th in threads:
             th.join(max(0.0, deadline - time.monotonic()))
         frames = sys._current_frames()
@@ -373,6 +389,8 @@ class Kernel:
             StuckThread(th.name, "".join(traceback.format_stack(frames[th.ident]))
                         if th.ident in frames else "(no frame)")
             for th in threads if th.is_alive())
+        if not stuck:
+            self.policy.shutdown(self)
         report = ShutdownReport(len(threads) - len(stuck), stuck, time.monotonic() - t0)
         self._shutdown_report = report
         return report

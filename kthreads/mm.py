@@ -306,13 +306,16 @@ def do_mmap(mm: MM, kind: VmaKind, size: int, locked: bool = False) -> VMA:
     if size < 1:
         raise ValueError("mmap of an empty range")
     vma = mm._new_vma(kind, size, locked)
-    tables = []
-    for _ in range(_pgtables_for(size)):
-        pfn = alloc_pages(GFP_KERNEL, 0, owner=mm)
-        if pfn is None:
-            mm.kernel.zone.free_pages(tables, mm)
-            raise MemoryError("ENOMEM")
-        tables.append(pfn)
+    tables: list[int] = []
+    try:
+        for _ in range(_pgtables_for(size)):
+            pfn = alloc_pages(GFP_KERNEL, 0, owner=mm)
+            if pfn is None:
+                raise MemoryError("ENOMEM")
+            tables.append(pfn)
+    except BaseException:  # ENOMEM, or a SIGKILL/plug unwinding the allocation
+        mm.kernel.zone.free_pages(tables, mm)
+        raise
     with mm.page_table_lock:
         mm._pgtables.extend(tables)
         mm._vmas.append(vma)

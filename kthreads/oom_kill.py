@@ -9,8 +9,9 @@ does, ``select_bad_process`` refuses to choose anybody else
 from __future__ import annotations
 
 import enum
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .atomic import atomic_dec_return, atomic_inc
 from .errors import OomPanic
@@ -45,12 +46,24 @@ def oom_unkillable_task(p: Task) -> bool:
     return is_global_init(p) or p.is_kthread
 
 
-def find_lock_task_mm(p: Task) -> Task | None:
-    """A thread of ``p``'s group that still has an mm."""
+@contextmanager
+def find_lock_task_mm(p: Task) -> Iterator[Task | None]:
+    """A thread of ``p``'s group that still has an mm, with its task_lock held.
+
+    exit_mm() clears ``task->mm`` under the same lock, so while we hold it
+    the mm cannot be torn down under us, and a TIF_MEMDIE set here is seen
+    by the exiting task's exit_oom_victim().
+    """
     for t in p.thread_group():
+        t.alloc_lock.acquire()
         if t.mm is not None:
-            return t
-    return None
+            try:
+                yield t
+            finally:
+                t.alloc_lock.release()
+            return
+        t.alloc_lock.release()
+    yield None
 
 
 def oom_badness(p: Task, totalpages: int) -> int:
@@ -63,14 +76,12 @@ def oom_badness(p: Task, totalpages: int) -> int:
     """
     if oom_unkillable_task(p):
         return 0
-    t = find_lock_task_mm(p)
-    if t is None:
-        return 0
-    mm = t.mm
     adj = p.signal.oom_score_adj
-    if adj == OOM_SCORE_ADJ_MIN:
-        return 0
-    points = mm.get_mm_rss() + mm.get_mm_counter(MM_SWAPENTS) + mm.nr_ptes
+    with find_lock_task_mm(p) as t:
+        if t is None or adj == OOM_SCORE_ADJ_MIN:
+            return 0
+        mm = t.mm
+        points = mm.get_mm_rss() + mm.get_mm_counter(MM_SWAPENTS) + mm.nr_ptes
     points += adj * totalpages // 1000
     return points if points > 0 else 1
 
@@ -121,13 +132,14 @@ def dump_tasks(kernel: "Kernel") -> None:
     for p in kernel.processes():
         if oom_unkillable_task(p):
             continue
-        t = find_lock_task_mm(p)
-        if t is None:
-            continue
-        mm = t.mm
-        kernel.printk(f"[{t.pid:5d}] {0:5d} {t.tgid:5d} {mm.total_vm:8d} {mm.get_mm_rss():8d} "
-                      f"{mm.nr_ptes:7d} {0:7d} {mm.get_mm_counter(MM_SWAPENTS):8d}         "
-                      f"{p.signal.oom_score_adj:5d} {t.comm}", LogLevel.KERN_INFO)
+        with find_lock_task_mm(p) as t:
+            if t is None:
+                continue
+            mm = t.mm
+            line = (f"[{t.pid:5d}] {0:5d} {t.tgid:5d} {mm.total_vm:8d} {mm.get_mm_rss():8d} "
+                    f"{mm.nr_ptes:7d} {0:7d} {mm.get_mm_counter(MM_SWAPENTS):8d}         "
+                    f"{p.signal.oom_score_adj:5d} {t.comm}")
+        kernel.printk(line, LogLevel.KERN_INFO)
 
 
 def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
@@ -169,20 +181,20 @@ def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     dump_header(kernel, oc, p)
     kernel.printk(f"{message}: Kill process {p.pid} ({p.comm}) score {points} or sacrifice child",
                   LogLevel.KERN_ERR, current())
-    victim = find_lock_task_mm(p)
-    if victim is None:
-        return
-    mm = victim.mm
-    # Pin the struct: after this point the victim may exit and drop its last
-    # mm_users reference at any moment, but we still compare and report it.
-    mmgrab(mm)
-    # Make sure we do not try to reap the same mm twice.
-    mark_oom_victim(kernel, victim)
-    kernel.printk(f"Killed process {victim.pid} ({victim.comm}) total-vm:{mm.total_vm * PAGE_KB}kB, "
-                  f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
-                  f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
-                  f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
-                  LogLevel.KERN_ERR, current())
+    with find_lock_task_mm(p) as victim:
+        if victim is None:
+            return
+        mm = victim.mm
+        # Pin the struct: once task_lock is dropped the victim may exit and
+        # drop its last mm_users reference, but we still compare and report it.
+        mmgrab(mm)
+        # Make sure we do not try to reap the same mm twice.
+        mark_oom_victim(kernel, victim)
+        line = (f"Killed process {victim.pid} ({victim.comm}) total-vm:{mm.total_vm * PAGE_KB}kB, "
+                f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+                f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+                f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
+    kernel.printk(line, LogLevel.KERN_ERR, current())
     kernel.stats.oom_kills += 1
     send_sigkill(victim)
 

@@ -55,6 +55,7 @@ class ReaperState:
     raced_exit: int = 0  # the victim's last user left before the reaper got there
     pages_reaped: int = 0
     reaped_mm_ids: set[int] = field(default_factory=set)
+    dropped_mm_ids: set[int] = field(default_factory=set)
 
 
 def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
@@ -77,9 +78,11 @@ def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
         kernel.tracer.record("wake_reaper", victim.pid, victim.comm, mm=mm.id)
         wake_up_process(reaper)
         return True
+    busy = state.mm_to_reap.read()  # once: the reaper may clear it meanwhile
     state.dropped += 1
+    state.dropped_mm_ids.add(mm.id)
     kernel.tracer.record("reap_dropped", victim.pid, victim.comm, mm=mm.id,
-                         busy_with=state.mm_to_reap.read().pid if state.mm_to_reap.read() else None)
+                         busy_with=busy.pid if busy is not None else None)
     mmdrop(mm)
     return False
 
@@ -181,6 +184,13 @@ class Patch1Ops(PolicyOps):
     def boot(self, kernel: "Kernel") -> None:
         kernel.reaper_state = ReaperState(Cell(None, "mm_to_reap"))
         kernel.kthread_run("oom_reaper", oom_reaper)
+
+    def shutdown(self, kernel: "Kernel") -> None:
+        # After every thread is joined: a request queued once the reaper had
+        # already unwound still holds its mm_count pin.
+        req = kernel.reaper_state.mm_to_reap.xchg(None)
+        if req is not None:
+            mmdrop(req.mm)
 
     def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
                    self_victim: bool = False) -> None:

@@ -302,10 +302,10 @@ def __alloc_pages_slowpath(kernel: "Kernel", task: Task, gfp: GFP, order: int,
                 break
             # Direct reclaim: nothing to reclaim here, but the scan takes time.
             schedule_timeout(TaskState.TASK_RUNNING, 1, "__alloc_pages_direct_reclaim")
+            if gfp & __GFP_NORETRY:  # "Do not loop if specifically requested"
+                break
             pfn = __alloc_pages_may_oom(kernel, task, gfp, order, owner)
             if pfn is not None:
-                break
-            if gfp & __GFP_NORETRY:
                 break
             now = clock.now()
             if now >= stall_at and not gfp & __GFP_NOWARN:

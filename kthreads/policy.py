@@ -36,6 +36,9 @@ class PolicyOps:
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""
 
+    def shutdown(self, kernel: "Kernel") -> None:
+        """Release what the design holds once every thread is joined."""
+
     def after_kill(self, kernel: "Kernel", victim: "Task", mm: "MM", can_oom_reap: bool,
                    self_victim: bool = False) -> None:
         """Called by the OOM killer once ``victim`` is marked and signalled."""

@@ -130,6 +130,9 @@ class Task:
         self.group_leader = group_leader or self
         self.tgid = self.group_leader.pid
         self.mm: Optional["MM"] = mm
+        # task_lock(): a spinlock, never held across a sleep. It orders
+        # exit_mm() clearing ->mm against the OOM killer reading it.
+        self.alloc_lock = threading.Lock()
         self.flags = flags
         self.state = TaskState.TASK_RUNNING
         self.tif_memdie = False

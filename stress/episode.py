@@ -99,8 +99,9 @@ def run_episode(scenario: Scenario, cfg: EpisodeConfig) -> EpisodeResult:
         seq = Sequencer(k, cfg.step_timeout)
         roles = scenario.drive(k, seq, random.Random(cfg.seed))
         users = [t for t in k.tasks() if not t.is_kthread]
-        k.wait_until(lambda: episode_over(k, users, cfg.lockup_window), cfg.max_real_seconds)
-        outcome = classify(k, users, cfg.lockup_window)
+        since = k.clock.now()
+        k.wait_until(lambda: episode_over(k, users, cfg.lockup_window, since), cfg.max_real_seconds)
+        outcome = classify(k, users, cfg.lockup_window, since)
         kill = next((e for e in k.tracer.events() if e[2] == "oom_kill"), None)
         explanation = explain(k, outcome, kill[1] if kill else None)
     except StepTimeout as e:

@@ -21,8 +21,9 @@ def wait_chain(k: Kernel, start: Task, limit: int = 8) -> str:
             parts.append(f"has looped in the page allocator since {t.alloc_since:.3f} s")
             break
         w = t.wchan
-        if w is None or isinstance(w, str):
-            parts.append(f"is {t.state_letter}" + (f" in {w}" if w else ""))
+        if w is None or isinstance(w, str) or not hasattr(w, "owner_pids"):
+            what = w if isinstance(w, str) or w is None else f"{type(w).__name__.lower()} {getattr(w, 'name', '')}"
+            parts.append(f"sleeps in {t.state_letter}" + (f" on {what}" if what else ""))
             break
         owners = [k.find_task_by_pid(p) for p in w.owner_pids()]
         owners = [o for o in owners if o is not None]

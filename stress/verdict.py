@@ -25,12 +25,14 @@ def nobody_can_run(tasks: Sequence[Task]) -> bool:
                for t in tasks if t.state_letter not in "ZX")
 
 
-def locked_up(k: Kernel, tasks: Sequence[Task], window: float) -> bool:
+def locked_up(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0) -> bool:
     """No allocation succeeded and no task exited for ``window`` model seconds,
     the reaper (if any) is done with its mm (until then it may still free
     memory), and a task is hung in D. khungtaskd ignores TASK_KILLABLE
-    sleepers, so a stall made only of those counts when no task can run."""
-    if k.clock.now() - k.stats.last_progress < window or not reaper_idle(k):
+    sleepers, so a stall made only of those counts when no task can run.
+    The window starts no earlier than ``since`` (the end of a scripted setup,
+    whose steps are progress the kernel does not count)."""
+    if k.clock.now() - max(k.stats.last_progress, since) < window or not reaper_idle(k):
         return False
     hung = any(t.state_letter == "D" for pid, _ in list(k.hung_tasks.items())
                if (t := k.find_task_by_pid(pid)) is not None)
@@ -46,14 +48,14 @@ def reaper_idle(k: Kernel) -> bool:
     return rs is None or rs.mm_to_reap.read() is None
 
 
-def episode_over(k: Kernel, tasks: Sequence[Task], window: float) -> bool:
+def episode_over(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0) -> bool:
     # An episode whose tasks all exited still waits for the reaper to finish
     # with its mm: how that race ends is part of the episode.
     return k.panic_reason is not None or (all_exited(tasks) and reaper_idle(k)) or \
-        locked_up(k, tasks, window)
+        locked_up(k, tasks, window, since)
 
 
-def classify(k: Kernel, tasks: Sequence[Task], window: float) -> Outcome:
+def classify(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0) -> Outcome:
     if k.panic_reason is not None:
         return Outcome.OOM_PANIC
     if all_exited(tasks):
@@ -64,7 +66,7 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float) -> Outcome:
         if rs is not None and rs.reaped > 0:
             return Outcome.RECOVERED_BY_REAPER
         return Outcome.VICTIM_EXITED
-    if locked_up(k, tasks, window):
+    if locked_up(k, tasks, window, since):
         rs = k.reaper_state
         # A reap that failed on an mm that is still alive is the reason.
         if rs is not None and any(not mm.freed for mm in rs.failed_mms):
