@@ -218,6 +218,15 @@ class Slot:
         fut = self.ex.submit(run_one, seed, policy, settings)
         self.queue.append((fut, seed, policy, time.monotonic()))
 
+    def exit_detail(self, e: BaseException) -> str:
+        """Why the pool broke: the worker's exit code, or the parent's error."""
+        procs = getattr(self.ex, "_processes", None) or {}
+        codes = [p.exitcode for p in list(procs.values()) if p.exitcode is not None]
+        detail = f": exit code {codes[0]}" if codes else ""
+        if e.__cause__ is not None:
+            detail += f": {str(e.__cause__).strip()[-300:]}"
+        return detail
+
     def kill(self) -> None:
         try:
             os.kill(self.pid, signal.SIGKILL)
@@ -299,9 +308,10 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
                     fut, seed, policy, _ = slot.queue.pop(0)
                     try:
                         record(fut.result())
-                    except cf.process.BrokenProcessPool:
+                    except cf.process.BrokenProcessPool as e:
                         slot.queue.insert(0, (fut, seed, policy, now))
-                        replace(i, "worker crashed (killed or died) during this episode")
+                        replace(i, "worker crashed (killed or died) during this episode"
+                                + slot.exit_detail(e))
                         slot = slots[i]
                     except Interrupted:
                         pass
