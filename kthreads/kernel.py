@@ -43,7 +43,8 @@ class KernelConfig:
     hung_task_timeout: float = 120.0  # /proc/sys/kernel/hung_task_timeout_secs; 0 disables
     hung_task_check_interval: float | None = None  # default: hung_task_timeout / 4 (4.19's knob)
     alloc_stall_secs: float = 10.0  # "page allocation stalls" every this long
-    ring_size: int = 65536
+    ring_size: int = 65536  # flight-recorder events kept (older ones are overwritten)
+    trace: bool = True  # the flight recorder; off only to measure its cost
     shutdown_timeout: float = 5.0  # real seconds to join every thread
 
     def __post_init__(self) -> None:
@@ -113,7 +114,7 @@ class Kernel:
         config = replace(config or KernelConfig(), **overrides)
         self.config = config
         self.clock = Clock(config.hz, config.speed)
-        self.tracer = Tracer(self.clock.now, config.ring_size)
+        self.tracer = Tracer(self.clock.now, config.ring_size, enabled=config.trace)
         self.zone = Zone(config.nr_pages, config.wmark_min, config.wmark_low, config.wmark_high)
         self.stats = KernelStats()
         self.policy: PolicyOps = policy_ops(config.policy)
@@ -173,7 +174,8 @@ class Kernel:
             if mm is not None and mm.owner is None:
                 mm.owner = task
             self.tracer.record("task_newtask", task.pid, task.comm, tgid=task.tgid,
-                               mm=mm.id if mm else None)
+                               mm=mm.id if mm else None, kthread=bool(flags & PF.PF_KTHREAD),
+                               oom_score_adj=signal.oom_score_adj)
             if start:
                 task.thread.start()
         return task
@@ -241,8 +243,10 @@ class Kernel:
         """Thread-group leaders (for_each_process)."""
         return [t for t in self.tasks() if t.group_leader is t]
 
-    def register_lock(self, lock: object) -> None:
+    def register_lock(self, lock: object) -> int:
+        """Track a lock for snapshots and dumps; returns its id in the event log."""
         self._locks.append(weakref.ref(lock))
+        return len(self._locks)
 
     def locks(self) -> list[Any]:
         return [lk for lk in (r() for r in list(self._locks)) if lk is not None]

@@ -23,6 +23,7 @@ from .atomic import Atomic, atomic_dec_and_test, atomic_inc, atomic_inc_not_zero
 from .errors import UseAfterFree
 from .page_alloc import GFP_HIGHUSER_MOVABLE, AllocFlags, alloc_pages
 from .rwsem import RwSemaphore
+from .sched import current
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -214,9 +215,14 @@ def _pgtables_for(size: int) -> int:
 
 
 # -- refcounting (kernel/fork.c) --------------------------------------------
+def _ref_event(mm: MM, name: str, value: int) -> None:
+    t = current()
+    mm.kernel.tracer.record(name, t.pid if t else 0, t.comm if t else "", mm=mm.id, value=value)
+
+
 def mmget(mm: MM) -> None:
     mm.check()
-    atomic_inc(mm.mm_users)
+    _ref_event(mm, "mmget", atomic_inc(mm.mm_users))
 
 
 def mmget_not_zero(mm: MM) -> bool:
@@ -226,17 +232,21 @@ def mmget_not_zero(mm: MM) -> bool:
     while ``mm_users`` may already be zero (exit_mmap running or done).
     """
     mm.check()
-    return atomic_inc_not_zero(mm.mm_users)
+    ok = atomic_inc_not_zero(mm.mm_users)
+    _ref_event(mm, "mmget_not_zero", mm.mm_users.read() if ok else 0)
+    return ok
 
 
 def mmgrab(mm: MM) -> None:
     mm.check()
-    atomic_inc(mm.mm_count)
+    _ref_event(mm, "mmgrab", atomic_inc(mm.mm_count))
 
 
 def mmdrop(mm: MM) -> None:
     mm.check()
-    if atomic_dec_and_test(mm.mm_count):
+    last = atomic_dec_and_test(mm.mm_count)
+    _ref_event(mm, "mmdrop", mm.mm_count.read())
+    if last:
         __mmdrop(mm)
 
 
@@ -249,7 +259,9 @@ def __mmdrop(mm: MM) -> None:
 def mmput(mm: MM) -> None:
     """Drop an address-space reference; the last one tears the mm down."""
     mm.check()
-    if atomic_dec_and_test(mm.mm_users):
+    last = atomic_dec_and_test(mm.mm_users)
+    _ref_event(mm, "mmput", mm.mm_users.read())
+    if last:
         exit_mmap(mm)
         mmdrop(mm)
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import Errno, LockBug, SigKill
-from .lockdep import lock_acquired, lock_released
+from .lockdep import lock_acquired, lock_contended, lock_released
 from .sched import (SleepResult, Task, TaskState, Waiter, current_holder, holder_name,
                     holder_pid, sleep_on)
 
@@ -34,8 +34,7 @@ class Mutex:
         # Protects owner and the wait list (the kernel's wait_lock spinlock).
         self._wait_lock = threading.Lock()
         self._waiters: deque[Waiter] = deque()
-        if kernel is not None:
-            kernel.register_lock(self)
+        self.lock_id = kernel.register_lock(self) if kernel is not None else 0
 
     def __repr__(self) -> str:
         return f"<mutex {self.name} owner={holder_name(self.owner) if self.owner else None}>"
@@ -137,6 +136,8 @@ class Mutex:
                 w = Waiter(me)
                 self._waiters.append(w)
         if w is not None:
+            if isinstance(me, Task):
+                lock_contended(me, self, False)
             res = self._wait_for_grant(w, state, deadline)
             if res is not SleepResult.WOKEN:
                 return res

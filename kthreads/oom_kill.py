@@ -228,6 +228,8 @@ def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
     """Kill something (or find a reason not to); the caller holds oom_lock."""
     cur = current()
     kernel.stats.oom_invocations += 1
+    kernel.tracer.record("oom_invoke", cur.pid if cur else 0, cur.comm if cur else "",
+                         gfp=int(oc.gfp_mask), order=oc.order)
     # If current already has SIGKILL pending or is exiting, let it have the
     # reserves so that it can get out of the way quickly.
     if cur is not None and cur.mm is not None and \

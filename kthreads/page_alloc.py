@@ -263,6 +263,8 @@ def alloc_pages(gfp: int, order: int = 0, owner: object = None) -> int | None:
     pfn = get_page_from_freelist(kernel, own, AllocFlags.ALLOC_WMARK_LOW)
     if pfn is None:
         pfn = __alloc_pages_slowpath(kernel, task, GFP(gfp), order, own)
+    else:
+        kernel.tracer.record("mm_page_alloc", task.pid, task.comm, gfp=int(gfp), pfn=pfn)
     if pfn is not None and owner is None:
         task.kernel_pages.append(pfn)
     return pfn
@@ -275,6 +277,7 @@ def free_page(pfn: int) -> None:
         raise RuntimeError("free_page() called outside a task")
     task.kernel.zone.free_page(pfn, task)
     task.kernel_pages.remove(pfn)
+    task.kernel.tracer.record("mm_page_free", task.pid, task.comm, pfn=pfn)
     task.kernel.poke()
 
 

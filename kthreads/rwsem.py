@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import Errno, LockBug
-from .lockdep import lock_released
+from .lockdep import lock_acquired, lock_contended, lock_released
 from .sched import (SleepResult, Task, TaskState, Waiter, _this, current_holder, holder_name,
                     holder_pid, sleep_on)
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 class RwSemaphore:
     kind = "rw_semaphore"
 
-    __slots__ = ("name", "owner", "_readers", "_waiters", "_wait_lock", "__weakref__")
+    __slots__ = ("name", "owner", "_readers", "_waiters", "_wait_lock", "lock_id", "__weakref__")
 
     def __init__(self, name: str = "rw_semaphore", kernel: "Kernel | None" = None) -> None:
         self.name = name
@@ -47,8 +47,7 @@ class RwSemaphore:
         # Protects owner, _readers and _waiters. Every grant happens under it,
         # so "writer xor readers" is decided in one place at a time.
         self._wait_lock = threading.Lock()
-        if kernel is not None:
-            kernel.register_lock(self)
+        self.lock_id = kernel.register_lock(self) if kernel is not None else 0
 
     def __repr__(self) -> str:
         return (f"<rwsem {self.name} writer={holder_name(self.owner) if self.owner else None} "
@@ -66,7 +65,7 @@ class RwSemaphore:
             self._readers.append(me)
             wl.release()
             if me.__class__ is Task:
-                me.held_locks.append((self, True, sys._getframe(1).f_code))
+                lock_acquired(me, self, True, sys._getframe(1).f_code)
             return True
         wl.release()
         return False
@@ -83,7 +82,7 @@ class RwSemaphore:
             self._readers.append(me)
             wl.release()
             if me.__class__ is Task:
-                me.held_locks.append((self, True, sys._getframe(1).f_code))
+                lock_acquired(me, self, True, sys._getframe(1).f_code)
             return
         wl.release()
         self._down(False, TaskState.TASK_UNINTERRUPTIBLE, None, sys._getframe(1).f_code)
@@ -108,11 +107,7 @@ class RwSemaphore:
         woken = self._grant_locked() if not rd and self._waiters else None
         wl.release()
         if me.__class__ is Task:
-            held = me.held_locks
-            if held and held[-1][0] is self:  # LIFO: lock_released's fast case, inlined
-                held.pop()
-            else:
-                lock_released(me, self)
+            lock_released(me, self)
         if woken:
             for w in woken:
                 w.wake()
@@ -125,7 +120,7 @@ class RwSemaphore:
                 return False
             self.owner = me
         if isinstance(me, Task):
-            me.held_locks.append((self, False, sys._getframe(1).f_code))
+            lock_acquired(me, self, False, sys._getframe(1).f_code)
         return True
 
     def down_write(self) -> None:
@@ -139,7 +134,7 @@ class RwSemaphore:
             self.owner = me
             wl.release()
             if me.__class__ is Task:
-                me.held_locks.append((self, False, sys._getframe(1).f_code))
+                lock_acquired(me, self, False, sys._getframe(1).f_code)
             return
         wl.release()
         self._down(True, TaskState.TASK_UNINTERRUPTIBLE, None, sys._getframe(1).f_code)
@@ -249,11 +244,13 @@ class RwSemaphore:
                 w = Waiter(me, write)
                 self._waiters.append(w)
         if w is not None:
+            if isinstance(me, Task):
+                lock_contended(me, self, not write)
             res = self._wait_for_grant(w, state, deadline)
             if res is not SleepResult.WOKEN:
                 return res
         if isinstance(me, Task):
-            me.held_locks.append((self, not write, at))
+            lock_acquired(me, self, not write, at)
         return SleepResult.WOKEN
 
     def _wait_for_grant(self, w: Waiter, state: TaskState, deadline: float | None) -> SleepResult:

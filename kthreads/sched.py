@@ -292,6 +292,14 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
     wakeable = state & (TaskState.TASK_INTERRUPTIBLE | TaskState.TASK_WAKEKILL)
     task.state = state
     task.wchan = wchan
+    tr = kernel.tracer
+    if tr.enabled:
+        owners = wchan.owner_pids() if hasattr(wchan, "owner_pids") else ()
+        tr.record("sched_sleep", task.pid, task.comm, state=task_state_letter(state),
+                  killable=bool(wakeable), wchan=getattr(wchan, "name", wchan),
+                  lock_id=getattr(wchan, "lock_id", 0),
+                  kind=getattr(wchan, "kind", "function" if isinstance(wchan, str) else
+                               type(wchan).__name__.lower()), owners=list(owners))
     kernel.poke()
     try:
         while True:
@@ -314,6 +322,7 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
     finally:
         task.state = TaskState.TASK_RUNNING
         task.wchan = None
+        tr.record("sched_wake", task.pid, task.comm)
         kernel.poke()
 
 

@@ -47,10 +47,14 @@ class DmesgLine:
 class Tracer:
     """Per-kernel event ring and dmesg buffer."""
 
-    def __init__(self, now, ring_size: int = 65536, dmesg_size: int = 4096) -> None:
+    def __init__(self, now, ring_size: int = 65536, dmesg_size: int = 4096,
+                 enabled: bool = True) -> None:
         if ring_size < 1:
             raise ValueError(f"ring size must be at least 1, got {ring_size}")
         self._now = now
+        # Off: events are dropped (printk lines still reach dmesg). For
+        # measuring what the recorder costs.
+        self.enabled = enabled
         self._ring: deque[EventTuple] = deque(maxlen=ring_size)
         # itertools.count's next() is a single C call: two recording threads
         # can never be handed the same sequence number.
@@ -62,7 +66,14 @@ class Tracer:
         return self._ring.maxlen or 0
 
     def record(self, event: str, pid: int = 0, comm: str = "", **fields: Any) -> None:
-        self._ring.append((next(self._seq), self._now(), event, pid, comm, fields))
+        if self.enabled:
+            self._ring.append((next(self._seq), self._now(), event, pid, comm, fields))
+
+    @property
+    def recorded(self) -> int:
+        """Events ever recorded (kept or overwritten)."""
+        ring = list(self._ring)
+        return ring[-1][0] + 1 if ring else 0
 
     def events(self) -> list[EventTuple]:
         return list(self._ring)
@@ -76,7 +87,8 @@ class Tracer:
                pid: int = 0, comm: str = "") -> DmesgLine:
         line = DmesgLine(self._now(), level, text)
         self._dmesg.append(line)
-        self.record("printk", pid, comm, level=level.name, text=text)
+        self._ring.append((next(self._seq), line.seconds, "printk", pid, comm,
+                           {"level": level.name, "text": text}))
         logger.log(level.value, "{}", str(line))
         return line
 

@@ -15,7 +15,8 @@ from .explain import explain
 from .outcomes import Grade, Outcome
 from .scenarios import Scenario
 from .sequencer import Sequencer, StepTimeout
-from .verdict import classify, episode_over
+from .lockup_report import record_verdict
+from .verdict import classify, episode_over, lockup_shape
 
 #: Events worth showing next to dmesg (ftrace-style) when printing an episode.
 TRACEPOINTS = ("mark_victim", "wake_reaper", "reap_dropped", "skip_task_reaping",
@@ -104,6 +105,8 @@ def run_episode(scenario: Scenario, cfg: EpisodeConfig) -> EpisodeResult:
         outcome = classify(k, users, cfg.lockup_window, since)
         kill = next((e for e in k.tracer.events() if e[2] == "oom_kill"), None)
         explanation = explain(k, outcome, kill[1] if kill else None)
+        shape = lockup_shape(k) if outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP) else None
+        record_verdict(k, outcome, shape, explanation)
     except StepTimeout as e:
         explanation = ""
         error = str(e)

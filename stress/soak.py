@@ -24,6 +24,7 @@ from kthreads import Kernel, Policy
 
 from .explain import explain
 from .grading import SOAK_GRADES, label, rule_of_three, soak_grade
+from .lockup_report import record_verdict
 from .outcomes import Grade, Outcome
 from .verdict import classify, episode_over, lockup_shape
 from .workload import WorkloadParams, build, generate
@@ -114,6 +115,7 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
         if outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
             shape = lockup_shape(k)
             text = explain(k, outcome, None)
+        record_verdict(k, outcome, shape, text)
     finally:
         model_seconds = k.clock.now()
         report = k.shutdown()

@@ -1,0 +1,75 @@
+"""The verdict and, for a lockup, the full report, recorded in the flight
+recorder (structured) and in dmesg (kernel-style text) before shutdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kthreads import Kernel, Task
+from kthreads.hung_task import model_call_trace, sched_show_task
+from kthreads.lockdep import debug_show_all_locks
+from kthreads.trace import LogLevel
+
+from .outcomes import Outcome
+from .verdict import Shape, blocking_tasks
+
+
+def chain_from(k: Kernel, start: Task, limit: int = 8) -> list[dict[str, Any]]:
+    """The wait-for chain from ``start``: each hop, to an allocator or a dead end."""
+    hops: list[dict[str, Any]] = []
+    t: Task | None = start
+    seen: set[int] = set()
+    while t is not None and t.pid not in seen and len(hops) < limit:
+        seen.add(t.pid)
+        hop: dict[str, Any] = {"pid": t.pid, "comm": t.comm, "state": t.state_letter}
+        hops.append(hop)
+        if t.alloc_since is not None:
+            hop["allocating_since"] = t.alloc_since
+            break
+        w = t.wchan
+        if w is None or not hasattr(w, "owner_pids"):
+            hop["waits_on"] = w if isinstance(w, str) or w is None else getattr(w, "name", "?")
+            break
+        holders = w.owner_pids()
+        hop.update(waits_on=w.name, kind=w.kind, lock_id=getattr(w, "lock_id", 0), holders=holders,
+                   held_for_write=bool(w.kind == "rw_semaphore" and w.owner is not None),
+                   queued_writer=bool(getattr(w, "has_queued_writer", lambda: False)()))
+        t = k.find_task_by_pid(holders[0]) if holders else None
+    return hops
+
+
+def task_report(t: Task) -> dict[str, Any]:
+    w = t.wchan
+    return {"pid": t.pid, "tgid": t.tgid, "comm": t.comm, "state": t.state_letter,
+            "tif_memdie": t.tif_memdie, "sigkill": t.sigkill_pending, "exiting": t.exiting,
+            "wchan": getattr(w, "name", w), "owners": w.owner_pids() if hasattr(w, "owner_pids") else [],
+            "allocating_since": t.alloc_since, "stack": model_call_trace(t)}
+
+
+def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation: str) -> None:
+    blockers = blocking_tasks(k)
+    chain = chain_from(k, blockers[0]) if blockers else []
+    k.tracer.record("verdict", 0, "", outcome=outcome.value, shape=shape.value if shape else None,
+                    explanation=explanation, victims=[t.pid for t in blockers], chain=chain)
+    if outcome not in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
+        return
+    rs = k.reaper_state
+    reaper = None if rs is None else {
+        "busy_with": rs.mm_to_reap.read().pid if rs.mm_to_reap.read() is not None else None,
+        "reaped": rs.reaped, "failed": rs.failed, "dropped": rs.dropped,
+        "raced_exit": rs.raced_exit, "skipped": rs.skipped}
+    live = [t for t in k.tasks() if t.state_letter not in "ZX"]
+    k.tracer.record("lockup_report", 0, "", tasks=[task_report(t) for t in live],
+                    locks=debug_show_all_locks(k), oom_aborts=k.stats.oom_aborts, reaper=reaper,
+                    chain=chain, last_progress=k.stats.last_progress)
+    k.printk("Lockup report: no allocation and no exit since "
+             f"{k.stats.last_progress:.6f} s; OOM killer aborts: {k.stats.oom_aborts}",
+             LogLevel.KERN_ERR)
+    for t in live:
+        if t.state_letter == "D" or t.alloc_since is not None:
+            for line in sched_show_task(t):
+                k.printk(line, LogLevel.KERN_INFO)
+    for line in debug_show_all_locks(k):
+        k.printk(line, LogLevel.KERN_INFO)
+    if explanation:
+        k.printk(f"Lockup: {explanation}", LogLevel.KERN_ERR)
