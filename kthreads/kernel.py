@@ -378,6 +378,9 @@ class Kernel:
         if current() is not None and current().kernel is self:
             raise RuntimeError("shutdown() from inside a task of the same kernel")
         t0 = time.monotonic()
+        # Marks the end of the run in the flight recorder: what follows is
+        # the harness unwinding threads, not the kernel at work.
+        self.tracer.record("shutdown", 0, "")
         with self.tasklist_lock:
             self.plug_pulled = True
             threads = list(self._threads)

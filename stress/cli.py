@@ -146,9 +146,18 @@ def build_parser() -> Parser:
     p_run.add_argument("--seed", type=int_in("--seed", 0, 2 ** 63 - 1), default=0,
                        help="varies the sizes a little, deterministically (default 0)")
     p_run.add_argument("--json", type=writable_file, metavar="FILE", help="write the result as JSON")
+    p_run.add_argument("--log", type=writable_file, metavar="FILE",
+                       help="write the flight recorder (JSONL) for 'postmortem'")
     add_episode_options(p_run, dict(speed=50.0, hung_task_timeout=2.0, lockup_window=3.0))
     p_run.set_defaults(func=cmd_run)
     add_soak_parser(sub)
+    p_pm = sub.add_parser("postmortem", help="explain an episode from its flight-recorder log alone",
+                          description="Rebuild a per-pid timeline and a diagnosis from a JSONL log "
+                                      "written by 'run --log' or 'soak --log-dir'.")
+    p_pm.add_argument("log", metavar="LOG.jsonl")
+    p_pm.add_argument("--html", type=writable_file, metavar="FILE", help="write a self-contained HTML timeline")
+    p_pm.add_argument("--json", type=writable_file, metavar="FILE", help="write the analysis as JSON")
+    p_pm.set_defaults(func=cmd_postmortem)
     return parser
 
 
@@ -238,10 +247,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         stream_kernel_log(sys.stdout)
     print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
           f"seed {cfg.seed} ===")
-    res = run_episode(sc, cfg)
+    res = run_episode(sc, cfg, log_path=args.log)
     print_episode(res, sys.stdout, not args.quiet)
     print()
     verdict_table([res], sys.stdout)
+    if args.log:
+        print(f"\nflight recorder written to {args.log}; explain it with: "
+              f"python -m stress postmortem {args.log}")
     if args.json:
         d = res.to_json()
         d["expected_outcomes"] = [o.value for o in sc.expected(cfg.policy)]
@@ -419,6 +431,29 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...]) -> int:
         if rec.grade == Grade.FORBIDDEN.value and args.fail_on == "forbidden":
             worst = ExitStatus.UNEXPECTED
     return worst
+
+
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from .flight import LogError, load_jsonl
+    from .postmortem import analyze, format_text, to_json
+    from .timeline import render_html
+
+    try:
+        log = load_jsonl(args.log)
+    except LogError as e:
+        print(f"python -m stress: error: {e}", file=sys.stderr)
+        return ExitStatus.USAGE
+    a = analyze(log)
+    print(format_text(a))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(to_json(a), f, indent=2, default=str)
+            f.write("\n")
+    if args.html:
+        with open(args.html, "w") as f:
+            f.write(render_html(a))
+        print(f"\nHTML timeline written to {args.html}")
+    return ExitStatus.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

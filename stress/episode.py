@@ -89,7 +89,8 @@ def boot_for(scenario: Scenario, cfg: EpisodeConfig) -> Kernel:
                   hung_task_timeout=cfg.hung_task_timeout)
 
 
-def run_episode(scenario: Scenario, cfg: EpisodeConfig) -> EpisodeResult:
+def run_episode(scenario: Scenario, cfg: EpisodeConfig, log_path: str | None = None) -> EpisodeResult:
+    """One episode; with ``log_path``, its flight recorder is written there (JSONL)."""
     t0 = time.monotonic()
     k = boot_for(scenario, cfg)
     roles: dict = {}
@@ -125,6 +126,11 @@ def run_episode(scenario: Scenario, cfg: EpisodeConfig) -> EpisodeResult:
     fill_timings(k, res, roles)
     res.trace = format_trace(k)
     res.counters = counters(k)
+    if log_path:
+        from .flight import dump_jsonl
+
+        dump_jsonl(k, log_path, {"scenario": scenario.name, "seed": cfg.seed,
+                                 "outcome": res.outcome.value, "grade": res.grade.value})
     return res
 
 

@@ -1,0 +1,114 @@
+"""A self-contained HTML timeline of an analysed log: inline SVG, no script,
+no network. One row per task, coloured by state over model time, lock holds
+as bars beneath, markers for kills, reaps, hung tasks and the verdict, the
+event details in hover titles, the diagnosis on top."""
+
+from __future__ import annotations
+
+from html import escape
+
+from .postmortem import Analysis
+
+STATE_COLOURS = {"R": "#7fbf7f", "S": "#9fc5e8", "D": "#e06666", "alloc": "#f6b26b", "Z": "#cccccc",
+                 "X": "#eeeeee"}
+MARKER_COLOURS = {"oom_kill": "#990000", "start_task_reaping": "#38761d", "finish_task_reaping": "#38761d",
+                  "skip_task_reaping": "#b45f06", "reap_failed": "#b45f06", "reap_dropped": "#b45f06",
+                  "wake_reaper": "#274e13", "hung_task": "#741b47", "verdict": "#000000", "panic": "#000000"}
+
+
+def render_html(a: Analysis, width: int = 1100) -> str:
+    rows = sorted(a.tracks.values(), key=lambda t: (t.kthread, t.pid))
+    left, row_h, top = 170, 34, 40
+    span = max(a.t_end, 1e-6)
+    scale = (width - left - 20) / span
+
+    def x(t: float) -> float:
+        return left + max(0.0, min(t, span)) * scale
+
+    svg = []
+    for i, t in enumerate(rows):
+        y = top + i * row_h
+        title = (f"pid {t.pid} {t.comm}" + (" (kthread)" if t.kthread else "")
+                 + (f", TIF_MEMDIE since {t.memdie_since:.3f}" if t.memdie_since is not None else "")
+                 + (f", SIGKILL at {t.sigkill_at:.3f}" if t.sigkill_at is not None else ""))
+        svg.append(f'<g class="row" data-pid="{t.pid}" data-comm="{escape(t.comm)}">'
+                   f'<title>{escape(title)}</title>'
+                   f'<text class="label" x="4" y="{y + 14}">{t.pid} {escape(t.comm[:14])}</text>')
+        end = t.died if t.died is not None else a.t_end
+        svg.append(f'<rect class="state state-R" x="{x(t.born):.1f}" y="{y}" '
+                   f'width="{max(0.5, x(end) - x(t.born)):.1f}" height="16" fill="{STATE_COLOURS["R"]}">'
+                   f'<title>pid {t.pid} runnable {t.born:.3f}-{end:.3f}</title></rect>')
+        for seg in t.allocs:
+            e = seg.end if seg.end is not None else end
+            svg.append(f'<rect class="state state-alloc" x="{x(seg.start):.1f}" y="{y}" '
+                       f'width="{max(0.5, x(e) - x(seg.start)):.1f}" height="16" fill="{STATE_COLOURS["alloc"]}">'
+                       f'<title>pid {t.pid} in the page allocator {seg.start:.3f}-{e:.3f}</title></rect>')
+        for seg in t.sleeps:
+            e = seg.end if seg.end is not None else end
+            if e - seg.start < span / 2000 and seg.end is not None:
+                continue  # sub-pixel sleeps (one-jiffy naps) would only add noise
+            st = seg.what if seg.what in STATE_COLOURS else "D"
+            what = seg.detail.get("wchan")
+            owners = seg.detail.get("owners") or []
+            svg.append(f'<rect class="state state-{st}" x="{x(seg.start):.1f}" y="{y}" '
+                       f'width="{max(0.5, x(e) - x(seg.start)):.1f}" height="16" fill="{STATE_COLOURS[st]}">'
+                       f'<title>pid {t.pid} {st} on {escape(str(what))}'
+                       f'{" owned by " + ",".join(map(str, owners)) if owners else ""} '
+                       f'{seg.start:.3f}-{e:.3f}</title></rect>')
+        for h in t.holds:
+            e = h.end if h.end is not None else end
+            svg.append(f'<rect class="hold" data-lock="{escape(h.what)}" x="{x(h.start):.1f}" y="{y + 19}" '
+                       f'width="{max(0.5, x(e) - x(h.start)):.1f}" height="5" fill="#674ea7">'
+                       f'<title>pid {t.pid} holds {escape(h.what)}'
+                       f'{" for read" if h.detail.get("read") else ""} {h.start:.3f}-{e:.3f}</title></rect>')
+        if t.died is not None:
+            svg.append(f'<rect class="state state-X" x="{x(t.died):.1f}" y="{y}" '
+                       f'width="{max(0.5, x(a.t_end) - x(t.died)):.1f}" height="16" fill="{STATE_COLOURS["X"]}">'
+                       f'<title>pid {t.pid} exited at {t.died:.3f}</title></rect>')
+        svg.append("</g>")
+    height = top + len(rows) * row_h + 20
+    for m in a.markers:
+        if m.kind == "skip_task_reaping" and len(a.markers) > 200:
+            continue
+        colour = MARKER_COLOURS.get(m.kind, "#444444")
+        row = next((i for i, t in enumerate(rows) if t.pid == m.pid), None)
+        y0 = top + row * row_h - 4 if row is not None else top - 8
+        svg.append(f'<g class="marker marker-{m.kind}" data-pid="{m.pid}">'
+                   f'<line x1="{x(m.t):.1f}" y1="{top - 10}" x2="{x(m.t):.1f}" y2="{height - 20}" '
+                   f'stroke="{colour}" stroke-width="1" stroke-dasharray="3,3"/>'
+                   f'<polygon points="{x(m.t) - 5:.1f},{y0 - 6} {x(m.t) + 5:.1f},{y0 - 6} {x(m.t):.1f},{y0 + 2}" '
+                   f'fill="{colour}"/><title>{m.t:.6f}: {escape(m.text)}</title></g>')
+    ticks = []
+    for i in range(11):
+        tt = span * i / 10
+        ticks.append(f'<text class="tick" x="{x(tt):.1f}" y="{top - 24}">{tt:.2f}s</text>')
+    d = a.diagnosis
+    legend = " ".join(f'<span class="key" style="background:{c}">{k}</span>' for k, c in STATE_COLOURS.items())
+    partial = (f'<p id="partial" class="partial">Partial analysis: {escape("; ".join(d.problems))}</p>'
+               if d.partial else "")
+    h = a.log.header
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>OOM-reaper lab post-mortem: {escape(d.outcome)}</title>
+<style>
+body {{ font: 14px/1.4 sans-serif; margin: 16px; color: #222; background: #fff; }}
+#diagnosis {{ background: #fff2cc; border: 1px solid #e0c068; padding: 8px 12px; }}
+.partial {{ color: #990000; }}
+svg text {{ font: 11px monospace; fill: #222; }}
+.key {{ display: inline-block; padding: 0 8px; margin-right: 4px; border: 1px solid #999; }}
+</style></head>
+<body>
+<h1>Post-mortem: <span id="outcome">{escape(d.outcome)}{' (' + escape(d.shape) + ')' if d.shape else ''}</span></h1>
+<p id="diagnosis">{escape(d.sentence)}</p>
+{partial}
+<p>policy {escape(str(h.get('policy')))}, {len(a.log.events)} events, {a.t_end:.3f} model seconds.
+States: {legend}; lock holds are the thin purple bars; dashed lines mark OOM kills, reaps, hung tasks
+and the verdict. Hover for details.</p>
+<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"
+ viewBox="0 0 {width} {height}">
+<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa"/>
+{''.join(ticks)}
+{''.join(svg)}
+</svg>
+</body></html>
+"""
