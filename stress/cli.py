@@ -347,7 +347,8 @@ def add_soak_parser(sub: Any) -> None:
                    help="worker processes (default 0: one per core)")
     p.add_argument("--json", type=writable_file, metavar="FILE", help="write the report as JSON")
     p.add_argument("--log-dir", type=writable_dir, metavar="DIR",
-                   help="write the kernel log of every lockup or forbidden episode there")
+                   help="write the kernel log (.log) and flight recorder (.jsonl) of every lockup "
+                        "or forbidden episode there (with --replay: of that episode)")
     p.add_argument("--fail-on", choices=("forbidden", "never"), default="forbidden",
                    help="exit 1 on a forbidden outcome or breach (default), or never")
     w = p.add_argument_group("workload")
@@ -384,7 +385,8 @@ def soak_settings(args: argparse.Namespace, keep_log: str) -> SoakSettings:
     return SoakSettings(params=params, speed=args.speed, hz=100,
                         hung_task_timeout=args.hung_task_timeout,
                         lockup_window=max(args.lockup_window, args.hung_task_timeout),
-                        keep_log=keep_log, inject=tuple(args.inject))
+                        keep_log=keep_log, inject=tuple(args.inject),
+                        log_dir=args.log_dir if keep_log != "none" else None)
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
@@ -417,13 +419,15 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...]) -> int:
-    settings = soak_settings(args, "none")
+    settings = soak_settings(args, "all" if args.log_dir else "none")
     stream_kernel_log(sys.stdout)
     worst = ExitStatus.OK
     for policy in policies:
         print(f"=== replay of soak seed {args.replay} under policy {policy.value} ===", flush=True)
         rec = run_one(args.replay, policy, settings)
         print(f"\n# verdict: {rec.label} ({rec.grade})")
+        if args.log_dir:
+            print(f"# flight recorder: {args.log_dir}/seed{args.replay}-{policy.value}.jsonl")
         if rec.explanation:
             print(f"# {rec.explanation}")
         for b in rec.breaches:

@@ -23,6 +23,7 @@ from typing import Any, Callable, TextIO
 from kthreads import Kernel, Policy
 
 from .explain import explain
+from .flight import dump_jsonl
 from .grading import SOAK_GRADES, label, rule_of_three, soak_grade
 from .lockup_report import record_verdict
 from .outcomes import Grade, Outcome
@@ -45,6 +46,8 @@ class SoakSettings:
     lockup_window: float = 1.5
     max_real_seconds: float = 20.0
     keep_log: str = "interesting"  # interesting | all | none
+    log_dir: str | None = None  # flight-recorder JSONL of interesting episodes goes here
+    trace: bool = True  # the flight recorder (off only to measure its cost)
     inject: tuple[tuple[str, int], ...] = ()  # ("crash"|"hang", seed): fault injection for tests
 
 
@@ -104,7 +107,7 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
     t0 = time.monotonic()
     w = generate(seed, settings.params)
     k = Kernel(nr_pages=w.zone_pages, policy=policy, speed=settings.speed, hz=settings.hz,
-               hung_task_timeout=settings.hung_task_timeout)
+               hung_task_timeout=settings.hung_task_timeout, trace=settings.trace)
     _in_episode = True
     outcome, shape, text = Outcome.UNDETERMINED, None, ""
     try:
@@ -128,6 +131,10 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
                         explanation=text)
     if settings.keep_log == "all" or (settings.keep_log == "interesting" and rec.interesting):
         rec.dmesg = [str(line) for line in k.dmesg()]
+        if settings.log_dir:
+            dump_jsonl(k, Path(settings.log_dir) / f"seed{seed}-{policy.value}.jsonl",
+                       {"seed": seed, "outcome": outcome.value, "label": lbl, "grade": grade.value,
+                        "replay": replay_command(seed, policy.value)})
     return rec
 
 

@@ -1,0 +1,69 @@
+"""The flight recorder: ring accounting, the JSONL dump, the lockup report."""
+
+import json
+
+from kthreads import Completion, Kernel, VmaSpec
+from stress import EpisodeConfig, Outcome, get_scenario, run_episode
+from stress.flight import dump_jsonl, load_jsonl
+from util import park_killable
+
+
+def test_ring_wrap_is_accounted_and_marked_partial(tmp_path):
+    k = Kernel(ring_size=40)
+    done = Completion()
+    for i in range(10):
+        k.fork(f"t{i}", park_killable(done), vmas=[VmaSpec(pages=2)])
+    done.complete_all()
+    k.wait_until(lambda: all(t.state_letter == "X" for t in k.tasks() if not t.is_kthread), 2)
+    k.shutdown()
+    assert len(k.tracer.events()) == 40
+    assert k.tracer.lost() == k.tracer.recorded - 40 > 0
+    log = load_jsonl(dump_jsonl(k, tmp_path / "w.jsonl", {}))
+    assert log.header["lost"] == k.tracer.lost() and log.header["ring_size"] == 40
+    assert len(log.events) == 40 and log.partial
+
+
+def test_dump_round_trips_every_event_and_keeps_consoles_quiet(tmp_path, capfd):
+    from loguru import logger
+
+    sink = logger.add(lambda m: None, level="TRACE")  # another sink must not get flight records
+    try:
+        res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="patch1"),
+                          log_path=str(tmp_path / "lm.jsonl"))
+    finally:
+        logger.remove(sink)
+    log = load_jsonl(tmp_path / "lm.jsonl")
+    names = {e.name for e in log.events}
+    assert {"sched_sleep", "sched_wake", "lock_acquire", "lock_release", "lock_contended",
+            "alloc_slowpath", "alloc_success", "oom_invoke", "oom_kill", "mark_victim",
+            "wake_reaper", "start_task_reaping", "finish_task_reaping", "sched_process_exit",
+            "mmgrab", "mmdrop", "mmput", "mm_free", "verdict", "shutdown"} <= names
+    assert log.header["scenario"] == "lockup-mutex" and not log.partial
+    line = json.loads((tmp_path / "lm.jsonl").read_text().splitlines()[1])
+    assert set(line["record"]["extra"]) >= {"event", "t", "pid", "comm", "fields"}
+    assert "flight" not in capfd.readouterr().err
+    assert res.outcome is Outcome.RECOVERED_BY_REAPER
+
+
+def test_recorder_off_keeps_only_printk():
+    k = Kernel(trace=False, nr_pages=1024)
+    k.fork("x", lambda t: None, vmas=[VmaSpec(pages=3)])
+    k.wait_until(lambda: all(t.state_letter == "X" for t in k.tasks() if not t.is_kthread), 2)
+    k.shutdown()
+    assert all(e[2] == "printk" for e in k.tracer.events())
+
+
+def test_lockup_report_has_every_task_the_locks_and_the_chain(tmp_path):
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="none"),
+                      log_path=str(tmp_path / "l.jsonl"))
+    log = load_jsonl(tmp_path / "l.jsonl")
+    rep = next(e for e in log.events if e.name == "lockup_report").fields
+    v, w = res.roles["victim"], res.roles["writer"]
+    tasks = {t["pid"]: t for t in rep["tasks"]}
+    assert tasks[v]["state"] == "D" and tasks[v]["tif_memdie"] and tasks[v]["sigkill"]
+    assert tasks[v]["wchan"] == "inode_lock" and tasks[v]["owners"] == [w]
+    assert tasks[w]["allocating_since"] is not None and tasks[w]["stack"]
+    assert any(line == f"1 lock held by writer/{w}:" for line in rep["locks"])
+    assert [hop["pid"] for hop in rep["chain"]] == [v, w] and rep["oom_aborts"] > 0
+    assert rep["reaper"] is None  # policy none
+    assert any("Lockup report: no allocation and no exit since" in line for line in res.dmesg)

@@ -1,0 +1,185 @@
+"""postmortem: diagnosis from the log alone agrees with the model; bad logs; HTML."""
+
+import html.parser
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from kthreads import Policy
+from stress import SCENARIOS, EpisodeConfig, get_scenario, run_episode
+from stress.cli import ExitStatus, main
+from stress.flight import load_jsonl
+from stress.postmortem import analyze
+from stress.soak import SoakSettings, run_one
+from stress.timeline import render_html
+
+CASES = [(name, policy) for name in SCENARIOS for policy in Policy]
+
+
+def verdict_of(log):
+    return next(e.fields for e in log.events if e.name == "verdict")
+
+
+def assert_agrees(log):
+    a = analyze(log)
+    v = verdict_of(log)
+    d = a.diagnosis
+    assert d.outcome == v["outcome"], (d.sentence, v)
+    assert d.shape == v["shape"], (d.sentence, v)
+    if "lockup" in d.outcome and v["chain"]:
+        assert d.victims[0] in v["victims"]
+        model_chain = [hop["pid"] for hop in v["chain"]]
+        assert d.chain == model_chain, (d.sentence, v["chain"])
+        assert d.locks == [hop["waits_on"] for hop in v["chain"] if "holders" in hop and hop["holders"]]
+        assert str(d.chain[0]) in d.sentence and f"aborted {a.oom_aborts} times" in d.sentence
+    return a
+
+
+@pytest.mark.parametrize("name, policy", CASES, ids=[f"{n}-{p.value}" for n, p in CASES])
+def test_diagnosis_from_the_log_equals_the_models_verdict(name, policy, tmp_path):
+    path = tmp_path / "e.jsonl"
+    res = run_episode(get_scenario(name), EpisodeConfig(policy=policy), log_path=str(path))
+    a = assert_agrees(load_jsonl(path))
+    assert a.diagnosis.outcome == res.outcome.value
+
+
+def test_wording_per_shape(tmp_path):
+    def diag(name, policy):
+        p = tmp_path / f"{name}-{policy}.jsonl"
+        run_episode(get_scenario(name), EpisodeConfig(policy=policy), log_path=str(p))
+        return analyze(load_jsonl(p)).diagnosis.sentence
+
+    s = diag("lockup-mutex", "none")
+    assert "has been in D state for" in s and "waiting for mutex inode_lock held by pid" in s
+    assert "looped in the page allocator since" in s and "oom_reaper: not running" in s
+    assert "held for write by pid" in diag("mmap-sem-writer", "none")
+    assert "queued for write" in diag("mmap-sem-queued-writer", "none")
+    assert "unable to reap pid" in diag("mmap-sem-writer", "patch1")
+    assert "mm_to_reap was busy" in diag("second-victim", "patch1")
+
+
+def test_soak_episodes_agree_too(tmp_path):
+    settings = SoakSettings(keep_log="all", log_dir=str(tmp_path))
+    lockups = 0
+    for seed in range(40):
+        for policy in Policy:
+            rec = run_one(seed, policy, settings)
+            assert_agrees(load_jsonl(tmp_path / f"seed{seed}-{policy.value}.jsonl"))
+            lockups += "lockup" in rec.label
+    assert lockups >= 3
+
+
+@pytest.fixture(scope="module")
+def lockup_log(tmp_path_factory):
+    p = tmp_path_factory.mktemp("pm") / "lockup.jsonl"
+    run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="none"), log_path=str(p))
+    return p
+
+
+def test_a_truncated_log_gives_a_partial_analysis(lockup_log, tmp_path, capsys):
+    data = lockup_log.read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    assert main(["postmortem", str(cut)]) == ExitStatus.OK
+    out = capsys.readouterr().out
+    assert "PARTIAL ANALYSIS" in out and "truncated record skipped" in out
+
+
+def test_garbage_in_the_middle_is_named_and_skipped(lockup_log, tmp_path, capsys):
+    lines = lockup_log.read_text().splitlines()
+    lines[5] = "{this is not json"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    assert main(["postmortem", str(bad)]) == ExitStatus.OK
+    assert "line 6: corrupt record skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "empty log"),
+    (b"\x00\xff garbage\nmore", ":1: not a flight-recorder log"),
+    (b'{"record": {"extra": {"event": "oom_kill", "t": 1, "seq": 0, "pid": 1, "comm": "x"}}}\n',
+     "the first record is 'oom_kill', not the header"),
+])
+def test_unusable_logs_are_one_clear_error_and_exit_2(content, needle, tmp_path, capsys):
+    p = tmp_path / "x.jsonl"
+    p.write_bytes(content)
+    assert main(["postmortem", str(p)]) == ExitStatus.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_a_missing_log_is_an_error(capsys):
+    assert main(["postmortem", "/nonexistent/x.jsonl"]) == ExitStatus.USAGE
+    assert "cannot read" in capsys.readouterr().err
+
+
+class _Collect(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_structure(lockup_log):
+    a = analyze(load_jsonl(lockup_log))
+    page = render_html(a)
+    p = _Collect()
+    p.feed(page)
+    rows = [at for tag, at in p.tags if tag == "g" and at.get("class") == "row"]
+    assert {int(r["data-pid"]) for r in rows} == set(a.tracks)
+    classes = [at.get("class", "") for _, at in p.tags]
+    assert any(c == "marker marker-oom_kill" for c in classes)
+    assert any(c == "marker marker-hung_task" for c in classes)
+    assert any(c == "marker marker-verdict" for c in classes)
+    assert any(c == "hold" for c in classes) and any(c == "state state-D" for c in classes)
+    assert a.diagnosis.sentence in "".join(p.text)
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in page
+
+
+def png_pixels_vary(png: bytes) -> bool:
+    """Decode an 8-bit RGB(A) PNG enough to tell a blank page from a drawn one."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width = 8, b"", 0
+    while pos < len(png):
+        n, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        body = png[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            width, _, depth, ctype = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and ctype in (2, 6)
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    stride = width * bpp + 1
+    # Filtered rows still differ from each other when the picture has content.
+    rows = {raw[i + 1:i + stride] for i in range(0, len(raw), stride)}
+    return len(rows) > 10
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (.ci/run installs it)")
+def test_html_renders_in_headless_chromium(lockup_log, tmp_path):
+    a = analyze(load_jsonl(lockup_log))
+    page = tmp_path / "t.html"
+    page.write_text(render_html(a))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=60).stdout
+    assert 'id="diagnosis"' in dom and a.diagnosis.sentence.split(";")[0] in dom
+    assert dom.count('class="row"') == len(a.tracks) and "marker-oom_kill" in dom
+    shot = tmp_path / "t.png"
+    subprocess.run(["chromium", *flags, "--window-size=1200,700", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=60)
+    assert shot.exists() and png_pixels_vary(shot.read_bytes())
