@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from kthreads import Kernel
+from kthreads import Completion, Kernel, current
 
 
 class StepTimeout(RuntimeError):
@@ -18,10 +18,43 @@ class Sequencer:
         self.kernel = kernel
         self.timeout = timeout
         self.steps: list[str] = []
+        self.broken: str | None = None
+        self._gates: dict[str, Completion] = {}
+
+    def _check(self) -> None:
+        if self.broken is not None:
+            raise StepTimeout(f"the sequence is broken: {self.broken}")
+
+    def _break(self, why: str) -> StepTimeout:
+        """Break the sequence: later steps fail at once, gate waiters wake and fail."""
+        self.broken = why
+        for gate in list(self._gates.values()):
+            gate.complete_all()
+        return StepTimeout(why)
 
     def until(self, what: str, predicate: Callable[[], bool], timeout: float | None = None) -> None:
+        """Wait (real seconds) until ``predicate()`` holds over model state."""
+        self._check()
         t = self.timeout if timeout is None else timeout
         if not self.kernel.wait_until(predicate, t):
-            raise StepTimeout(f"step {len(self.steps) + 1} '{what}' did not happen within {t:g} s "
+            raise self._break(f"step {len(self.steps) + 1} '{what}' did not happen within {t:g} s "
                               f"(after: {', '.join(self.steps) or 'start'})")
         self.steps.append(what)
+
+    def gate(self, name: str) -> Completion:
+        return self._gates.setdefault(name, Completion(f"seq:{name}"))
+
+    def release(self, name: str) -> None:
+        """Open gate ``name``: every task waiting on it, or arriving later, goes on."""
+        self._check()
+        self.gate(name).complete_all()
+        self.steps.append(f"release {name}")
+
+    def wait(self, name: str, timeout: float | None = None) -> None:
+        """In a task (or the harness): block until gate ``name`` is released."""
+        self._check()
+        t = self.timeout if timeout is None else timeout
+        if not self.gate(name).wait(t):
+            where = f"{current().comm}" if current() is not None else "the harness"
+            raise self._break(f"{where} waited {t:g} s for gate '{name}', never released")
+        self._check()

@@ -9,6 +9,8 @@ import pytest
 
 from kthreads import Kernel
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def no_thread_leaks() -> Iterator[None]:
