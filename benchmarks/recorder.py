@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--episodes and --rounds must be positive")
     base = SoakSettings(keep_log="none")
     best = {True: 0.0, False: 0.0}
-    events = 0
     for r in range(args.rounds):
         for trace in (True, False) if r % 2 == 0 else (False, True):
             s = replace(base, trace=trace)

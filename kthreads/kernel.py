@@ -13,18 +13,17 @@ import threading
 import time
 import traceback
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence
 
 from .atomic import Atomic
-from .errors import ModelBug
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
 from .page_alloc import Zone
 from .rwsem import RwSemaphore
 from .policy import Policy, PolicyOps, policy_ops
-from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, TaskState, current
+from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, current
 from .snapshot import KernelSnapshot, take_snapshot
 from .trace import DmesgLine, LogLevel, Tracer
 

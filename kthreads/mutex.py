@@ -10,15 +10,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import Errno, LockBug, SigKill
+from .handoff import HandoffLock
 from .lockdep import lock_acquired, lock_contended, lock_released
 from .sched import (SleepResult, Task, TaskState, Waiter, current_holder, holder_name,
-                    holder_pid, sleep_on)
+                    holder_pid)
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
 
-class Mutex:
+class Mutex(HandoffLock):
     """A kernel mutex.
 
     Unlock hands the mutex straight to the first waiter (FIFO), so a task that
@@ -67,14 +68,12 @@ class Mutex:
             if self.owner is not me:
                 raise LockBug(f"{holder_name(me)} unlocks mutex {self.name} owned by "
                               f"{holder_name(self.owner) if self.owner else 'nobody'}")
-            nxt = self._waiters.popleft() if self._waiters else None
-            self.owner = nxt.holder if nxt else None
-            if nxt:
-                nxt.granted = True
+            self.owner = None
+            woken = self._grant_locked()  # FIFO hand-off to the first waiter
         if isinstance(me, Task):
             lock_released(me, self)
-        if nxt:
-            nxt.wake()
+        for w in woken:
+            w.wake()
 
     def is_locked(self) -> bool:
         return self.owner is not None
@@ -145,35 +144,16 @@ class Mutex:
             lock_acquired(me, self, False, at)
         return SleepResult.WOKEN
 
-    def _wait_for_grant(self, w: Waiter, state: TaskState, deadline: float | None) -> SleepResult:
-        try:
-            res = sleep_on(state, self, w.is_granted, deadline)
-        except BaseException:
-            # Unwinding (plug pulled): leave the queue, or pass on a mutex
-            # that was handed to us while we were being woken.
-            self._abandon(w)
-            raise
-        if res is SleepResult.WOKEN:
-            return res
-        with self._wait_lock:
-            # An unlock may have handed us the mutex after the signal or the
-            # deadline woke us: then we own it and must report success.
-            if w.granted:
-                return SleepResult.WOKEN
-            self._waiters.remove(w)
-        return res
+    def _grant_locked(self) -> list[Waiter]:
+        if self.owner is not None or not self._waiters:
+            return []
+        nxt = self._waiters.popleft()
+        self.owner = nxt.holder
+        nxt.granted = True
+        return [nxt]
 
-    def _abandon(self, w: Waiter) -> None:
-        with self._wait_lock:
-            if not w.granted:
-                self._waiters.remove(w)
-                return
-            nxt = self._waiters.popleft() if self._waiters else None
-            self.owner = nxt.holder if nxt else None
-            if nxt:
-                nxt.granted = True
-        if nxt:
-            nxt.wake()
+    def _ungrant_locked(self, w: Waiter) -> None:
+        self.owner = None
 
 
 def mutex_lock(m: Mutex) -> None:

@@ -24,15 +24,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import Errno, LockBug
+from .handoff import HandoffLock
 from .lockdep import lock_acquired, lock_contended, lock_released
 from .sched import (SleepResult, Task, TaskState, Waiter, _this, current_holder, holder_name,
-                    holder_pid, sleep_on)
+                    holder_pid)
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
 
-class RwSemaphore:
+class RwSemaphore(HandoffLock):
     kind = "rw_semaphore"
 
     __slots__ = ("name", "owner", "_readers", "_waiters", "_wait_lock", "lock_id", "__weakref__")
@@ -253,41 +254,15 @@ class RwSemaphore:
             lock_acquired(me, self, not write, at)
         return SleepResult.WOKEN
 
-    def _wait_for_grant(self, w: Waiter, state: TaskState, deadline: float | None) -> SleepResult:
-        try:
-            res = sleep_on(state, self, w.is_granted, deadline)
-        except BaseException:
-            self._abandon(w)
-            raise
-        if res is SleepResult.WOKEN:
-            return res
-        with self._wait_lock:
-            if w.granted:  # granted after the signal/deadline woke us
-                return SleepResult.WOKEN
-            self._waiters.remove(w)
-            # A writer leaving the head of the queue may unblock the readers
-            # queued behind it (down_write_killable's failure path).
-            woken = self._grant_locked() if self._waiters else None
-        for x in woken or ():
-            x.wake()
-        return res
-
-    def _abandon(self, w: Waiter) -> None:
-        with self._wait_lock:
-            if w.granted:
-                if w.write:
-                    self.owner = None
-                else:
-                    self._readers.remove(w.holder)
-            else:
-                self._waiters.remove(w)
-            woken = self._grant_locked() if self._waiters else None
-        for x in woken or ():
-            x.wake()
+    def _ungrant_locked(self, w: Waiter) -> None:
+        if w.write:
+            self.owner = None
+        else:
+            self._readers.remove(w.holder)
 
     def _grant_locked(self) -> list[Waiter]:
         """Grant the lock to the head of the queue; caller holds _wait_lock."""
-        if self.owner is not None:
+        if self.owner is not None or not self._waiters:
             return []
         q = self._waiters
         if q[0].write:

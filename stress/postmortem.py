@@ -8,7 +8,7 @@ the model's own verdict record to decide; tests compare the two.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 

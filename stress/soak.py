@@ -13,7 +13,6 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -295,7 +294,7 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
     def replace(i: int, why: str) -> None:
         """The slot's running episode crashed or hung: report it, rebuild the slot."""
         slot = slots[i]
-        (fut, seed, policy, _), rest = slot.queue[0], slot.queue[1:]
+        (_, seed, policy, _), rest = slot.queue[0], slot.queue[1:]
         report.harness_failures.append({"seed": seed, "policy": policy.value, "error": why})
         slot.kill()
         slot.close(wait=False)

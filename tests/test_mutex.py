@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from kthreads import Completion, Errno, LockBug, Mutex, SigKill, return_to_user, send_sigkill
+from kthreads import Completion, Errno, LockBug, Mutex, return_to_user, send_sigkill
 
 
 def sleeping_on(k, task, lock):

@@ -44,12 +44,20 @@ def test_scenario_outcome_is_the_declared_one(name, policy):
         assert "reaped" not in res.counters
 
 
-def test_lockup_mutex_patch1_reaps_while_the_victim_still_sleeps_and_every_page_returns():
-    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy=Policy.PATCH1))
+def test_lockup_mutex_patch1_reaps_while_the_victim_still_sleeps_and_every_page_returns(tmp_path):
+    from stress.flight import load_jsonl
+
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy=Policy.PATCH1),
+                      log_path=str(tmp_path / "l.jsonl"))
     assert res.outcome is Outcome.RECOVERED_BY_REAPER
     v, w = res.roles["victim"], res.roles["writer"]
-    # The memory came back before the victim ran at all (it was in D on inode_lock),
-    # and the writer's allocation succeeded after that.
+    log = load_jsonl(tmp_path / "l.jsonl").events
+    finish = next(e.t for e in log if e.name == "finish_task_reaping")
+    victim_wakes = next(e.t for e in log if e.name == "sched_wake" and e.pid == v)
+    writer_gets = next(e.t for e in log if e.name == "alloc_success" and e.pid == w)
+    # The memory came back while the victim still slept in D on inode_lock;
+    # then the writer's allocation succeeded, and only then the victim woke.
+    assert res.kill_at < finish < writer_gets < victim_wakes
     assert res.kill_at < res.freed_at <= res.recovered_at
     assert res.counters["pages_reaped"] > 900
     assert res.breaches == []  # includes "every page back in the zone" after shutdown

@@ -1,7 +1,6 @@
 """Soak runs: generator determinism, grades, the headline shape, crashes, Ctrl-C, replay."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
