@@ -67,8 +67,9 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
             return " ".join(sentences)
         why = "a TIF_MEMDIE victim still lives" if any(v.tif_memdie for v in blockers) \
             else "an exiting task still has its mm"
+        since = f"{k.stats.last_progress:.3f} s" if k.stats.last_progress else "boot"
         sentences.append(f"The OOM killer aborted {k.stats.oom_aborts} times because {why}; "
-                         f"no page was allocated or freed since {k.stats.last_progress:.3f} s.")
+                         f"no page was allocated and no task exited since {since}.")
         if rs is None:
             sentences.append("oom_reaper: not running (policy none).")
         elif outcome is Outcome.REAP_FAILED_LOCKUP:

@@ -62,14 +62,12 @@ def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation
     k.tracer.record("lockup_report", 0, "", tasks=[task_report(t) for t in live],
                     locks=debug_show_all_locks(k), oom_aborts=k.stats.oom_aborts, reaper=reaper,
                     chain=chain, last_progress=k.stats.last_progress)
-    k.printk("Lockup report: no allocation and no exit since "
-             f"{k.stats.last_progress:.6f} s; OOM killer aborts: {k.stats.oom_aborts}",
-             LogLevel.KERN_ERR)
+    since = f"{k.stats.last_progress:.6f} s" if k.stats.last_progress else "boot"
+    k.printk(f"Lockup report: no allocation and no exit since {since}; "
+             f"OOM killer aborts: {k.stats.oom_aborts}", LogLevel.KERN_ERR)
     for t in live:
         if t.state_letter == "D" or t.alloc_since is not None:
             for line in sched_show_task(t):
                 k.printk(line, LogLevel.KERN_INFO)
     for line in debug_show_all_locks(k):
         k.printk(line, LogLevel.KERN_INFO)
-    if explanation:
-        k.printk(f"Lockup: {explanation}", LogLevel.KERN_ERR)

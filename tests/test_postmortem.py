@@ -182,3 +182,49 @@ def test_html_renders_in_headless_chromium(lockup_log, tmp_path):
     subprocess.run(["chromium", *flags, "--window-size=1200,700", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=60)
     assert shot.exists() and png_pixels_vary(shot.read_bytes())
+
+
+def test_a_chain_longer_than_one_lock_is_told_hop_by_hop(tmp_path):
+    """victim -> lock_a (held by middle) -> lock_b (held by writer, looping in the allocator)."""
+    from kthreads import GFP_KERNEL, Completion, Kernel, Mutex, VmaSpec, alloc_pages
+    from stress.flight import dump_jsonl
+    from stress.lockup_report import record_verdict
+    from stress.outcomes import Outcome
+    from stress.verdict import classify, lockup_shape
+
+    k = Kernel(nr_pages=1024, hung_task_timeout=1)
+    try:
+        a, b, go = Mutex("lock_a", k), Mutex("lock_b", k), Completion()
+
+        def writer(t):
+            with b:
+                go.wait_for_completion()
+                alloc_pages(GFP_KERNEL)
+
+        def middle(t):
+            with a:
+                with b:
+                    pass
+
+        def victim(t):
+            with a:
+                pass
+
+        w = k.fork("writer", writer, vmas=[VmaSpec(pages=20)])
+        assert k.wait_until(lambda: b.owner is w, 2)
+        m = k.fork("middle", middle, vmas=[VmaSpec(pages=20)])
+        assert k.wait_until(lambda: m.wchan is b, 2)
+        v = k.fork("victim", victim, vmas=[VmaSpec(pages=950)])
+        assert k.wait_until(lambda: v.wchan is a, 2)
+        go.complete()
+        users = [w, m, v]
+        assert k.wait_until(lambda: v.tif_memdie and k.stats.oom_aborts > 5 and k.hung_tasks, 5)
+        assert k.wait_until(lambda: classify(k, users, 1.0) is Outcome.LOCKUP, 5)
+        record_verdict(k, Outcome.LOCKUP, lockup_shape(k), "")
+    finally:
+        k.shutdown()
+    log = load_jsonl(dump_jsonl(k, tmp_path / "chain.jsonl", {}))
+    d = assert_agrees(log).diagnosis
+    assert d.chain == [v.pid, m.pid, w.pid] and d.locks == ["lock_a", "lock_b"]
+    assert (f"waiting for mutex lock_a held by pid {m.pid} (middle), which waits for mutex lock_b "
+            f"held by pid {w.pid} (writer), which has looped in the page allocator") in d.sentence
