@@ -175,9 +175,8 @@ def episode_config(args: argparse.Namespace, policy: Policy, seed: int = 0) -> E
                          lockup_window=max(args.lockup_window, args.hung_task_timeout), seed=seed)
 
 
-def print_episode(res: EpisodeResult, out: TextIO, show_log: bool) -> None:
-    if show_log:
-        pass  # streamed live already
+def print_episode(res: EpisodeResult, out: TextIO) -> None:
+    """What follows the kernel log (which streams live): tracepoints and verdict."""
     if res.trace:
         print("\n# tracepoints (ftrace format)", file=out)
         for line in res.trace:
@@ -220,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\n=== {sc.name} under policy {policy.value} ({POLICY_TITLES[policy]}) ===", file=out)
         out.flush()
         res = run_episode(sc, episode_config(args, policy))
-        print_episode(res, out, not args.quiet)
+        print_episode(res, out)
         results.append(res)
     print(f"\n=== verdicts (demo took {time.monotonic() - t0:.2f} s) ===", file=out)
     verdict_table(results, out)
@@ -248,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
           f"seed {cfg.seed} ===")
     res = run_episode(sc, cfg, log_path=args.log)
-    print_episode(res, sys.stdout, not args.quiet)
+    print_episode(res, sys.stdout)
     print()
     verdict_table([res], sys.stdout)
     if args.log:
@@ -412,7 +411,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
             json.dump(report_json(report), f, indent=2)
             f.write("\n")
     if report.interrupted:
-        print(f"{'python -m stress'}: interrupted; every worker's threads were joined", file=sys.stderr)
+        print("python -m stress: interrupted; every worker's threads were joined", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     bad = report.forbidden or any(st.breaches for st in report.per_policy.values())
     return ExitStatus.UNEXPECTED if bad and args.fail_on == "forbidden" else ExitStatus.OK
