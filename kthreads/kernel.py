@@ -344,8 +344,10 @@ class Kernel:
         return problems
 
     def check_quiescent(self) -> list[str]:
-        """After shutdown: every thread joined, every mm freed, every page free."""
+        """After shutdown: every thread joined, every mm freed, every page free,
+        and no task body died of an exception of its own (an oops)."""
         problems = self.check_invariants()
+        problems += [f"oops: {o.splitlines()[0]}" for o in self.oopses]
         alive = [t.name for t in self._threads if t.is_alive()]
         if alive:
             problems.append(f"threads not joined: {', '.join(alive)}")

@@ -71,17 +71,17 @@ class Tracer:
 
     @property
     def recorded(self) -> int:
-        """Events ever recorded (kept or overwritten)."""
+        """Events ever recorded (kept or overwritten). Two threads may append
+        in the other order than they drew sequence numbers: take the largest."""
         ring = list(self._ring)
-        return ring[-1][0] + 1 if ring else 0
+        return max(e[0] for e in ring) + 1 if ring else 0
 
     def events(self) -> list[EventTuple]:
         return list(self._ring)
 
     def lost(self) -> int:
         """Events overwritten because the ring wrapped."""
-        ring = list(self._ring)
-        return ring[0][0] if ring else 0
+        return self.recorded - len(self._ring)
 
     def printk(self, text: str, level: LogLevel = LogLevel.KERN_INFO,
                pid: int = 0, comm: str = "") -> DmesgLine:

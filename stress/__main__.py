@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while still importing: nothing to unwind yet
+    print("python -m stress: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -402,7 +402,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
           + f"; seeds from {cfg.seed}; {cfg.workers} worker process(es); "
             f"speed {settings.speed:g}x, lockup window {settings.lockup_window:g} s model", flush=True)
     report = run_soak(cfg, progress_printer(sys.stderr),
-                      on_record=(lambda rec: write_logs(log_dir, rec)) if log_dir else None)
+                      on_record=(lambda rec: write_logs(log_dir, rec, settings)) if log_dir else None)
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
     format_report(report, sys.stdout)
@@ -413,6 +413,9 @@ def cmd_soak(args: argparse.Namespace) -> int:
     if report.interrupted:
         print("python -m stress: interrupted; every worker's threads were joined", file=sys.stderr)
         return ExitStatus.INTERRUPTED
+    if report.total == 0:
+        print("python -m stress: error: no episode ran (is --seconds long enough?)", file=sys.stderr)
+        return ExitStatus.UNEXPECTED
     bad = report.forbidden or any(st.breaches for st in report.per_policy.values())
     return ExitStatus.UNEXPECTED if bad and args.fail_on == "forbidden" else ExitStatus.OK
 
@@ -426,7 +429,9 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...]) -> int:
         rec = run_one(args.replay, policy, settings)
         print(f"\n# verdict: {rec.label} ({rec.grade})")
         if args.log_dir:
-            print(f"# flight recorder: {args.log_dir}/seed{args.replay}-{policy.value}.jsonl")
+            write_logs(Path(args.log_dir), rec, settings)
+            print(f"# kernel log: {args.log_dir}/seed{args.replay}-{policy.value}.log; flight recorder: "
+                  f"{args.log_dir}/seed{args.replay}-{policy.value}.jsonl")
         if rec.explanation:
             print(f"# {rec.explanation}")
         for b in rec.breaches:

@@ -41,20 +41,23 @@ def dump_jsonl(k: Kernel, path: str | Path, meta: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     token = f"flight-{next(_tokens)}-{id(k)}"
     level = flight_level()
-    sink = logger.add(path, serialize=True, level=level, mode="w", enqueue=False,
+    # An open file, not the path: loguru would read "{...}" in a path as a template.
+    out = open(path, "w", encoding="utf-8")
+    sink = logger.add(out, serialize=True, level=level, enqueue=False, colorize=False,
                       filter=lambda r: r["extra"].get("flight") == token)
     log = logger.bind(flight=token)
     try:
         events = k.tracer.events()
         header = dict(meta, version=FORMAT_VERSION, hz=k.clock.hz, speed=k.clock.speed,
                       nr_pages=k.zone.nr_pages, policy=k.policy.policy.value,
-                      ring_size=k.tracer.ring_size, lost=events[0][0] if events else 0,
+                      ring_size=k.tracer.ring_size, lost=k.tracer.lost(),
                       events=len(events))
         log.bind(event="header", t=0.0, seq=-1, pid=0, comm="", fields=header).log(level, "header")
         for seq, t, name, pid, comm, fields in events:
             log.bind(event=name, t=t, seq=seq, pid=pid, comm=comm, fields=fields).log(level, name)
     finally:
         logger.remove(sink)
+        out.close()
     return path
 
 
@@ -66,6 +69,7 @@ class Event:
     pid: int
     comm: str
     fields: dict[str, Any]
+    line: int = 0  # in the log file
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
@@ -96,23 +100,31 @@ def load_jsonl(path: str | Path) -> FlightLog:
     """
     path = Path(path)
     try:
+        if not path.is_file():
+            raise LogError(f"{path}: cannot read: not a regular file"
+                           if path.exists() else f"{path}: cannot read: no such file")
         raw = path.read_bytes()
     except OSError as e:
         raise LogError(f"{path}: cannot read: {e.strerror}") from None
     text = raw.decode("utf-8", errors="replace")
-    lines = text.splitlines()
+    # Records end in "\n" only: str.splitlines() would also split on U+2028
+    # and friends, which JSON strings may hold unescaped.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     if not any(line.strip() for line in lines):
         raise LogError(f"{path}: empty log")
     header: dict[str, Any] | None = None
     events: list[Event] = []
     problems: list[str] = []
+    seen: set[int] = set()
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             extra = json.loads(line)["record"]["extra"]
             ev = Event(int(extra["seq"]), float(extra["t"]), str(extra["event"]), int(extra["pid"]),
-                       str(extra["comm"]), dict(extra.get("fields") or {}))
+                       str(extra["comm"]), dict(extra.get("fields") or {}), no)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             if header is None:
                 raise LogError(f"{path}:{no}: not a flight-recorder log "
@@ -125,8 +137,13 @@ def load_jsonl(path: str | Path) -> FlightLog:
                 raise LogError(f"{path}:{no}: the first record is {ev.name!r}, not the header")
             header = ev.fields
             continue
+        if ev.seq in seen:
+            problems.append(f"line {no}: duplicate of event {ev.seq} skipped")
+            continue
+        seen.add(ev.seq)
         events.append(ev)
     assert header is not None
-    if header.get("events") is not None and header["events"] > len(events) and not problems:
-        problems.append(f"{header['events'] - len(events)} events missing at the end (truncated log)")
+    expected = header.get("events")
+    if isinstance(expected, int) and expected > len(events) and not problems:
+        problems.append(f"{expected - len(events)} events missing at the end (truncated log)")
     return FlightLog(str(path), header, events, problems)

@@ -54,8 +54,9 @@ def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation
     if outcome not in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
         return
     rs = k.reaper_state
+    busy = rs.mm_to_reap.read() if rs is not None else None  # once: the reaper may clear it
     reaper = None if rs is None else {
-        "busy_with": rs.mm_to_reap.read().pid if rs.mm_to_reap.read() is not None else None,
+        "busy_with": busy.pid if busy is not None else None,
         "reaped": rs.reaped, "failed": rs.failed, "dropped": rs.dropped,
         "raced_exit": rs.raced_exit, "skipped": rs.skipped}
     live = [t for t in k.tasks() if t.state_letter not in "ZX"]

@@ -121,6 +121,7 @@ class _Replay:
         self.freed_mms: set[int] = set()
         self.panic: str | None = None
         self.verdict: dict[str, Any] | None = None
+        self.oopses: list[str] = []
         self.t_end = 0.0
 
     def track(self, e: Event) -> Track:
@@ -139,14 +140,21 @@ class _Replay:
             lk.kind = str(f["kind"])
         return lk
 
-    def run(self) -> None:
+    def run(self, problems: list[str]) -> None:
         for e in self.log.events:
             if e.name == "shutdown":  # the plug was pulled: the rest is unwinding
                 break
             self.t_end = max(self.t_end, e.t)
             handler = getattr(self, "on_" + e.name, None)
-            if handler is not None and e.pid >= 0:
+            if handler is None:
+                continue
+            try:
                 handler(e)
+            except (TypeError, ValueError, KeyError, AttributeError) as err:
+                problems.append(f"line {e.line}: malformed {e.name} record skipped "
+                                f"({type(err).__name__}: {str(err)[:60]})")
+            if e.name in ("verdict", "lockup_report"):
+                break  # the episode is over; what follows is the harness, not the kernel
 
     # -- tasks ---------------------------------------------------------------
     def on_task_newtask(self, e: Event) -> None:
@@ -279,6 +287,10 @@ class _Replay:
 
     def on_hung_task(self, e: Event) -> None:
         self._marker(e, f"INFO: task {e.comm}:{e.pid} blocked for more than {e.get('seconds')} seconds")
+
+    def on_oops(self, e: Event) -> None:
+        self.oopses.append(f"pid {e.pid} ({e.comm}): {e.get('kind')}: {e.get('text')}")
+        self._marker(e, f"oops in pid {e.pid} ({e.comm}): {e.get('kind')}")
 
     def on_panic(self, e: Event) -> None:
         self.panic = str(e.get("text"))
@@ -443,13 +455,38 @@ def diagnose(r: _Replay, partial: bool, problems: list[str]) -> Diagnosis:
 
 def analyze(log: FlightLog) -> Analysis:
     r = _Replay(log)
-    r.run()
     problems = list(log.problems)
-    if log.header.get("lost"):
-        problems.insert(0, f"the ring wrapped: {log.header['lost']} oldest events were lost")
-    d = diagnose(r, log.partial, problems)
+    r.run(problems)
+    lost = log.header.get("lost") or 0
+    if lost:
+        problems.insert(0, f"the ring wrapped: the {lost} oldest events were lost")
+    if not log.events:
+        d = Diagnosis("undetermined", None, "The log holds no events.", [], [], [], True, problems)
+    elif lost:
+        d = _diagnose_wrapped(r, problems)
+    else:
+        d = diagnose(r, bool(problems), problems)
+    if r.oopses:
+        d.sentence += " Task bodies died of exceptions: " + "; ".join(r.oopses[:3]) + "."
     return Analysis(log, r.tracks, r.locks, sorted(r.markers, key=lambda m: m.t), r.t_end, r.aborts,
                     d, r.verdict)
+
+
+def _diagnose_wrapped(r: _Replay, problems: list[str]) -> Diagnosis:
+    """The beginning of the run is gone (births, kills, locks taken): replaying
+    what is left would invent a story. Say what the model recorded at its
+    verdict, if that survived, as a partial analysis."""
+    v = r.verdict
+    if v is None:
+        return Diagnosis("undetermined", None, "Too much of the log was lost to the ring wrapping, "
+                         "and no verdict record survived; rerun with a larger ring_size.",
+                         [], [], [], True, problems)
+    chain = [hop for hop in v.get("chain") or [] if isinstance(hop, dict)]
+    text = str(v.get("explanation") or "") or f"The model's verdict: {v.get('outcome')}."
+    problems.append("outcome taken from the verdict record: the replay lacks the beginning of the run")
+    return Diagnosis(str(v.get("outcome")), v.get("shape"), text, list(v.get("victims") or []),
+                     [int(h["pid"]) for h in chain if "pid" in h],
+                     [str(h["waits_on"]) for h in chain if h.get("holders")], True, problems)
 
 
 # -- text ----------------------------------------------------------------------

@@ -71,18 +71,20 @@ class EpisodeRecord:
 
 
 # -- the worker side --------------------------------------------------------------
-_in_episode = False
-
-
 class Interrupted(BaseException):
-    """Raised in a worker's main thread when the parent stops the soak."""
+    """A worker's episode was stopped because the parent stops the soak."""
+
+
+class _Stop:
+    """Set by SIGUSR1 in a worker process. The handler only sets it (raising
+    from a handler could land anywhere, even inside Thread.start()); the
+    episode notices it at its next check and unwinds normally."""
+
+    requested = False
 
 
 def _on_stop(signum: int, frame: Any) -> None:
-    # Only interrupt an episode: a worker idle in the executor's queue just
-    # waits to be shut down normally.
-    if _in_episode:
-        raise Interrupted()
+    _Stop.requested = True
 
 
 def worker_init() -> None:
@@ -96,7 +98,8 @@ def worker_pid() -> int:
 
 def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
     """One soak episode, in the calling process (a worker, or --replay)."""
-    global _in_episode
+    if _Stop.requested:
+        raise Interrupted()
     for kind, s in settings.inject:
         if s == seed and kind == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -107,12 +110,14 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
     w = generate(seed, settings.params)
     k = Kernel(nr_pages=w.zone_pages, policy=policy, speed=settings.speed, hz=settings.hz,
                hung_task_timeout=settings.hung_task_timeout, trace=settings.trace)
-    _in_episode = True
     outcome, shape, text = Outcome.UNDETERMINED, None, ""
     try:
         tasks = build(k, w)
         window = settings.lockup_window
-        k.wait_until(lambda: episode_over(k, tasks, window), settings.max_real_seconds)
+        k.wait_until(lambda: _Stop.requested or episode_over(k, tasks, window),
+                     settings.max_real_seconds)
+        if _Stop.requested:
+            raise Interrupted()
         outcome = classify(k, tasks, window)
         if outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
             shape = lockup_shape(k)
@@ -121,7 +126,6 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
     finally:
         model_seconds = k.clock.now()
         report = k.shutdown()
-        _in_episode = False
     breaches = k.check_quiescent() if report.clean else [report.format()]
     lbl = label(outcome, shape)
     grade = soak_grade(policy, lbl, bool(breaches))
@@ -133,7 +137,7 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
         if settings.log_dir:
             dump_jsonl(k, Path(settings.log_dir) / f"seed{seed}-{policy.value}.jsonl",
                        {"seed": seed, "outcome": outcome.value, "label": lbl, "grade": grade.value,
-                        "replay": replay_command(seed, policy.value)})
+                        "replay": replay_command(seed, policy.value, settings)})
     return rec
 
 
@@ -248,14 +252,31 @@ class Slot:
 Progress = Callable[[SoakReport, int, float], None]
 
 
+def new_slot(ctx: Any) -> Slot:
+    """A worker slot, spawned with SIGINT ignored: a Ctrl-C while the child
+    is still starting Python would kill it mid-import (the parent handles it)."""
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to protect
+        return Slot(ctx)
+    try:
+        return Slot(ctx)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def run_soak(cfg: SoakConfig, progress: Progress | None = None,
              on_record: Callable[[EpisodeRecord], None] | None = None) -> SoakReport:
     settings = cfg.settings
-    report = SoakReport(cfg, {p.value: PolicyStats() for p in cfg.policies}, [], 0.0,
-                        empty_rate(cfg.policies, settings))
+    report = SoakReport(cfg, {p.value: PolicyStats() for p in cfg.policies}, [], 0.0, 0.0)
+    try:
+        report.empty_rate = empty_rate(cfg.policies, settings)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        return report
     ctx = multiprocessing.get_context("spawn")
     t0 = time.monotonic()
-    deadline = t0 + cfg.seconds if cfg.seconds is not None else None
+    deadline: float | None = None
     plan = cfg.episodes * len(cfg.policies) if cfg.episodes is not None else 0
     todo = ((cfg.seed + i, p) for i in range(cfg.episodes if cfg.episodes is not None else 1 << 62)
             for p in cfg.policies)
@@ -268,7 +289,7 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
         st = report.per_policy[rec.policy]
         st.episodes += 1
         st.labels[rec.label] += 1
-        st.grades[rec.label] = rec.grade
+        st.grades[rec.label] = soak_grade(Policy(rec.policy), rec.label, False).value
         st.wall += rec.wall_seconds
         if rec.grade == Grade.FORBIDDEN.value:
             st.forbidden += 1
@@ -298,12 +319,16 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
         report.harness_failures.append({"seed": seed, "policy": policy.value, "error": why})
         slot.kill()
         slot.close(wait=False)
-        slots[i] = Slot(ctx)
+        slots[i] = new_slot(ctx)
         for _, s, p, _ in rest:  # innocent bystanders: run them again
             slots[i].submit(s, p, settings)
 
     try:
-        slots = [Slot(ctx) for _ in range(cfg.workers)]
+        slots = [new_slot(ctx) for _ in range(cfg.workers)]
+        # The clock of --seconds starts once the workers are up (spawning
+        # them takes ~0.3 s each).
+        t0 = time.monotonic()
+        deadline = t0 + cfg.seconds if cfg.seconds is not None else None
         for s in slots:
             refill(s)
         last_tick = 0.0
@@ -364,33 +389,65 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
             s.close(wait=True)
         report.wall_seconds = time.monotonic() - t0
     if not report.interrupted:
-        report.replay_checks = verify_replays(report, cfg)
+        try:
+            verify_replays(report, cfg)
+        except KeyboardInterrupt:
+            report.interrupted = True
     return report
 
 
-def verify_replays(report: SoakReport, cfg: SoakConfig) -> list[dict[str, Any]]:
-    """Rerun replayable episodes in this process: how often does a seed reproduce?"""
-    out = []
+def verify_replays(report: SoakReport, cfg: SoakConfig, budget: float = 30.0) -> None:
+    """Rerun replayable episodes in this process: how often does a seed reproduce?
+    Results go into ``report.replay_checks`` as they come (kept on Ctrl-C);
+    at most ``budget`` real seconds are spent."""
+    out = report.replay_checks
     if cfg.verify_replays <= 0:
-        return out
+        return
     settings = SoakSettings(**{**asdict(cfg.settings), "params": cfg.settings.params,
                                "keep_log": "none", "inject": ()})
     picked: list[EpisodeRecord] = []
     for st in report.per_policy.values():
         picked += st.replayable[: max(1, cfg.max_verify // len(report.per_policy))]
+    deadline = time.monotonic() + budget
     for rec in picked:
+        if time.monotonic() > deadline:
+            break
         same = 0
         for _ in range(cfg.verify_replays):
             again = run_one(rec.seed, Policy(rec.policy), settings)
             same += again.label == rec.label
         out.append({"seed": rec.seed, "policy": rec.policy, "outcome": rec.label,
                     "reproduced": same, "runs": cfg.verify_replays})
-    return out
 
 
 # -- reporting --------------------------------------------------------------------
-def replay_command(rec_seed: int, policy: str) -> str:
-    return f"python -m stress soak --replay {rec_seed} --policy {policy}"
+def settings_flags(settings: SoakSettings) -> str:
+    """The soak flags that make ``settings`` differ from the defaults."""
+    d, dp, p = SoakSettings(), WorkloadParams(), settings.params
+    out = []
+    for flag, val, default in (
+            ("--processes", p.processes, dp.processes), ("--max-threads", p.max_threads, dp.max_threads),
+            ("--zone-pages", p.zone_pages, dp.zone_pages), ("--pressure", p.pressure, dp.pressure),
+            ("--locks", p.locks, dp.locks), ("--nofs", p.nofs, dp.nofs),
+            ("--killable", p.killable, dp.killable), ("--mix", p.mix, dp.mix),
+            ("--speed", settings.speed, d.speed),
+            ("--hung-task-timeout", settings.hung_task_timeout, d.hung_task_timeout),
+            ("--lockup-window", settings.lockup_window, d.lockup_window)):
+        if val == default:
+            continue
+        if flag == "--mix":
+            text = ",".join(f"{k}={v:g}" for k, v in val)
+        elif isinstance(val, tuple):
+            text = f"{val[0]}-{val[1]}"
+        else:
+            text = f"{val:g}" if isinstance(val, float) else str(val)
+        out.append(f"{flag} {text}")
+    return " ".join(out)
+
+
+def replay_command(rec_seed: int, policy: str, settings: SoakSettings | None = None) -> str:
+    extra = settings_flags(settings) if settings is not None else ""
+    return f"python -m stress soak --replay {rec_seed} --policy {policy}" + (f" {extra}" if extra else "")
 
 
 def format_report(report: SoakReport, out: TextIO) -> None:
@@ -416,9 +473,10 @@ def format_report(report: SoakReport, out: TextIO) -> None:
             rows.append((lbl, str(cnt), f"{100 * cnt / n:.1f}%", st.grades[lbl]))
         for lbl, grade in SOAK_GRADES[Policy(pol)].items():
             if lbl not in seen:
-                rows.append((lbl, "0", f"< {100 * rule_of_three(n):.2f}% (95%)", grade.value))
+                rows.append((lbl, "0", f"< {100 * min(1.0, rule_of_three(n)):.2f}% (95%)", grade.value))
         if "lockup:mutex" not in seen and Policy(pol) is Policy.PATCH1:
-            rows.append(("lockup:mutex", "0", f"< {100 * rule_of_three(n):.2f}% (95%)", "FORBIDDEN"))
+            rows.append(("lockup:mutex", "0", f"< {100 * min(1.0, rule_of_three(n)):.2f}% (95%)",
+                         "FORBIDDEN"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
@@ -436,10 +494,11 @@ def format_report(report: SoakReport, out: TextIO) -> None:
         if shown:
             print(f"  replay ({len(st.replayable)} lockup or forbidden episodes; first ones):", file=out)
             for r in shown:
-                print(f"    {r.label:<28} {r.grade:<22} {replay_command(r.seed, pol)}", file=out)
+                print(f"    {r.label:<28} {r.grade:<22} {replay_command(r.seed, pol, cfg.settings)}",
+                      file=out)
     for f in report.harness_failures:
         print(f"\nHARNESS FAILURE seed {f['seed']} policy {f['policy']}: {f['error']} "
-              f"(replay: {replay_command(f['seed'], f['policy'])})", file=out)
+              f"(replay: {replay_command(f['seed'], f['policy'], cfg.settings)})", file=out)
     if report.replay_checks:
         ok = sum(c["reproduced"] for c in report.replay_checks)
         runs = sum(c["runs"] for c in report.replay_checks)
@@ -467,7 +526,7 @@ def report_json(report: SoakReport) -> dict[str, Any]:
         "invariant_checks": report.total * len(INVARIANT_FAMILIES),
         "invariant_breaches": sum(len(st.breaches) for st in report.per_policy.values()),
         "replays": [{"seed": r.seed, "policy": r.policy, "outcome": r.label,
-                     "command": replay_command(r.seed, r.policy)}
+                     "command": replay_command(r.seed, r.policy, cfg.settings)}
                     for st in report.per_policy.values() for r in st.replayable],
         "replay_checks": report.replay_checks,
         "harness_failures": report.harness_failures,
@@ -478,7 +537,7 @@ def report_json(report: SoakReport) -> dict[str, Any]:
     }
 
 
-def write_logs(log_dir: Path, rec: EpisodeRecord) -> None:
+def write_logs(log_dir: Path, rec: EpisodeRecord, settings: SoakSettings) -> None:
     if not rec.dmesg:
         return
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -487,7 +546,7 @@ def write_logs(log_dir: Path, rec: EpisodeRecord) -> None:
         f.write(f"# seed {rec.seed} policy {rec.policy}: {rec.label} ({rec.grade})\n")
         if rec.explanation:
             f.write(f"# {rec.explanation}\n")
-        f.write(f"# replay: {replay_command(rec.seed, rec.policy)}\n")
+        f.write(f"# replay: {replay_command(rec.seed, rec.policy, settings)}\n")
         f.write("\n".join(rec.dmesg) + "\n")
 
 
@@ -498,8 +557,10 @@ def progress_printer(out: TextIO) -> Progress:
     def show(report: SoakReport, plan: int, elapsed: float) -> None:
         done = report.total
         rate = done / elapsed if elapsed else 0.0
-        counts = " ".join(f"{lbl}={c}" for pol in report.per_policy.values()
-                          for lbl, c in sorted(pol.labels.items()) if "lockup" in lbl or "FORBIDDEN" in lbl)
+        counts = "; ".join(
+            f"{name}: " + (" ".join(f"{lbl}={c}" for lbl, c in sorted(st.labels.items()) if "lockup" in lbl)
+                           or "none") + (f" FORBIDDEN={st.forbidden}" if st.forbidden else "")
+            for name, st in report.per_policy.items())
         if plan:
             eta = (plan - done) / rate if rate else float("inf")
             head = f"{done}/{plan} episodes"

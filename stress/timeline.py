@@ -50,10 +50,11 @@ def render_html(a: Analysis, width: int = 1100) -> str:
             st = seg.what if seg.what in STATE_COLOURS else "D"
             what = seg.detail.get("wchan")
             owners = seg.detail.get("owners") or []
+            owners = owners if isinstance(owners, list) else [owners]
             svg.append(f'<rect class="state state-{st}" x="{x(seg.start):.1f}" y="{y}" '
                        f'width="{max(0.5, x(e) - x(seg.start)):.1f}" height="16" fill="{STATE_COLOURS[st]}">'
                        f'<title>pid {t.pid} {st} on {escape(str(what))}'
-                       f'{" owned by " + ",".join(map(str, owners)) if owners else ""} '
+                       f'{" owned by " + escape(",".join(map(str, owners))) if owners else ""} '
                        f'{seg.start:.3f}-{e:.3f}</title></rect>')
         for h in t.holds:
             e = h.end if h.end is not None else end
@@ -73,7 +74,7 @@ def render_html(a: Analysis, width: int = 1100) -> str:
         colour = MARKER_COLOURS.get(m.kind, "#444444")
         row = next((i for i, t in enumerate(rows) if t.pid == m.pid), None)
         y0 = top + row * row_h - 4 if row is not None else top - 8
-        svg.append(f'<g class="marker marker-{m.kind}" data-pid="{m.pid}">'
+        svg.append(f'<g class="marker marker-{escape(m.kind)}" data-pid="{m.pid}">'
                    f'<line x1="{x(m.t):.1f}" y1="{top - 10}" x2="{x(m.t):.1f}" y2="{height - 20}" '
                    f'stroke="{colour}" stroke-width="1" stroke-dasharray="3,3"/>'
                    f'<polygon points="{x(m.t) - 5:.1f},{y0 - 6} {x(m.t) + 5:.1f},{y0 - 6} {x(m.t):.1f},{y0 + 2}" '

@@ -108,7 +108,8 @@ def generate(seed: int, params: WorkloadParams = WorkloadParams()) -> Workload:
     dynamic_budget = max(nproc, budget - resident_budget)
     procs = []
     for i in range(nproc):
-        nthreads = 1 if rng.random() < 0.5 else rng.randint(2, params.max_threads)
+        multi = rng.random() >= 0.5  # drawn whatever max_threads is: seeds stay comparable
+        nthreads = rng.randint(2, params.max_threads) if multi and params.max_threads >= 2 else 1
         threads = []
         for j in range(nthreads):
             calls = []

@@ -93,6 +93,8 @@ def test_a_body_that_raises_is_an_oops_and_the_task_still_exits(boot):
     assert k.wait_until(lambda: t.state_letter == "X", 2)
     assert t.exit_reason == "oops" and "KeyError" in k.oopses[0]
     assert k.breaches == []
+    assert any("oops: broken/" in p and "KeyError" in p for p in k.check_quiescent())
+    k.oopses.clear()  # expected here: the fixture's teardown check would fail the test
 
 
 def test_snapshot_is_frozen_and_describes_the_run(boot):

@@ -56,6 +56,19 @@ def test_a_passing_and_a_failing_lockup_test(pytester):
     assert "'victim exits' did not happen within 0.3 s" in out
 
 
+def test_an_exception_in_a_task_body_fails_the_test(pytester):
+    pytester.makepyfile('''
+def test_body_asserts(kernel, sequencer):
+    def body(t):
+        assert 1 == 2, "a broken task body"
+    t = kernel.fork("broken", body)
+    sequencer.until("it exited", lambda: t.state_letter == "X")
+''')
+    res = pytester.runpytest_subprocess()
+    res.assert_outcomes(passed=1, errors=1)
+    assert "kernel teardown: oops: broken/" in res.stdout.str()
+
+
 def test_teardown_fails_a_test_that_breaks_an_invariant(pytester):
     pytester.makepyfile('''
 from kthreads import MM, mmget
@@ -76,6 +89,7 @@ def test_gate(kernel, sequencer):
     sequencer.until("waiter exited", lambda: t.state_letter == "X")
     assert sequencer.broken and "gate 'never', never released" in sequencer.broken
     assert "StepTimeout" in kernel.oopses[0]
+    kernel.oopses.clear()  # expected; teardown fails any test whose task bodies oopsed
 ''')
     res = pytester.runpytest_subprocess()
     res.assert_outcomes(passed=1)

@@ -165,3 +165,23 @@ def test_long_soak_has_no_forbidden_outcome():
     report = run_soak(cfg)
     assert report.forbidden == 0
     assert all(not st.breaches for st in report.per_policy.values())
+
+
+def test_replay_commands_carry_the_workload_flags():
+    from stress.soak import replay_command
+
+    s = SoakSettings(params=WorkloadParams(processes=(6, 8), pressure=3.0, locks=1), speed=50.0)
+    cmd = replay_command(7, "none", s)
+    assert cmd == ("python -m stress soak --replay 7 --policy none --processes 6-8 --pressure 3 "
+                   "--locks 1 --speed 50")
+    assert replay_command(7, "none", SoakSettings()) == "python -m stress soak --replay 7 --policy none"
+
+
+def test_single_threaded_workloads_and_a_short_seconds_run(tmp_path):
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "stress", "soak", "--seconds", "0.5", "--jobs", "1",
+                        "--max-threads", "1", "--verify-replays", "0", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    d = json.loads(out.read_text())
+    assert d["episodes"] > 0 and d["harness_failures"] == []
+    assert p.returncode in (ExitStatus.OK, ExitStatus.UNEXPECTED), p.stderr
