@@ -281,7 +281,6 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
     todo = ((cfg.seed + i, p) for i in range(cfg.episodes if cfg.episodes is not None else 1 << 62)
             for p in cfg.policies)
     slots: list[Slot] = []
-    submitted = 0
     exhausted = False
     stopping = False
 
@@ -300,7 +299,7 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
             on_record(rec)
 
     def refill(slot: Slot) -> None:
-        nonlocal submitted, exhausted
+        nonlocal exhausted
         while len(slot.queue) < 2 and not exhausted and not stopping:
             if deadline is not None and time.monotonic() >= deadline:
                 exhausted = True
@@ -310,7 +309,6 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
                 exhausted = True
                 return
             slot.submit(nxt[0], nxt[1], settings)
-            submitted += 1
 
     def replace(i: int, why: str) -> None:
         """The slot's running episode crashed or hung: report it, rebuild the slot."""
