@@ -35,37 +35,38 @@ def render_html(a: Analysis, width: int = 1100) -> str:
                    f'<title>{escape(title)}</title>'
                    f'<text class="label" x="4" y="{y + 14}">{t.pid} {escape(t.comm[:14])}</text>')
         end = t.died if t.died is not None else a.t_end
-        svg.append(f'<rect class="state state-R" x="{x(t.born):.1f}" y="{y}" '
-                   f'width="{max(0.5, x(end) - x(t.born)):.1f}" height="16" fill="{STATE_COLOURS["R"]}">'
-                   f'<title>pid {t.pid} runnable {t.born:.3f}-{end:.3f}</title></rect>')
+
+        def bar(cls: str, start: float, stop: float, fill: str, title: str, dy: int = 0,
+                h: int = 16, attrs: str = "") -> str:
+            return (f'<rect class="{cls}"{attrs} x="{x(start):.1f}" y="{y + dy}" '
+                    f'width="{max(0.5, x(stop) - x(start)):.1f}" height="{h}" fill="{fill}">'
+                    f'<title>{escape(title)}</title></rect>')
+
+        svg.append(bar("state state-R", t.born, end, STATE_COLOURS["R"],
+                       f"pid {t.pid} runnable {t.born:.3f}-{end:.3f}"))
         for seg in t.allocs:
             e = seg.end if seg.end is not None else end
-            svg.append(f'<rect class="state state-alloc" x="{x(seg.start):.1f}" y="{y}" '
-                       f'width="{max(0.5, x(e) - x(seg.start)):.1f}" height="16" fill="{STATE_COLOURS["alloc"]}">'
-                       f'<title>pid {t.pid} in the page allocator {seg.start:.3f}-{e:.3f}</title></rect>')
+            svg.append(bar("state state-alloc", seg.start, e, STATE_COLOURS["alloc"],
+                           f"pid {t.pid} in the page allocator {seg.start:.3f}-{e:.3f}"))
         for seg in t.sleeps:
             e = seg.end if seg.end is not None else end
             if e - seg.start < span / 2000 and seg.end is not None:
                 continue  # sub-pixel sleeps (one-jiffy naps) would only add noise
             st = seg.what if seg.what in STATE_COLOURS else "D"
-            what = seg.detail.get("wchan")
             owners = seg.detail.get("owners") or []
             owners = owners if isinstance(owners, list) else [owners]
-            svg.append(f'<rect class="state state-{st}" x="{x(seg.start):.1f}" y="{y}" '
-                       f'width="{max(0.5, x(e) - x(seg.start)):.1f}" height="16" fill="{STATE_COLOURS[st]}">'
-                       f'<title>pid {t.pid} {st} on {escape(str(what))}'
-                       f'{" owned by " + escape(",".join(map(str, owners))) if owners else ""} '
-                       f'{seg.start:.3f}-{e:.3f}</title></rect>')
-        for h in t.holds:
-            e = h.end if h.end is not None else end
-            svg.append(f'<rect class="hold" data-lock="{escape(h.what)}" x="{x(h.start):.1f}" y="{y + 19}" '
-                       f'width="{max(0.5, x(e) - x(h.start)):.1f}" height="5" fill="#674ea7">'
-                       f'<title>pid {t.pid} holds {escape(h.what)}'
-                       f'{" for read" if h.detail.get("read") else ""} {h.start:.3f}-{e:.3f}</title></rect>')
+            owned = f" owned by {','.join(map(str, owners))}" if owners else ""
+            svg.append(bar(f"state state-{st}", seg.start, e, STATE_COLOURS[st],
+                           f"pid {t.pid} {st} on {seg.detail.get('wchan')}{owned} {seg.start:.3f}-{e:.3f}"))
+        for hold in t.holds:
+            e = hold.end if hold.end is not None else end
+            mode = " for read" if hold.detail.get("read") else ""
+            svg.append(bar("hold", hold.start, e, "#674ea7",
+                           f"pid {t.pid} holds {hold.what}{mode} {hold.start:.3f}-{e:.3f}", dy=19, h=5,
+                           attrs=f' data-lock="{escape(hold.what)}"'))
         if t.died is not None:
-            svg.append(f'<rect class="state state-X" x="{x(t.died):.1f}" y="{y}" '
-                       f'width="{max(0.5, x(a.t_end) - x(t.died)):.1f}" height="16" fill="{STATE_COLOURS["X"]}">'
-                       f'<title>pid {t.pid} exited at {t.died:.3f}</title></rect>')
+            svg.append(bar("state state-X", t.died, a.t_end, STATE_COLOURS["X"],
+                           f"pid {t.pid} exited at {t.died:.3f}"))
         svg.append("</g>")
     height = top + len(rows) * row_h + 20
     for m in a.markers:
