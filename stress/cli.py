@@ -119,6 +119,8 @@ def add_episode_options(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--lockup-window", type=positive_float("--lockup-window", 7200),
                    default=defaults["lockup_window"], metavar="SECS",
                    help="model seconds without progress that make a lockup (default %(default)s)")
+    p.add_argument("--ring-size", type=int_in("--ring-size", 1, 1 << 24), default=65536, metavar="N",
+                   help="flight-recorder events kept (default %(default)s; older ones are overwritten)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream the kernel log")
 
 
@@ -162,17 +164,19 @@ def build_parser() -> Parser:
 
 
 # -- output -------------------------------------------------------------------
-def stream_kernel_log(out: TextIO) -> None:
-    """The CLI, not the library, decides where kernel messages go."""
+def stream_kernel_log(out: TextIO | None = None) -> None:
+    """The CLI, not the library, decides where kernel messages go: the
+    dmesg-style lines stream to stderr at INFO; summaries go to stdout."""
     logger.remove()
-    logger.add(out, format="{message}", level="INFO", filter="kthreads", colorize=False)
+    logger.add(out or sys.stderr, format="{message}", level="INFO", filter="kthreads", colorize=False)
     logger.enable("kthreads")
 
 
 def episode_config(args: argparse.Namespace, policy: Policy, seed: int = 0) -> EpisodeConfig:
     return EpisodeConfig(policy=policy, speed=args.speed, hz=args.hz,
                          hung_task_timeout=args.hung_task_timeout,
-                         lockup_window=max(args.lockup_window, args.hung_task_timeout), seed=seed)
+                         lockup_window=max(args.lockup_window, args.hung_task_timeout), seed=seed,
+                         ring_size=args.ring_size)
 
 
 def print_episode(res: EpisodeResult, out: TextIO) -> None:
@@ -210,7 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     sc = get_scenario(DEMO_SCENARIO)
     if not args.quiet:
-        stream_kernel_log(out)
+        stream_kernel_log()
     print(f"The OOM-reaper lab: scenario {sc.name}.\n{sc.story}\n"
           f"(speed {args.speed:g}x: one model second is {1000 / args.speed:.0f} ms; "
           f"hung_task_timeout_secs={args.hung_task_timeout:g})", file=out)
@@ -243,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sc = get_scenario(args.scenario)
     cfg = episode_config(args, args.policy, args.seed)
     if not args.quiet:
-        stream_kernel_log(sys.stdout)
+        stream_kernel_log()
     print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
           f"seed {cfg.seed} ===")
     res = run_episode(sc, cfg, log_path=args.log)
@@ -371,6 +375,8 @@ def add_soak_parser(sub: Any) -> None:
                    metavar="SECS")
     e.add_argument("--episode-timeout", type=positive_float("--episode-timeout", 3600), default=30.0,
                    metavar="SECS", help="real seconds before a worker is declared hung (default 30)")
+    e.add_argument("--ring-size", type=int_in("--ring-size", 1, 1 << 24), default=65536, metavar="N",
+                   help="flight-recorder events kept per episode (default %(default)s)")
     e.add_argument("--verify-replays", type=int_in("--verify-replays", 0, 100), default=3, metavar="N",
                    help="rerun a few lockup episodes N times each to measure replay fidelity (default 3)")
     p.add_argument("--inject", type=inject_type, action="append", default=[], help=argparse.SUPPRESS)
@@ -384,7 +390,7 @@ def soak_settings(args: argparse.Namespace, keep_log: str) -> SoakSettings:
     return SoakSettings(params=params, speed=args.speed, hz=100,
                         hung_task_timeout=args.hung_task_timeout,
                         lockup_window=max(args.lockup_window, args.hung_task_timeout),
-                        keep_log=keep_log, inject=tuple(args.inject),
+                        keep_log=keep_log, inject=tuple(args.inject), ring_size=args.ring_size,
                         log_dir=args.log_dir if keep_log != "none" else None)
 
 
@@ -422,7 +428,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...]) -> int:
     settings = soak_settings(args, "all" if args.log_dir else "none")
-    stream_kernel_log(sys.stdout)
+    stream_kernel_log()
     worst = ExitStatus.OK
     for policy in policies:
         print(f"=== replay of soak seed {args.replay} under policy {policy.value} ===", flush=True)

@@ -34,6 +34,7 @@ class EpisodeConfig:
     max_real_seconds: float = 20.0  # a harness deadline, never reached in a sane run
     step_timeout: float = 5.0  # real seconds for each scripted step
     seed: int = 0
+    ring_size: int = 65536  # flight-recorder events kept
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, Policy):
@@ -86,7 +87,7 @@ class EpisodeResult:
 
 def boot_for(scenario: Scenario, cfg: EpisodeConfig) -> Kernel:
     return Kernel(nr_pages=scenario.nr_pages, policy=cfg.policy, speed=cfg.speed, hz=cfg.hz,
-                  hung_task_timeout=cfg.hung_task_timeout)
+                  hung_task_timeout=cfg.hung_task_timeout, ring_size=cfg.ring_size)
 
 
 def run_episode(scenario: Scenario, cfg: EpisodeConfig, log_path: str | None = None) -> EpisodeResult:

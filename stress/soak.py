@@ -47,6 +47,7 @@ class SoakSettings:
     keep_log: str = "interesting"  # interesting | all | none
     log_dir: str | None = None  # flight-recorder JSONL of interesting episodes goes here
     trace: bool = True  # the flight recorder (off only to measure its cost)
+    ring_size: int = 65536  # flight-recorder events kept per episode
     inject: tuple[tuple[str, int], ...] = ()  # ("crash"|"hang", seed): fault injection for tests
 
 
@@ -109,7 +110,8 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings) -> EpisodeRecord:
     t0 = time.monotonic()
     w = generate(seed, settings.params)
     k = Kernel(nr_pages=w.zone_pages, policy=policy, speed=settings.speed, hz=settings.hz,
-               hung_task_timeout=settings.hung_task_timeout, trace=settings.trace)
+               hung_task_timeout=settings.hung_task_timeout, trace=settings.trace,
+               ring_size=settings.ring_size)
     outcome, shape, text = Outcome.UNDETERMINED, None, ""
     try:
         tasks = build(k, w)

@@ -25,7 +25,7 @@ def test_demo_shows_the_lockup_then_the_reaper_breaking_it():
     p = run_cli()
     wall = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
-    out = p.stdout
+    out = p.stdout + p.stderr  # the kernel log streams to stderr, summaries to stdout
     assert "Out of memory: Kill process" in out
     assert "INFO: task victim:" in out and "blocked for more than 10 seconds." in out
     assert "oom_reaper: reaped process" in out
@@ -86,7 +86,7 @@ def test_ctrl_c_joins_every_thread_and_exits_130():
                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         # Wait for the kill line, i.e. the lockup has started.
-        for line in p.stdout:
+        for line in p.stderr:  # the kernel log
             if "Killed process" in line:
                 break
         t0 = time.monotonic()
@@ -99,3 +99,4 @@ def test_ctrl_c_joins_every_thread_and_exits_130():
             p.wait(5)
     assert rc == ExitStatus.INTERRUPTED
     assert "interrupted; every thread was joined" in p.stderr.read()
+    assert "# verdict" not in p.stdout.read()  # stopped before any verdict
