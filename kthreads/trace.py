@@ -71,9 +71,8 @@ class Tracer:
 
     @property
     def recorded(self) -> int:
-        """Events ever recorded (kept or overwritten). Two threads may append
-        in the other order than they drew sequence numbers: take the largest."""
-        ring = list(self._ring)
+        """Events ever recorded (kept or overwritten)."""
+        ring = self.events()
         return max(e[0] for e in ring) + 1 if ring else 0
 
     def events(self) -> list[EventTuple]:
@@ -81,7 +80,7 @@ class Tracer:
 
     def lost(self) -> int:
         """Events overwritten because the ring wrapped."""
-        return self.recorded - len(self._ring)
+        return lost_from(self.events())
 
     def printk(self, text: str, level: LogLevel = LogLevel.KERN_INFO,
                pid: int = 0, comm: str = "") -> DmesgLine:
@@ -97,6 +96,15 @@ class Tracer:
 
     def iter_text(self) -> Iterator[str]:
         return (str(line) for line in list(self._dmesg))
+
+
+def lost_from(events: list[EventTuple]) -> int:
+    """Events overwritten before the oldest one a snapshot of the ring holds.
+
+    Counted on one snapshot, as other threads keep appending: events are
+    numbered from 0, so the smallest number kept is how many went before it.
+    (A number drawn but not yet appended by another thread is not a loss.)"""
+    return min(e[0] for e in events) if events else 0
 
 
 def trace_event(task: "Task | None", event: str, **fields: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from kthreads import Kernel
+from kthreads.trace import lost_from
 
 FORMAT_VERSION = 1
 FLIGHT_LEVEL = "FLIGHT"
@@ -50,7 +51,7 @@ def dump_jsonl(k: Kernel, path: str | Path, meta: dict[str, Any]) -> Path:
         events = k.tracer.events()
         header = dict(meta, version=FORMAT_VERSION, hz=k.clock.hz, speed=k.clock.speed,
                       nr_pages=k.zone.nr_pages, policy=k.policy.policy.value,
-                      ring_size=k.tracer.ring_size, lost=k.tracer.lost(),
+                      ring_size=k.tracer.ring_size, lost=lost_from(events),
                       events=len(events))
         log.bind(event="header", t=0.0, seq=-1, pid=0, comm="", fields=header).log(level, "header")
         for seq, t, name, pid, comm, fields in events:
