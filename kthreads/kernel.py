@@ -14,7 +14,7 @@ import time
 import traceback
 import weakref
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from .atomic import Atomic
 from .jiffies import Clock
@@ -275,8 +275,7 @@ class Kernel:
     # -- progress, observers, failure reports --------------------------------
     def note_progress(self) -> None:
         self.stats.last_progress = self.clock.now()
-        if self._observers:
-            self.poke()
+        self.poke()
 
     def poke(self) -> None:
         """Tell wait_until() observers that model state changed."""
@@ -405,6 +404,3 @@ class Kernel:
 
     def threads(self) -> list[threading.Thread]:
         return list(self._threads)
-
-    def unstarted(self) -> Iterable[Task]:
-        return [t for t in self.tasks() if t.thread.ident is None]

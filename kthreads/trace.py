@@ -13,14 +13,11 @@ import enum
 import itertools
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from loguru import logger
 
 from .jiffies import dmesg_stamp
-
-if TYPE_CHECKING:
-    from .sched import Task
 
 #: (seq, model seconds, event name, pid, comm, fields)
 EventTuple = tuple[int, float, str, int, str, dict[str, Any]]
@@ -105,10 +102,3 @@ def lost_from(events: list[EventTuple]) -> int:
     numbered from 0, so the smallest number kept is how many went before it.
     (A number drawn but not yet appended by another thread is not a loss.)"""
     return min(e[0] for e in events) if events else 0
-
-
-def trace_event(task: "Task | None", event: str, **fields: Any) -> None:
-    """Record a tracepoint hit by ``task`` (or by the harness when None)."""
-    if task is None:
-        return
-    task.kernel.tracer.record(event, task.pid, task.comm, **fields)

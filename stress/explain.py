@@ -5,42 +5,41 @@ from __future__ import annotations
 from kthreads import GFP, Kernel, Task
 
 from .outcomes import Outcome
-from .verdict import blocking_tasks
+from .verdict import blocking_tasks, chain_from
 
 
 def _who(t: Task) -> str:
     return f"{t.comm} (pid {t.pid})"
 
 
-def wait_chain(k: Kernel, start: Task, limit: int = 8) -> str:
-    """'sleeps in D on inode_lock held by writer (pid 100), which loops in the page allocator ...'"""
-    parts, t, seen = [], start, set()
-    while t is not None and t.pid not in seen and len(parts) < limit:
-        seen.add(t.pid)
-        if t.alloc_since is not None:
-            parts.append(f"has looped in the page allocator since {t.alloc_since:.3f} s")
+def wait_chain(k: Kernel, start: Task) -> str:
+    """'sleeps in D on mutex inode_lock held by writer (pid 100) which has looped in the page allocator ...'"""
+    parts = []
+    for hop in chain_from(k, start):
+        state = hop["state"]
+        if "allocating_since" in hop:
+            parts.append(f"has looped in the page allocator since {hop['allocating_since']:.3f} s")
             break
-        w = t.wchan
-        if w is None or isinstance(w, str) or not hasattr(w, "owner_pids"):
-            what = w if isinstance(w, str) or w is None else f"{type(w).__name__.lower()} {getattr(w, 'name', '')}"
-            parts.append(f"sleeps in {t.state_letter}" + (f" on {what}" if what else ""))
+        what = hop.get("waits_on")
+        if "holders" not in hop:  # not a lock: nobody to follow
+            kind = f"{hop['kind']} " if "kind" in hop else ""
+            parts.append(f"sleeps in {state}" + (f" on {kind}{what}" if what else ""))
             break
-        owners = [k.find_task_by_pid(p) for p in w.owner_pids()]
-        owners = [o for o in owners if o is not None]
-        held = "held for write" if getattr(w, "kind", "") == "rw_semaphore" and w.owner is not None \
-            else "held"
-        if getattr(w, "kind", "") == "rw_semaphore" and w.owner is None and owners:
-            held = "held for read" + (" with a writer queued" if w.has_queued_writer() else "")
-        if not owners:
-            queued = ", behind a queued writer" if getattr(w, "has_queued_writer", lambda: False)() else ""
-            parts.append(f"sleeps in {t.state_letter} on {w.kind} {w.name}{queued}")
+        holders = [o for o in (k.find_task_by_pid(p) for p in hop["holders"]) if o is not None]
+        lock = f"{hop['kind']} {what}"
+        if not holders:
+            queued = ", behind a queued writer" if hop["queued_writer"] else ""
+            parts.append(f"sleeps in {state} on {lock}{queued}")
             break
-        parts.append(f"sleeps in {t.state_letter} on {w.kind} {w.name} {held} by "
-                     + ", ".join(_who(o) for o in owners))
-        t = owners[0]
-        parts.append("which")
-    text = " ".join(parts)
-    return text.removesuffix(" which")
+        if hop["held_for_write"]:
+            held = "held for write"
+        elif hop["kind"] == "rw_semaphore":
+            held = "held for read" + (" with a writer queued" if hop["queued_writer"] else "")
+        else:
+            held = "held"
+        parts.append(f"sleeps in {state} on {lock} {held} by " + ", ".join(_who(o) for o in holders)
+                     + " which")
+    return " ".join(parts).removesuffix(" which")
 
 
 def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:

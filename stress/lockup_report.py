@@ -11,31 +11,7 @@ from kthreads.lockdep import debug_show_all_locks
 from kthreads.trace import LogLevel
 
 from .outcomes import Outcome
-from .verdict import Shape, blocking_tasks
-
-
-def chain_from(k: Kernel, start: Task, limit: int = 8) -> list[dict[str, Any]]:
-    """The wait-for chain from ``start``: each hop, to an allocator or a dead end."""
-    hops: list[dict[str, Any]] = []
-    t: Task | None = start
-    seen: set[int] = set()
-    while t is not None and t.pid not in seen and len(hops) < limit:
-        seen.add(t.pid)
-        hop: dict[str, Any] = {"pid": t.pid, "comm": t.comm, "state": t.state_letter}
-        hops.append(hop)
-        if t.alloc_since is not None:
-            hop["allocating_since"] = t.alloc_since
-            break
-        w = t.wchan
-        if w is None or not hasattr(w, "owner_pids"):
-            hop["waits_on"] = w if isinstance(w, str) or w is None else getattr(w, "name", "?")
-            break
-        holders = w.owner_pids()
-        hop.update(waits_on=w.name, kind=w.kind, lock_id=getattr(w, "lock_id", 0), holders=holders,
-                   held_for_write=bool(w.kind == "rw_semaphore" and w.owner is not None),
-                   queued_writer=bool(getattr(w, "has_queued_writer", lambda: False)()))
-        t = k.find_task_by_pid(holders[0]) if holders else None
-    return hops
+from .verdict import Shape, blocking_tasks, chain_from
 
 
 def task_report(t: Task) -> dict[str, Any]:

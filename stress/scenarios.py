@@ -162,6 +162,23 @@ def drive_mmap_sem_queued_writer(k: Kernel, seq: Sequencer, rng: random.Random) 
     return drive_mmap_sem_writer(k, seq, rng, queued=True)
 
 
+def victim_stuck_in_exit_mm(k: Kernel, seq: Sequencer, comm: str, main_thread: Callable[[Task], None],
+                            mmapper: Callable[[Task], None], vmas: list[VmaSpec]) -> Roles:
+    """A victim whose mmapper thread holds its mmap_sem for write: an allocator's
+    OOM kill leaves the main thread stuck in exit_mm, and the reaper (if any)
+    has failed a trylock when this returns."""
+    v = k.fork(comm, main_thread, vmas=vmas)
+    m = k.clone_thread(v, "mmapper", mmapper)
+    sem = v.mm.mmap_sem
+    seq.until(f"mmapper holds {comm}'s mmap_sem for write", lambda: sem.owner is m)
+    a = k.fork("allocator", allocate_once(GFP_KERNEL))
+    seq.until(f"{comm} killed, exiting, stuck in exit_mm", sleeps_on(v, sem))
+    if k.reaper_state is not None:
+        seq.until(f"the reaper failed a trylock on {comm} and sleeps before retrying",
+                  lambda: k.reaper_state.skipped >= 1)
+    return {comm: v, "mmapper": m, "allocator": a}
+
+
 # -- the victim's exit racing the reaper ------------------------------------------
 def drive_exit_race(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
     never, release = Completion("never"), Completion("release")
@@ -174,17 +191,10 @@ def drive_exit_race(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
         with t.mm.mmap_sem.write():
             release.wait_for_completion()
 
-    v = k.fork("victim", main_thread, vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
-    m = k.clone_thread(v, "mmapper", mmapper)
-    sem = v.mm.mmap_sem
-    seq.until("mmapper holds mmap_sem for write", lambda: sem.owner is m)
-    a = k.fork("allocator", allocate_once(GFP_KERNEL))
-    seq.until("victim killed, exiting, stuck in exit_mm", sleeps_on(v, sem))
-    if k.reaper_state is not None:
-        seq.until("the reaper failed a trylock and sleeps before retrying",
-                  lambda: k.reaper_state.skipped >= 1)
+    roles = victim_stuck_in_exit_mm(k, seq, "victim", main_thread, mmapper,
+                                    [VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
     release.complete()  # the victim now exits on its own, between two reaper tries
-    return {"victim": v, "mmapper": m, "allocator": a}
+    return roles
 
 
 # -- a second victim while the reaper is busy ------------------------------------
@@ -223,14 +233,10 @@ def drive_second_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
     v2 = k.fork("victim2", victim2, vmas=[VmaSpec(pages=jitter(rng, total * 38 // 100, 0.05))])
     seq.until("victim2 sleeps in D on inode_lock", sleeps_on(v2, inode_lock))
     big = pages_leaving(k, k.zone.wmark_min // 2) - 60
-    v1 = k.fork("victim1", main_thread, vmas=[VmaSpec(pages=big), VmaSpec(pages=40)])
-    m = k.clone_thread(v1, "mmapper", mmapper)
-    sem = v1.mm.mmap_sem
-    seq.until("mmapper holds victim1's mmap_sem for write", lambda: sem.owner is m)
-    a = k.fork("allocator", allocate_once(GFP_KERNEL))
-    seq.until("victim1 killed and stuck in exit_mm", sleeps_on(v1, sem))
-    if k.reaper_state is not None:
-        seq.until("the reaper is retrying victim1", lambda: k.reaper_state.skipped >= 1)
+    roles = victim_stuck_in_exit_mm(k, seq, "victim1", main_thread, mmapper,
+                                    [VmaSpec(pages=big), VmaSpec(pages=40)])
+    v1, m = roles["victim1"], roles["mmapper"]
+    sem = m.mm.mmap_sem  # the mmapper keeps victim1's mm
     c1.complete()
     seq.until("victim1's main thread exited; mmapper still holds mmap_sem",
               lambda: v1.state_letter in "ZX" and sem.owner is m and m.state_letter == "D")
@@ -242,7 +248,7 @@ def drive_second_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
         seq.until("wake_oom_reaper drops victim2: mm_to_reap is busy",
                   lambda: k.reaper_state.dropped >= 1, timeout=0.5)
     c2.complete()
-    return {"writer": w, "victim": v2, "victim1": v1, "mmapper": m, "allocator": a}
+    return {"writer": w, "victim": v2, **roles}
 
 
 # -- sharers and the unkillable ---------------------------------------------------
