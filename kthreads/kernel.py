@@ -24,7 +24,7 @@ from .page_alloc import Zone
 from .rwsem import RwSemaphore
 from .policy import Policy, PolicyOps, policy_ops
 from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, current
-from .snapshot import KernelSnapshot, take_snapshot
+from .snapshot import KernelSnapshot, ReaperStatus, take_snapshot
 from .trace import DmesgLine, LogLevel, Tracer
 
 
@@ -116,7 +116,8 @@ class Kernel:
         self.tracer = Tracer(self.clock.now, config.ring_size, enabled=config.trace)
         self.zone = Zone(config.nr_pages, config.wmark_min, config.wmark_low, config.wmark_high)
         self.stats = KernelStats()
-        self.policy: PolicyOps = policy_ops(config.policy)
+        self.policy: Policy = config.policy
+        self.policy_ops: PolicyOps = policy_ops(config.policy)
         # tasklist_lock: the task list and exit_notify's zombie bookkeeping.
         self.tasklist_lock = threading.Lock()
         self._tasks: dict[int, Task] = {}
@@ -140,9 +141,11 @@ class Kernel:
         self._changed = threading.Condition(threading.Lock())
         self._observers = 0
         self.kthreads: dict[str, Task] = {}
-        self.reaper_state: Any = None  # oom_reaper.ReaperState under a reaper policy
+        # The oom_reaper's state (oom_reaper.ReaperState) under a reaper
+        # policy; the harness reads it through reaper_status().
+        self.reaper: Any = None
         self.hung_tasks: dict[int, float] = {}  # pid -> model time khungtaskd reported it
-        self.policy.boot(self)
+        self.policy_ops.boot(self)
         if config.hung_task_timeout > 0:
             from .hung_task import start_khungtaskd
 
@@ -362,6 +365,10 @@ class Kernel:
     def snapshot(self) -> KernelSnapshot:
         return take_snapshot(self)
 
+    def reaper_status(self) -> ReaperStatus:
+        """The oom_reaper's counters and slot, read-only (all zero without a reaper)."""
+        return self.reaper.status() if self.reaper is not None else ReaperStatus()
+
     # -- shutdown ---------------------------------------------------------------
     def pull_plug(self) -> None:
         """Make every wait and retry loop in the model unwind."""
@@ -397,7 +404,7 @@ class Kernel:
                         if th.ident in frames else "(no frame)")
             for th in threads if th.is_alive())
         if not stuck:
-            self.policy.shutdown(self)
+            self.policy_ops.shutdown(self)
         report = ShutdownReport(len(threads) - len(stuck), stuck, time.monotonic() - t0)
         self._shutdown_report = report
         return report

@@ -214,7 +214,7 @@ def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
         send_sigkill(q)
     kernel.tracer.record("oom_kill", victim.pid, victim.comm, points=points, mm=mm.id,
                          can_oom_reap=can_oom_reap, by=current().pid if current() else 0)
-    kernel.policy.after_kill(kernel, victim, mm, can_oom_reap)
+    kernel.policy_ops.after_kill(kernel, victim, mm, can_oom_reap)
     mmdrop(mm)
 
 
@@ -236,7 +236,7 @@ def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
             (fatal_signal_pending(cur) or cur.flags & PF.PF_EXITING):
         mark_oom_victim(kernel, cur)
         kernel.tracer.record("oom_current_victim", cur.pid, cur.comm)
-        kernel.policy.after_kill(kernel, cur, cur.mm, True, self_victim=True)
+        kernel.policy_ops.after_kill(kernel, cur, cur.mm, True, self_victim=True)
         return True
     p, points = select_bad_process(kernel, oc)
     if p is None:

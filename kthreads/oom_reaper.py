@@ -22,6 +22,7 @@ from .mm import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, mmdrop, mmget_no
 from .page_alloc import PAGE_KB
 from .policy import Policy, PolicyOps
 from .sched import TaskState, schedule_timeout_idle, sleep_on, wake_up_process
+from .snapshot import ReaperStatus
 from .trace import LogLevel
 
 if TYPE_CHECKING:
@@ -57,10 +58,22 @@ class ReaperState:
     reaped_mm_ids: set[int] = field(default_factory=set)
     dropped_mm_ids: set[int] = field(default_factory=set)
 
+    def status(self) -> ReaperStatus:
+        req = self.mm_to_reap.read()  # once: the reaper may clear it meanwhile
+        return ReaperStatus(
+            running=True, busy_with=req.pid if req is not None else None,
+            busy_mm=req.mm.id if req is not None else None, attempts=self.attempts,
+            skipped=self.skipped, reaped=self.reaped, failed=self.failed, dropped=self.dropped,
+            raced_exit=self.raced_exit, pages_reaped=self.pages_reaped,
+            reaped_mm_ids=frozenset(self.reaped_mm_ids),
+            dropped_mm_ids=frozenset(self.dropped_mm_ids),
+            failed_mm_ids=frozenset(mm.id for mm in list(self.failed_mms)),
+            failed_live_mm_ids=frozenset(mm.id for mm in list(self.failed_mms) if not mm.freed))
+
 
 def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
     """Queue ``mm`` for the reaper; False if the slot was busy (not reaped)."""
-    state: ReaperState | None = kernel.reaper_state
+    state: ReaperState | None = kernel.reaper
     if state is None:
         return False
     reaper = kernel.kthreads.get("oom_reaper")
@@ -89,7 +102,7 @@ def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
 
 def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
     """One attempt: True when done (reaped, or nothing left to reap)."""
-    state: ReaperState = kernel.reaper_state
+    state: ReaperState = kernel.reaper
     mm = req.mm
     # atomic_inc_not_zero(mm_users): the victim may have dropped its last
     # user reference already. Then exit_mmap is (or was) freeing everything
@@ -139,7 +152,7 @@ def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
 
 
 def oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> None:
-    state: ReaperState = kernel.reaper_state
+    state: ReaperState = kernel.reaper
     state.attempts = 0
     hz = kernel.clock.hz
     try:
@@ -164,7 +177,7 @@ def oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> None:
 def oom_reaper(task: "Task") -> None:
     """The kthread's main loop."""
     kernel = task.kernel
-    state: ReaperState = kernel.reaper_state
+    state: ReaperState = kernel.reaper
     cell = state.mm_to_reap
     while True:
         sleep_on(TaskState.TASK_INTERRUPTIBLE, "oom_reaper", lambda: cell.read() is not None)
@@ -182,13 +195,13 @@ class Patch1Ops(PolicyOps):
     policy = Policy.PATCH1
 
     def boot(self, kernel: "Kernel") -> None:
-        kernel.reaper_state = ReaperState(Cell(None, "mm_to_reap"))
+        kernel.reaper = ReaperState(Cell(None, "mm_to_reap"))
         kernel.kthread_run("oom_reaper", oom_reaper)
 
     def shutdown(self, kernel: "Kernel") -> None:
         # After every thread is joined: a request queued once the reaper had
         # already unwound still holds its mm_count pin.
-        req = kernel.reaper_state.mm_to_reap.xchg(None)
+        req = kernel.reaper.mm_to_reap.xchg(None)
         if req is not None:
             mmdrop(req.mm)
 

@@ -87,6 +87,32 @@ class StatsSnapshot:
 
 
 @dataclass(frozen=True)
+class ReaperStatus:
+    """The oom_reaper's bookkeeping, read-only. Under a policy without a
+    reaper ``running`` is False and every count is zero."""
+
+    running: bool = False
+    busy_with: int | None = None  # pid of the victim whose mm sits in mm_to_reap
+    busy_mm: int | None = None  # that mm's id
+    attempts: int = 0  # trylock attempts on the current (or last) mm
+    skipped: int = 0  # failed trylocks, ever
+    reaped: int = 0  # mms reaped
+    failed: int = 0  # gave up after MAX_OOM_REAP_RETRIES
+    dropped: int = 0  # victims not queued: the slot was busy
+    raced_exit: int = 0  # the victim's last user left before the reaper got there
+    pages_reaped: int = 0
+    reaped_mm_ids: frozenset[int] = frozenset()
+    dropped_mm_ids: frozenset[int] = frozenset()
+    failed_mm_ids: frozenset[int] = frozenset()
+    failed_live_mm_ids: frozenset[int] = frozenset()  # failed, and the mm is still not freed
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in the slot: the reaper can no longer free memory by itself."""
+        return self.busy_with is None and self.busy_mm is None
+
+
+@dataclass(frozen=True)
 class KernelSnapshot:
     seconds: float
     jiffies: int
@@ -98,6 +124,7 @@ class KernelSnapshot:
     stats: StatsSnapshot
     oom_victims: int
     panic: str | None
+    reaper: ReaperStatus
 
     def task(self, pid: int) -> TaskSnapshot:
         for t in self.tasks:
@@ -189,7 +216,7 @@ def snapshot_mm(mm: "MM") -> MMSnapshot:
 def take_snapshot(kernel: "Kernel") -> KernelSnapshot:
     z, s = kernel.zone, kernel.stats
     return KernelSnapshot(
-        seconds=kernel.clock.now(), jiffies=kernel.clock.jiffies(), policy=kernel.policy.policy.value,
+        seconds=kernel.clock.now(), jiffies=kernel.clock.jiffies(), policy=kernel.policy.value,
         tasks=tuple(snapshot_task(t) for t in kernel.tasks()),
         locks=tuple(snapshot_lock(lk) for lk in kernel.locks()),
         mms=tuple(snapshot_mm(m) for m in kernel.mms()),
@@ -197,4 +224,5 @@ def take_snapshot(kernel: "Kernel") -> KernelSnapshot:
                           z.nr_allocated, z.nr_freed),
         stats=StatsSnapshot(s.oom_invocations, s.oom_kills, s.oom_aborts, s.alloc_failed,
                             s.alloc_stalls, s.task_exits, s.last_progress),
-        oom_victims=kernel.oom_victims.read(), panic=kernel.panic_reason)
+        oom_victims=kernel.oom_victims.read(), panic=kernel.panic_reason,
+        reaper=kernel.reaper_status())

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from loguru import logger
 
+from .events import TraceEvent
 from .jiffies import dmesg_stamp
 
 #: (seq, model seconds, event name, pid, comm, fields)
@@ -72,8 +73,9 @@ class Tracer:
         ring = self.events()
         return max(e[0] for e in ring) + 1 if ring else 0
 
-    def events(self) -> list[EventTuple]:
-        return list(self._ring)
+    def events(self) -> list[TraceEvent]:
+        """A snapshot of the ring, oldest first."""
+        return list(map(TraceEvent._make, list(self._ring)))
 
     def lost(self) -> int:
         """Events overwritten because the ring wrapped."""
@@ -95,7 +97,7 @@ class Tracer:
         return (str(line) for line in list(self._dmesg))
 
 
-def lost_from(events: list[EventTuple]) -> int:
+def lost_from(events: list[TraceEvent]) -> int:
     """Events overwritten before the oldest one a snapshot of the ring holds.
 
     Counted on one snapshot, as other threads keep appending: events are

@@ -171,8 +171,8 @@ def counters(k: Kernel) -> dict[str, Any]:
     d: dict[str, Any] = dict(oom_invocations=s.oom_invocations, oom_kills=s.oom_kills,
                              oom_aborts=s.oom_aborts, alloc_stalls=s.alloc_stalls,
                              hung_tasks=len(k.hung_tasks), events_lost=k.tracer.lost())
-    rs = k.reaper_state
-    if rs is not None:
+    rs = k.reaper_status()
+    if rs.running:
         d.update(reaper_attempts=rs.attempts, reaper_skipped=rs.skipped, reaped=rs.reaped,
                  reap_failed=rs.failed, reap_dropped=rs.dropped, reap_raced_exit=rs.raced_exit,
                  pages_reaped=rs.pages_reaped)

@@ -43,7 +43,7 @@ def wait_chain(k: Kernel, start: Task) -> str:
 
 
 def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
-    rs = k.reaper_state
+    rs = k.reaper_status()
     if outcome is Outcome.OOM_PANIC:
         return f"Nothing was killable: the kernel panicked ({k.panic_reason})."
     if outcome is Outcome.NO_OOM:
@@ -69,7 +69,7 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
         since = f"{k.stats.last_progress:.3f} s" if k.stats.last_progress else "boot"
         sentences.append(f"The OOM killer aborted {k.stats.oom_aborts} times because {why}; "
                          f"no page was allocated and no task exited since {since}.")
-        if rs is None:
+        if not rs.running:
             sentences.append("oom_reaper: not running (policy none).")
         elif outcome is Outcome.REAP_FAILED_LOCKUP:
             sentences.append("oom_reaper: every down_read_trylock(mmap_sem) failed, "

@@ -50,7 +50,7 @@ def dump_jsonl(k: Kernel, path: str | Path, meta: dict[str, Any]) -> Path:
     try:
         events = k.tracer.events()
         header = dict(meta, version=FORMAT_VERSION, hz=k.clock.hz, speed=k.clock.speed,
-                      nr_pages=k.zone.nr_pages, policy=k.policy.policy.value,
+                      nr_pages=k.zone.nr_pages, policy=k.policy.value,
                       ring_size=k.tracer.ring_size, lost=lost_from(events),
                       events=len(events))
         log.bind(event="header", t=0.0, seq=-1, pid=0, comm="", fields=header).log(level, "header")

@@ -29,10 +29,9 @@ def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation
                     explanation=explanation, victims=[t.pid for t in blockers], chain=chain)
     if outcome not in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
         return
-    rs = k.reaper_state
-    busy = rs.mm_to_reap.read() if rs is not None else None  # once: the reaper may clear it
-    reaper = None if rs is None else {
-        "busy_with": busy.pid if busy is not None else None,
+    rs = k.reaper_status()
+    reaper = None if not rs.running else {
+        "busy_with": rs.busy_with,
         "reaped": rs.reaped, "failed": rs.failed, "dropped": rs.dropped,
         "raced_exit": rs.raced_exit, "skipped": rs.skipped}
     live = [t for t in k.tasks() if t.state_letter not in "ZX"]

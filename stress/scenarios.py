@@ -173,9 +173,9 @@ def victim_stuck_in_exit_mm(k: Kernel, seq: Sequencer, comm: str, main_thread: C
     seq.until(f"mmapper holds {comm}'s mmap_sem for write", lambda: sem.owner is m)
     a = k.fork("allocator", allocate_once(GFP_KERNEL))
     seq.until(f"{comm} killed, exiting, stuck in exit_mm", sleeps_on(v, sem))
-    if k.reaper_state is not None:
+    if k.reaper_status().running:
         seq.until(f"the reaper failed a trylock on {comm} and sleeps before retrying",
-                  lambda: k.reaper_state.skipped >= 1)
+                  lambda: k.reaper_status().skipped >= 1)
     return {comm: v, "mmapper": m, "allocator": a}
 
 
@@ -242,11 +242,11 @@ def drive_second_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
               lambda: v1.state_letter in "ZX" and sem.owner is m and m.state_letter == "D")
     go.complete()
     seq.until("the OOM killer picks victim2", lambda: v2.tif_memdie)
-    if k.reaper_state is not None:
+    if k.reaper_status().running:
         # The story needs victim2 killed within the reaper's 10 x HZ/10 on
         # victim1; on a machine too slow for the chosen speed, say so.
         seq.until("wake_oom_reaper drops victim2: mm_to_reap is busy",
-                  lambda: k.reaper_state.dropped >= 1, timeout=0.5)
+                  lambda: k.reaper_status().dropped >= 1, timeout=0.5)
     c2.complete()
     return {"writer": w, "victim": v2, **roles}
 

@@ -44,8 +44,7 @@ def locked_up(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.
 
 
 def reaper_idle(k: Kernel) -> bool:
-    rs = k.reaper_state
-    return rs is None or rs.mm_to_reap.read() is None
+    return k.reaper_status().idle
 
 
 def episode_over(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0) -> bool:
@@ -62,14 +61,12 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0
         if k.stats.oom_kills == 0 and k.oom_victims.read() == 0 and \
                 not any(e[2] == "mark_victim" for e in k.tracer.events()):
             return Outcome.NO_OOM
-        rs = k.reaper_state
-        if rs is not None and rs.reaped > 0:
+        if k.reaper_status().reaped > 0:
             return Outcome.RECOVERED_BY_REAPER
         return Outcome.VICTIM_EXITED
     if locked_up(k, tasks, window, since):
-        rs = k.reaper_state
         # A reap that failed on an mm that is still alive is the reason.
-        if rs is not None and any(not mm.freed for mm in rs.failed_mms):
+        if k.reaper_status().failed_live_mm_ids:
             return Outcome.REAP_FAILED_LOCKUP
         return Outcome.LOCKUP
     return Outcome.UNDETERMINED
@@ -119,8 +116,8 @@ def lockup_shape(k: Kernel) -> Shape:
         return Shape.MMAP_SEM
     if "mutex" in kinds:
         mutex_victims = [t for t, kind in zip(blockers, kinds) if kind == "mutex"]
-        rs = k.reaper_state
-        if rs is not None:
+        rs = k.reaper_status()
+        if rs.running:
             ids = [t.mm.id if t.mm is not None else None for t in mutex_victims]
             if all(i in unreapable_mms(k) for i in ids):
                 return Shape.MUTEX_UNREAPED

@@ -13,21 +13,21 @@ def test_the_slot_takes_one_mm_pins_it_with_mm_count_and_drops_a_second(boot):
     a = k.fork("a", park_killable(done), vmas=[VmaSpec(pages=50)])
     b = k.fork("b", park_killable(done), vmas=[VmaSpec(pages=50)])
     a_mm, b_mm = a.mm, b.mm
-    rs = k.reaper_state
+    rs = k.reaper_status
     # Hold a's mmap_sem for write from the harness: every reaper trylock fails.
     a_mm.mmap_sem.down_write()
     try:
         assert wake_oom_reaper(k, a, a_mm)
-        assert k.wait_until(lambda: rs.skipped >= 1, 2)
-        assert rs.mm_to_reap.read().mm is a_mm
+        assert k.wait_until(lambda: rs().skipped >= 1, 2)
+        assert rs().busy_mm == a_mm.id
         assert a_mm.mm_count.read() == 2  # the reaper's pin
         assert not wake_oom_reaper(k, b, b_mm)  # busy: b is not queued
-        assert b_mm.mm_count.read() == 1 and rs.dropped == 1
+        assert b_mm.mm_count.read() == 1 and rs().dropped == 1
     finally:
         a_mm.mmap_sem.up_write()
     # The next try succeeds; then the slot empties and the pin goes.
-    assert k.wait_until(lambda: rs.mm_to_reap.read() is None, 2)
-    assert rs.reaped == 1 and a_mm.mm_count.read() == 1
+    assert k.wait_until(lambda: rs().idle, 2)
+    assert rs().reaped == 1 and a_mm.mm_count.read() == 1
     assert a_mm.get_mm_rss() == 0 and b_mm.get_mm_rss() == 50
     done.complete_all()
 
@@ -45,12 +45,12 @@ def test_reaper_skips_shared_hugetlb_and_mlocked_vmas(boot):
     ])
     mm = p.mm
     assert wake_oom_reaper(k, p, mm)
-    assert k.wait_until(lambda: k.reaper_state.reaped == 1, 2)
+    assert k.wait_until(lambda: k.reaper_status().reaped == 1, 2)
     kinds = {(v.kind, v.locked): len(v.pages) for v in mm.vmas}
     assert kinds == {(VmaKind.ANON_PRIVATE, False): 0, (VmaKind.FILE_PRIVATE, False): 0,
                      (VmaKind.FILE_SHARED, False): 5, (VmaKind.SHMEM_SHARED, False): 4,
                      (VmaKind.HUGETLB, False): 6, (VmaKind.ANON_PRIVATE, True): 8}
-    assert k.reaper_state.pages_reaped == 17
+    assert k.reaper_status().pages_reaped == 17
     assert mm.get_mm_counter(__import__("kthreads").MM_SWAPENTS) == 0  # swap entries zapped too
     assert any("oom_reaper: reaped process" in line.text and "shmem-rss:16kB" in line.text
                for line in k.dmesg())
@@ -71,9 +71,9 @@ def test_reaper_notices_an_mm_whose_last_user_is_gone(boot):
     assert k.wait_until(lambda: p.state_letter == "X", 2)
     assert mm.mm_users.read() == 0 and not mm.freed
     assert wake_oom_reaper(k, p, mm)
-    assert k.wait_until(lambda: k.reaper_state.raced_exit == 1 and
-                        k.reaper_state.mm_to_reap.read() is None, 2)
-    assert k.reaper_state.reaped == 0
+    assert k.wait_until(lambda: k.reaper_status().raced_exit == 1 and
+                        k.reaper_status().idle, 2)
+    assert k.reaper_status().reaped == 0
     mmdrop(mm)
     assert mm.freed
     gate.set()
@@ -82,6 +82,6 @@ def test_reaper_notices_an_mm_whose_last_user_is_gone(boot):
 def test_policy_none_has_no_reaper_thread():
     k = Kernel(policy="none")
     try:
-        assert "oom_reaper" not in k.kthreads and k.reaper_state is None
+        assert "oom_reaper" not in k.kthreads and not k.reaper_status().running
     finally:
         k.shutdown()

@@ -35,7 +35,7 @@ def build_lockup_a(kernel, sequencer):
 def test_the_reaper_breaks_lockup_a(kernel, sequencer):
     w, v = build_lockup_a(kernel, sequencer)
     sequencer.until("both exited", lambda: w.state_letter == "X" and v.state_letter == "X")
-    assert kernel.reaper_state.reaped == 1
+    assert kernel.reaper_status().reaped == 1
 
 @pytest.mark.kernel_config(policy="none")
 def test_without_the_reaper_it_locks_up(kernel, sequencer):
