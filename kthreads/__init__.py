@@ -11,11 +11,13 @@ from .atomic import (Atomic, Cell, atomic_dec_and_test, atomic_inc, atomic_inc_n
 from .completion import Completion
 from .errors import (BadPageState, Errno, LockBug, ModelBug, OomPanic, PlugPulled,
                      RefcountUnderflow, SigKill, UseAfterFree)
-from .jiffies import Clock, dmesg_stamp
+from .events import Ev, TraceEvent
+from .hung_task import model_call_trace, sched_show_task
+from .jiffies import HZ_MAX, HZ_MIN, Clock, dmesg_stamp
 from .kernel import Kernel, KernelConfig, KernelStats, ShutdownError, ShutdownReport
 from .lockdep import debug_show_all_locks
 from .mm import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, VMA, VmaKind,
-                 VmaSpec, do_mmap, exit_mmap, handle_mm_fault, mmdrop, mmget, mmget_not_zero,
+                 VmaSpec, do_mmap, do_munmap, exit_mmap, handle_mm_fault, mmdrop, mmget, mmget_not_zero,
                  mmgrab, mmput, unmap_page_range)
 from .mutex import Mutex, mutex_lock, mutex_lock_killable, mutex_trylock, mutex_unlock
 from .oom_kill import (OomControl, mark_oom_victim, oom_badness, oom_kill_process,
@@ -30,7 +32,9 @@ from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_IDLE, TASK_IN
                     TaskState, current, fatal_signal_pending, return_to_user, schedule_timeout,
                     schedule_timeout_killable, schedule_timeout_uninterruptible, send_sigkill,
                     sleep_on)
-from .snapshot import KernelSnapshot, LockSnapshot, MMSnapshot, TaskSnapshot, ZoneSnapshot
+from .snapshot import (KernelSnapshot, LockSnapshot, MMSnapshot, ReaperStatus, TaskSnapshot,
+                       ZoneSnapshot)
+from .trace import LogLevel, lost_from
 
 logger.disable("kthreads")
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, NoReturn, Sequence, TextIO
 from loguru import logger
 
 from kthreads import Policy
-from kthreads.jiffies import HZ_MAX, HZ_MIN, Clock
+from kthreads import HZ_MAX, HZ_MIN, Clock
 
 from .episode import EpisodeConfig, EpisodeResult, run_episode
 from .outcomes import Grade

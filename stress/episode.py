@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kthreads import Kernel, Policy
-from kthreads.jiffies import Clock
+from kthreads import Clock
 
 from .explain import explain
 from .outcomes import Grade, Outcome

@@ -19,7 +19,7 @@ from typing import Any
 from loguru import logger
 
 from kthreads import Kernel
-from kthreads.trace import lost_from
+from kthreads import lost_from
 
 FORMAT_VERSION = 1
 FLIGHT_LEVEL = "FLIGHT"

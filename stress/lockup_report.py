@@ -6,9 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kthreads import Kernel, Task
-from kthreads.hung_task import model_call_trace, sched_show_task
-from kthreads.lockdep import debug_show_all_locks
-from kthreads.trace import LogLevel
+from kthreads import LogLevel, debug_show_all_locks, model_call_trace, sched_show_task
 
 from .outcomes import Outcome
 from .verdict import Shape, blocking_tasks, chain_from

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from kthreads import (GFP_KERNEL, GFP_NOFS, OOM_SCORE_ADJ_MIN, Completion, Kernel, Mutex, Policy,
-                      Task, VmaSpec, alloc_pages, return_to_user)
-from kthreads.mm import do_munmap
+                      Task, VmaSpec, alloc_pages, do_munmap, return_to_user)
 
 from .outcomes import Grade, Outcome
 from .sequencer import Sequencer
