@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from kthreads import Policy
 
-from .outcomes import Grade, Outcome
-from .verdict import Shape
+from .outcomes import Grade, Outcome, Shape
 
 E, A, I, F = Grade.EXPECTED, Grade.ACCEPTABLE, Grade.INTERESTING, Grade.FORBIDDEN
 

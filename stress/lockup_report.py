@@ -8,8 +8,8 @@ from typing import Any
 from kthreads import Kernel, Task
 from kthreads import LogLevel, debug_show_all_locks, model_call_trace, sched_show_task
 
-from .outcomes import Outcome
-from .verdict import Shape, blocking_tasks, chain_from
+from .outcomes import Outcome, Shape
+from .verdict import blocking_tasks, chain_from
 
 
 def task_report(t: Task) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Episode outcomes and their grades (jcstress-style)."""
+"""Episode outcomes, lockup shapes and grades (jcstress-style): the verdict vocabulary."""
 
 from __future__ import annotations
 
@@ -30,3 +30,17 @@ class Grade(str, enum.Enum):
     @property
     def ok(self) -> bool:
         return self is not Grade.FORBIDDEN
+
+
+class Shape(str, enum.Enum):
+    """What a locked-up episode is stuck on, read from the wait-for graph."""
+
+    MUTEX = "mutex"  # an OOM victim sleeps on a mutex chain ending in an allocator
+    MUTEX_UNREAPED = "mutex_unreaped"  # the same, but its mm was never queued (slot busy, unkillable sharer)
+    MUTEX_REAPED = "mutex_reaped"  # reaped, but others took the memory first; TIF_MEMDIE stays (patch 3's fix)
+    MMAP_SEM = "mmap_sem"  # the victim (or an exiting task) waits for mmap_sem
+    NO_VICTIM = "no_victim"  # no OOM victim at all: e.g. GFP_NOFS allocators looping for ever
+    OTHER = "other"
+
+    def __str__(self) -> str:
+        return self.value

@@ -7,12 +7,11 @@ exited for ``window`` model seconds while khungtaskd reports a hung task.
 
 from __future__ import annotations
 
-import enum
 from typing import Any, Sequence
 
 from kthreads import Kernel, Task, TaskState
 
-from .outcomes import Outcome
+from .outcomes import Outcome, Shape
 
 
 def all_exited(tasks: Sequence[Task]) -> bool:
@@ -70,20 +69,6 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0
             return Outcome.REAP_FAILED_LOCKUP
         return Outcome.LOCKUP
     return Outcome.UNDETERMINED
-
-
-class Shape(str, enum.Enum):
-    """What a locked-up episode is stuck on, read from the wait-for graph."""
-
-    MUTEX = "mutex"  # an OOM victim sleeps on a mutex chain ending in an allocator
-    MUTEX_UNREAPED = "mutex_unreaped"  # the same, but its mm was never queued (slot busy, unkillable sharer)
-    MUTEX_REAPED = "mutex_reaped"  # reaped, but others took the memory first; TIF_MEMDIE stays (patch 3's fix)
-    MMAP_SEM = "mmap_sem"  # the victim (or an exiting task) waits for mmap_sem
-    NO_VICTIM = "no_victim"  # no OOM victim at all: e.g. GFP_NOFS allocators looping for ever
-    OTHER = "other"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _alive(t: Task) -> bool:
