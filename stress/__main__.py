@@ -1,3 +1,5 @@
+"""Entry point of ``python -m stress``: import the CLI, run it, exit with its status."""
+
 import sys
 
 try:

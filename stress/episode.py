@@ -1,76 +1,153 @@
-"""One episode: boot a kernel with a policy, drive a scenario, wait for the
-verdict, shut everything down, check the invariants."""
+"""The one episode lifecycle: boot, drive, wait for the verdict, classify,
+explain, record, shut down, check the invariants.
+
+``demo``, ``run``, soak workers, replays and the pytest plugin all go through
+``run_episode`` (or, for a kernel a test drives by hand, ``finish_kernel``), so
+there is one rule for everything an episode can end in. In particular a
+thread that does not stop when the plug is pulled is an invariant breach
+("every thread the model started is joined"), graded FORBIDDEN wherever it
+happens, with its stack in the shutdown report.
+
+What an episode runs is a ``Driver``: a scripted scenario (``stress.scenarios``)
+or a generated soak workload (``WorkloadDriver``).
+"""
 
 from __future__ import annotations
 
+import enum
 import random
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
-from kthreads import Kernel, Policy
-from kthreads import Clock
+from kthreads import Ev, Kernel, Policy, ShutdownReport, Task
 
+from .config import RUN_TIMING, Timing
 from .explain import explain
-from .outcomes import Grade, Outcome
-from .scenarios import Scenario
-from .sequencer import Sequencer, StepTimeout
+from .files import replaced_atomically
+from .grading import label, soak_grade
 from .lockup_report import record_verdict
+from .outcomes import Grade, Outcome, Shape
+from .postmortem import dump_jsonl
+from .sequencer import Sequencer, StepTimeout
 from .verdict import classify, episode_over, lockup_shape
+from .workload import Workload, WorkloadParams, build, generate
 
-#: Events worth showing next to dmesg (ftrace-style) when printing an episode.
-TRACEPOINTS = ("mark_victim", "wake_reaper", "reap_dropped", "skip_task_reaping",
-               "start_task_reaping", "finish_task_reaping", "reap_raced_exit", "reap_failed",
-               "oom_reap_forbidden", "hung_task")
+Roles = dict[str, Task]
+
+#: Events shown next to dmesg (ftrace-style) when printing an episode.
+TRACEPOINTS = frozenset({Ev.MARK_VICTIM, Ev.WAKE_REAPER, Ev.REAP_DROPPED, Ev.SKIP_TASK_REAPING,
+                         Ev.START_TASK_REAPING, Ev.FINISH_TASK_REAPING, Ev.REAP_RACED_EXIT,
+                         Ev.REAP_FAILED, Ev.OOM_REAP_FORBIDDEN, Ev.HUNG_TASK})
+
+
+class Driver(Protocol):
+    """What an episode runs on a freshly booted kernel."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def nr_pages(self) -> int: ...
+
+    def drive(self, k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+        """Create the tasks and order the setup; return the tasks by role."""
+
+    def grade(self, policy: Policy, outcome: Outcome, shape: Shape | None) -> Grade: ...
+
+
+@dataclass(frozen=True)
+class WorkloadDriver:
+    """A soak workload: ``seed`` fully determines it (``stress.workload``)."""
+
+    workload: Workload
+
+    @classmethod
+    def from_seed(cls, seed: int, params: WorkloadParams = WorkloadParams()) -> "WorkloadDriver":
+        return cls(generate(seed, params))
+
+    @property
+    def name(self) -> str:
+        return f"soak seed {self.workload.seed}"
+
+    @property
+    def nr_pages(self) -> int:
+        return self.workload.zone_pages
+
+    def drive(self, k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+        return {t.comm: t for t in build(k, self.workload)}
+
+    def grade(self, policy: Policy, outcome: Outcome, shape: Shape | None) -> Grade:
+        return soak_grade(policy, label(outcome, shape), False)
 
 
 @dataclass(frozen=True)
 class EpisodeConfig:
+    """Which kernel an episode boots and how its time runs. ``seed`` varies a
+    scenario's sizes; for a soak workload it is the workload's seed."""
+
     policy: Policy = Policy.PATCH1
-    speed: float = 50.0  # model seconds per real second
-    hz: int = 100
-    hung_task_timeout: float = 2.0  # model seconds (the kernel default is 120)
-    lockup_window: float = 3.0  # model seconds without progress -> lockup
-    max_real_seconds: float = 20.0  # a harness deadline, never reached in a sane run
-    step_timeout: float = 5.0  # real seconds for each scripted step
     seed: int = 0
-    ring_size: int = 65536  # flight-recorder events kept
+    timing: Timing = RUN_TIMING
+    trace: bool = True  # the flight recorder; off only to measure its cost
+    shutdown_timeout: float | None = None  # real seconds to join every thread (None: the kernel's default)
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, Policy):
             object.__setattr__(self, "policy", Policy.parse(str(self.policy)))
-        Clock(self.hz, self.speed)  # validates HZ and the speed floor
-        if self.hung_task_timeout <= 0:
-            raise ValueError("hung_task_timeout must be positive for lockup verdicts")
-        if self.lockup_window < self.hung_task_timeout:
-            raise ValueError("lockup_window must be at least hung_task_timeout")
-        if self.max_real_seconds <= 0 or self.step_timeout <= 0:
-            raise ValueError("deadlines must be positive")
+
+
+class Keep(enum.Enum):
+    """Which episodes keep their dmesg and trace lines in the result."""
+
+    ALL = "all"
+    INTERESTING = "interesting"  # lockups and forbidden outcomes
+    NONE = "none"
+
+
+class Interrupted(BaseException):
+    """The episode was stopped from outside (Ctrl-C, SIGTERM); every thread was joined."""
 
 
 @dataclass
 class EpisodeResult:
-    scenario: str
+    name: str  # the scenario, or "soak seed N"
     policy: str
     seed: int
     outcome: Outcome
+    shape: Shape | None
     grade: Grade
     model_seconds: float
     wall_seconds: float
     kill_at: float | None = None  # model time of the first OOM kill
     freed_at: float | None = None  # model time the victim's pages were first freed
     recovered_at: float | None = None  # model time of the first allocation success after the kill
-    error: str | None = None  # a broken step, a leaked thread: the harness's own failures
+    error: str | None = None  # a broken step, no verdict in time: the harness's own failures
     breaches: list[str] = field(default_factory=list)
     dmesg: list[str] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
     roles: dict[str, int] = field(default_factory=dict)
     explanation: str = ""
     counters: dict[str, Any] = field(default_factory=dict)
+    shutdown: str = ""  # the shutdown report (with the stacks of threads that did not stop)
+    lockup_window: float = 0.0  # model seconds, as the verdict used it
+    notes: list[str] = field(default_factory=list)  # what went wrong around the episode (a log not written)
+    # The kernel itself, for callers that want to look further; never pickled
+    # or written out (the soak drops it before a result leaves its worker).
+    kernel: Kernel | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return label(self.outcome, self.shape)
 
     @property
     def expected(self) -> bool:
         return self.grade.ok and not self.breaches and self.error is None
+
+    @property
+    def interesting(self) -> bool:
+        return self.grade is Grade.FORBIDDEN or self.outcome.is_lockup
 
     @property
     def recovery_seconds(self) -> float | None:
@@ -78,91 +155,150 @@ class EpisodeResult:
             return None
         return self.recovered_at - self.kill_at
 
+    def detached(self) -> "EpisodeResult":
+        """The result without its kernel: what crosses a process boundary."""
+        self.kernel = None
+        return self
+
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(outcome=self.outcome.value, grade=self.grade.value, expected=self.expected,
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "kernel"}
+        d["scenario"] = d.pop("name")
+        d.update(outcome=self.outcome.value, shape=self.shape.value if self.shape else None,
+                 label=self.label, grade=self.grade.value, expected=self.expected,
                  recovery_seconds=self.recovery_seconds)
         return d
 
 
-def boot_for(scenario: Scenario, cfg: EpisodeConfig) -> Kernel:
-    return Kernel(nr_pages=scenario.nr_pages, policy=cfg.policy, speed=cfg.speed, hz=cfg.hz,
-                  hung_task_timeout=cfg.hung_task_timeout, ring_size=cfg.ring_size)
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    shape: Shape | None
+    explanation: str
 
 
-def run_episode(scenario: Scenario, cfg: EpisodeConfig, log_path: str | None = None) -> EpisodeResult:
-    """One episode; with ``log_path``, its flight recorder is written there (JSONL)."""
+def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: str | Path | None = None,
+                *, keep: Keep = Keep.ALL, stop: Callable[[], bool] | None = None,
+                log_meta: dict[str, Any] | None = None) -> EpisodeResult:
+    """One episode from boot to the invariant checks; every thread is joined
+    before it returns, whatever happened. ``stop()`` is polled while waiting
+    for the verdict: when it turns true the episode is unwound and
+    ``Interrupted`` raised. With ``log_path`` the flight recorder is written
+    there (JSONL; ``OSError`` if that fails, after the episode is complete)."""
     t0 = time.monotonic()
-    k = boot_for(scenario, cfg)
-    roles: dict = {}
-    error = None
-    explanation = ""
-    outcome = Outcome.UNDETERMINED
+    timing = cfg.timing
+    extra = {} if cfg.shutdown_timeout is None else {"shutdown_timeout": cfg.shutdown_timeout}
+    k = Kernel(nr_pages=driver.nr_pages, policy=cfg.policy, speed=timing.speed, hz=timing.hz,
+               hung_task_timeout=timing.hung_task_timeout, ring_size=timing.ring_size,
+               trace=cfg.trace, **extra)
+    roles: Roles = {}
+    verdict = Verdict(Outcome.UNDETERMINED, None, "")
+    error: str | None = None
+    interrupted = False
     try:
-        seq = Sequencer(k, cfg.step_timeout)
-        roles = scenario.drive(k, seq, random.Random(cfg.seed))
-        users = [t for t in k.tasks() if not t.is_kthread]
-        since = k.clock.now()
-        k.wait_until(lambda: episode_over(k, users, cfg.lockup_window, since), cfg.max_real_seconds)
-        outcome = classify(k, users, cfg.lockup_window, since)
-        kill = next((e for e in k.tracer.events() if e[2] == "oom_kill"), None)
-        explanation = explain(k, outcome, kill[1] if kill else None)
-        shape = lockup_shape(k) if outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP) else None
-        record_verdict(k, outcome, shape, explanation)
+        roles = driver.drive(k, Sequencer(k, timing.step_timeout), random.Random(cfg.seed))
+        verdict, error = await_verdict(k, timing, stop)
     except StepTimeout as e:
-        explanation = ""
         error = str(e)
+    except Interrupted:
+        interrupted = True
     finally:
         model_seconds = k.clock.now()
-        report = k.shutdown()
-    if not report.clean:
-        error = (error + "; " if error else "") + report.format()
-    breaches = k.check_quiescent() if report.clean else k.check_invariants()
+        # What the episode showed, up to its verdict: taken before the plug is
+        # pulled, so nothing the unwinding does can land in it.
+        dmesg = [str(line) for line in k.dmesg()]
+        trace = format_trace(k)
+        result_counters = counters(k)
+        report, breaches = finish_kernel(k)
+    if interrupted:
+        raise Interrupted()
+    grade = Grade.FORBIDDEN if breaches else driver.grade(cfg.policy, verdict.outcome, verdict.shape)
     res = EpisodeResult(
-        scenario=scenario.name, policy=cfg.policy.value, seed=cfg.seed, outcome=outcome,
-        grade=scenario.grade(cfg.policy, outcome), model_seconds=model_seconds,
+        name=driver.name, policy=cfg.policy.value, seed=cfg.seed, outcome=verdict.outcome,
+        shape=verdict.shape, grade=grade, model_seconds=model_seconds,
         wall_seconds=time.monotonic() - t0, error=error, breaches=breaches,
-        dmesg=[str(line) for line in k.dmesg()],
-        roles={name: t.pid for name, t in roles.items()}, explanation=explanation)
-    fill_timings(k, res, roles)
-    res.trace = format_trace(k)
-    res.counters = counters(k)
-    if log_path:
-        from .flight import dump_jsonl
-
-        dump_jsonl(k, log_path, {"scenario": scenario.name, "seed": cfg.seed,
-                                 "outcome": res.outcome.value, "grade": res.grade.value})
+        roles={name: t.pid for name, t in roles.items()}, explanation=verdict.explanation,
+        counters=result_counters, shutdown=report.format(), lockup_window=timing.window, kernel=k)
+    fill_timings(k, res, roles.get("victim"))
+    if keep is Keep.ALL or (keep is Keep.INTERESTING and res.interesting):
+        res.dmesg, res.trace = dmesg, trace
+    if log_path is not None:
+        write_log(res, log_path, log_meta or {})
     return res
 
 
-def fill_timings(k: Kernel, res: EpisodeResult, roles: dict) -> None:
-    victim = roles.get("victim")
+def await_verdict(k: Kernel, timing: Timing,
+                  stop: Callable[[], bool] | None = None) -> tuple[Verdict, str | None]:
+    """Wait (up to ``timing.deadline`` real seconds) until the episode is over,
+    then classify, explain and record the verdict in the flight recorder."""
+    users = [t for t in k.tasks() if not t.is_kthread]
+    since = k.clock.now()  # the end of the setup: its steps were progress the kernel does not count
+    window = timing.window
+    stopped = stop if stop is not None else (lambda: False)
+    k.wait_until(lambda: stopped() or episode_over(k, users, window, since), timing.deadline)
+    if stopped():
+        raise Interrupted()
+    outcome = classify(k, users, window, since)
+    error = None
+    if outcome is Outcome.UNDETERMINED:
+        error = (f"no verdict within {timing.deadline:.1f} s of real time (model time "
+                 f"{k.clock.now():.2f} s): the machine is too slow for --speed {timing.speed:g}, "
+                 f"or the harness is broken")
+    shape = lockup_shape(k) if outcome.is_lockup else None
+    kill = next((e for e in k.tracer.events() if e.name == Ev.OOM_KILL), None)
+    explanation = explain(k, outcome, kill.t if kill else None)
+    record_verdict(k, outcome, shape, explanation)
+    return Verdict(outcome, shape, explanation), error
+
+
+def finish_kernel(k: Kernel) -> tuple[ShutdownReport, list[str]]:
+    """Pull the plug, join every thread, check every invariant: the one rule for
+    the end of any kernel's life. A thread that did not stop is a breach."""
+    report = k.shutdown()
+    return report, k.check_quiescent()
+
+
+def write_log(res: EpisodeResult, path: str | Path, meta: dict[str, Any]) -> Path:
+    """Write the episode's flight recorder to ``path`` (JSONL), atomically
+    (``stress.files``); ``OSError`` on failure."""
+    if res.kernel is None:
+        raise ValueError("the episode's kernel is gone (detached): no log to write")
+    path = Path(path)
+    source = {} if isinstance(res.name, str) and res.name.startswith("soak seed") else {"scenario": res.name}
+    header = {**source, "seed": res.seed, "outcome": res.outcome.value, "label": res.label,
+              "grade": res.grade.value, "lockup_window": res.lockup_window, **meta}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as staged:
+        dump_jsonl(res.kernel, staged, header)
+    return path
+
+
+def fill_timings(k: Kernel, res: EpisodeResult, victim: Task | None) -> None:
     events = k.tracer.events()
-    kill = next((e for e in events if e[2] == "oom_kill"), None)
+    kill = next((e for e in events if e.name == Ev.OOM_KILL), None)
     if kill is None:
         return
-    res.kill_at = kill[1]
-    mm_id = kill[5].get("mm")
+    res.kill_at = kill.t
+    mm_id = kill.fields.get("mm")
     for e in events:
-        if e[1] < res.kill_at:
+        if e.t < kill.t or e.name == Ev.VERDICT:
             continue
-        name = e[2]
-        if res.freed_at is None and name in ("finish_task_reaping", "exit_mmap") and \
-                e[5].get("mm") == mm_id:
-            res.freed_at = e[1]
-        if res.recovered_at is None and name == "alloc_success" and \
-                (victim is None or e[3] != victim.pid):
-            res.recovered_at = e[1]
+        if res.freed_at is None and e.name in (Ev.FINISH_TASK_REAPING, Ev.EXIT_MMAP) and \
+                e.fields.get("mm") == mm_id:
+            res.freed_at = e.t
+        if res.recovered_at is None and e.name == Ev.ALLOC_SUCCESS and \
+                (victim is None or e.pid != victim.pid):
+            res.recovered_at = e.t
 
 
 def format_trace(k: Kernel) -> list[str]:
-    """Selected tracepoints, in ftrace's text format."""
+    """Selected events, in ftrace's text format."""
     out = []
-    for seq, t, name, pid, comm, fields in k.tracer.events():
-        if name not in TRACEPOINTS:
+    for e in k.tracer.events():
+        if e.name not in TRACEPOINTS:
             continue
-        args = " ".join(f"{key}={val}" for key, val in fields.items())
-        out.append(f"{comm or '<idle>'}-{pid:<5} [000] .... {t:12.6f}: {name}: pid={pid} {args}".rstrip())
+        args = " ".join(f"{key}={val}" for key, val in e.fields.items())
+        out.append(f"{e.comm or '<idle>'}-{e.pid:<5} [000] .... {e.t:12.6f}: {e.name}: "
+                   f"pid={e.pid} {args}".rstrip())
     return out
 
 

@@ -9,32 +9,44 @@ from kthreads import Policy
 
 from .outcomes import Grade, Outcome, Shape
 
-E, A, I, F = Grade.EXPECTED, Grade.ACCEPTABLE, Grade.INTERESTING, Grade.FORBIDDEN
-
 
 def label(outcome: Outcome, shape: Shape | None) -> str:
     return f"{outcome.value}:{shape.value}" if shape is not None else outcome.value
 
 
+EXPECTED, ACCEPTABLE, INTERESTING = Grade.EXPECTED, Grade.ACCEPTABLE, Grade.INTERESTING
+
 #: Per policy, the grade of each label; anything not listed is FORBIDDEN.
 SOAK_GRADES: dict[Policy, dict[str, Grade]] = {
     Policy.NONE: {
-        "no_oom": E, "victim_exited": E, "oom_panic": A,
+        "no_oom": EXPECTED,
+        "victim_exited": EXPECTED,
+        "oom_panic": ACCEPTABLE,
         # Without a reaper, a victim that cannot run locks the machine up:
         # the flaw the lab measures.
-        "lockup:mutex": A, "lockup:mmap_sem": A, "lockup:other": A,
+        "lockup:mutex": ACCEPTABLE,
+        "lockup:mmap_sem": ACCEPTABLE,
+        "lockup:other": ACCEPTABLE,
         # GFP_NOFS allocators that never call the OOM killer: not the reaper's business.
-        "lockup:no_victim": I,
+        "lockup:no_victim": INTERESTING,
     },
     Policy.PATCH1: {
-        "no_oom": E, "victim_exited": E, "recovered_by_reaper": E, "oom_panic": A,
+        "no_oom": EXPECTED,
+        "victim_exited": EXPECTED,
+        "recovered_by_reaper": EXPECTED,
+        "oom_panic": ACCEPTABLE,
         # "the semaphore might be held or blocked for write": the admitted limit.
-        "reap_failed_lockup:mmap_sem": I, "lockup:mmap_sem": I,
+        "reap_failed_lockup:mmap_sem": INTERESTING,
+        "lockup:mmap_sem": INTERESTING,
         # Documented patch-1 limits: a single slot, mms shared with the unkillable,
         # and TIF_MEMDIE kept after a reap (cleared from patch 3 on), so that a
         # victim whose reaped memory others took first still blocks the killer.
-        "lockup:mutex_unreaped": I, "lockup:mutex_reaped": I, "lockup:no_victim": I,
-        "reap_failed_lockup:mutex": I, "reap_failed_lockup:other": I, "lockup:other": I,
+        "lockup:mutex_unreaped": INTERESTING,
+        "lockup:mutex_reaped": INTERESTING,
+        "lockup:no_victim": INTERESTING,
+        "reap_failed_lockup:mutex": INTERESTING,
+        "reap_failed_lockup:other": INTERESTING,
+        "lockup:other": INTERESTING,
         # A mutex-shaped lockup whose victim the reaper was handed and did not
         # reap is exactly what patch 1 exists to prevent: "lockup:mutex" is FORBIDDEN.
     },

@@ -17,6 +17,10 @@ class Outcome(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def is_lockup(self) -> bool:
+        return self in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP)
+
 
 class Grade(str, enum.Enum):
     EXPECTED = "EXPECTED"

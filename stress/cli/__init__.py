@@ -1,0 +1,64 @@
+"""``python -m stress``: parse, dispatch, and turn every failure into one line
+and an exit status (0 as expected, 1 unexpected or a file not written, 2 bad
+usage, 128+N stopped by signal N, 141 stdout closed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from loguru import logger
+
+from ..config import ConfigError
+from ..episode import Interrupted
+from ..signals import StopSignals
+from .episodes import cmd_demo, cmd_list, cmd_run
+from .output import OutputError, UsageError, silence_stdout
+from .parser import PROG, ExitStatus, build_parser
+from .postmortem import cmd_postmortem
+from .soak import cmd_soak
+
+Command = Callable[[argparse.Namespace, StopSignals], int]
+COMMANDS: dict[str, Command] = {"demo": cmd_demo, "list": cmd_list, "run": cmd_run, "soak": cmd_soak,
+                                "postmortem": cmd_postmortem}
+
+
+def error(message: str) -> None:
+    try:
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # No command, or only the demo's flags: the demo (``python -m stress --speed 20``).
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["demo", *argv]
+    stop = StopSignals()
+    try:
+        with stop.installed():
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as e:  # --help
+                return int(e.code or 0)
+            return COMMANDS[args.command](args, stop)
+    except (UsageError, ConfigError) as e:
+        error(str(e))
+        return ExitStatus.USAGE
+    except OutputError as e:
+        error(str(e))
+        return ExitStatus.UNEXPECTED
+    except (KeyboardInterrupt, Interrupted):
+        error(f"interrupted by {'SIGTERM' if stop.signum == 15 else 'SIGINT'}; every thread was joined")
+        return stop.exit_status
+    except BrokenPipeError:
+        silence_stdout()
+        return ExitStatus.PIPE_CLOSED
+    finally:
+        logger.remove()
+
+
+__all__ = ["COMMANDS", "ExitStatus", "main"]

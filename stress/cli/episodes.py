@@ -1,0 +1,132 @@
+"""The scripted commands: ``demo``, ``list`` and ``run``, and how an episode is
+shown (kernel log streaming live on stderr; trace, verdict and table on stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence, TextIO
+
+from kthreads import Policy
+
+from ..config import DEMO_TIMING, RUN_TIMING, TIMING_FLAGS, Timing, build
+from ..episode import EpisodeConfig, EpisodeResult, run_episode, write_log
+from ..scenarios import SCENARIOS, Scenario, get_scenario
+from ..signals import StopSignals
+from .output import OutputError, check_outputs, stream_kernel_log, write_json
+from .parser import ExitStatus
+
+DEMO_SCENARIO = "lockup-mutex"
+POLICY_TITLES = {Policy.NONE: "Linux 4.5: no oom_reaper",
+                 Policy.PATCH1: "Linux 4.6: 'mm, oom: introduce oom reaper' (patch 1)"}
+
+
+def print_episode(res: EpisodeResult, out: TextIO) -> None:
+    """What follows the kernel log (which streams live): tracepoints and verdict."""
+    if res.trace:
+        print("\n# tracepoints (ftrace format)", file=out)
+        for line in res.trace:
+            print(line, file=out)
+    print(f"\n# verdict: {res.label} ({res.grade.value})", file=out)
+    if res.explanation:
+        print(f"# {res.explanation}", file=out)
+    if res.error:
+        print(f"# harness error: {res.error}", file=out)
+    for b in res.breaches:
+        print(f"# INVARIANT BREACH: {b}", file=out)
+
+
+def verdict_table(results: Sequence[EpisodeResult], out: TextIO) -> None:
+    rows = [("scenario", "policy", "expected", "observed", "grade", "kill->alloc ok", "wall")]
+    for r in results:
+        expected = "|".join(o.value for o in SCENARIOS[r.name].expected(Policy(r.policy)))
+        rec = r.recovery_seconds
+        rows.append((r.name, r.policy, expected, r.outcome.value, r.grade.value,
+                     "-" if rec is None else f"{rec * 1000:.1f} ms (model)", f"{r.wall_seconds:.2f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), file=out)
+
+
+def timing_note(timing: Timing, out: TextIO) -> None:
+    if timing.verdict_real_seconds > 10:
+        print(f"(at --speed {timing.speed:g} a lockup verdict can take up to "
+              f"{timing.verdict_real_seconds:.0f} s of real time)", file=out)
+
+
+def one_episode(sc: Scenario, cfg: EpisodeConfig, stop: StopSignals) -> EpisodeResult:
+    """An episode that a stop signal unwinds (every thread joined) instead of interrupting."""
+    with stop.deferred():
+        return run_episode(sc, cfg, stop=stop.requested)
+
+
+def cmd_demo(args: argparse.Namespace, stop: StopSignals) -> int:
+    out = sys.stdout
+    t0 = time.monotonic()
+    timing = build(DEMO_TIMING, args, TIMING_FLAGS)
+    sc = get_scenario(DEMO_SCENARIO)
+    if not args.quiet:
+        stream_kernel_log()
+    print(f"The OOM-reaper lab: scenario {sc.name}.\n{sc.story}\n"
+          f"(speed {timing.speed:g}x: one model second is {1000 / timing.speed:.0f} ms; "
+          f"hung_task_timeout_secs={timing.hung_task_timeout:g})", file=out)
+    timing_note(timing, out)
+    results = []
+    for policy in (Policy.NONE, Policy.PATCH1):
+        print(f"\n=== {sc.name} under policy {policy.value} ({POLICY_TITLES[policy]}) ===", file=out)
+        out.flush()
+        res = one_episode(sc, EpisodeConfig(policy=policy, timing=timing), stop)
+        print_episode(res, out)
+        results.append(res)
+    print(f"\n=== verdicts (demo took {time.monotonic() - t0:.2f} s) ===", file=out)
+    verdict_table(results, out)
+    return ExitStatus.OK if all(r.expected for r in results) else ExitStatus.UNEXPECTED
+
+
+def cmd_list(args: argparse.Namespace, stop: StopSignals) -> int:
+    width = max(len(n) for n in SCENARIOS)
+    for sc in SCENARIOS.values():
+        print(f"{sc.name:<{width}}  {sc.summary}")
+        if args.verbose:
+            print(f"{'':<{width}}  {sc.story}")
+            for policy in Policy:
+                grades = ", ".join(f"{o.value}={g.value}" for o, g in sc.grades.get(policy, {}).items())
+                print(f"{'':<{width}}  {policy.value}: {grades}")
+            print()
+    return ExitStatus.OK
+
+
+def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
+    check_outputs({"--json": args.json, "--log": args.log})
+    sc = get_scenario(args.scenario)
+    timing = build(RUN_TIMING, args, TIMING_FLAGS)
+    cfg = EpisodeConfig(policy=args.policy, seed=args.seed, timing=timing)
+    if not args.quiet:
+        stream_kernel_log()
+    print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
+          f"seed {cfg.seed} ===", flush=True)
+    timing_note(timing, sys.stdout)
+    res = one_episode(sc, cfg, stop)
+    print_episode(res, sys.stdout)
+    print()
+    verdict_table([res], sys.stdout)
+    failed: list[str] = []
+    if args.log:
+        try:
+            write_log(res, args.log, {})
+            print(f"\nflight recorder written to {args.log}; explain it with: "
+                  f"python -m stress postmortem {args.log}")
+        except OSError as e:
+            failed.append(f"cannot write {args.log}: {e.strerror or e}")
+    if args.json:
+        d = res.to_json()
+        d["expected_outcomes"] = [o.value for o in sc.expected(cfg.policy)]
+        try:
+            write_json(args.json, d)
+        except OutputError as e:
+            failed.append(str(e))
+    if failed:
+        raise OutputError("; ".join(failed))
+    return ExitStatus.OK if res.expected else ExitStatus.UNEXPECTED
+

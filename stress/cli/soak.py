@@ -1,0 +1,116 @@
+"""``soak``: the randomized runs, and ``soak --replay`` of one recorded seed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kthreads import Policy
+
+from ..config import SOAK_TIMING, TIMING_FLAGS, WORKLOAD_FLAGS, build
+from ..episode import EpisodeResult, Keep
+from ..outcomes import Grade
+from ..signals import StopSignals
+from ..soak import SoakConfig, SoakSettings, format_report, progress_printer, report_json, run_one, run_soak
+from ..soak.report import write_dmesg_log
+from ..workload import WorkloadParams
+from .output import OutputError, UsageError, check_outputs, stream_kernel_log, write_json
+from .parser import SOAK_ONLY, ExitStatus
+
+
+def soak_settings(args: argparse.Namespace, keep: Keep) -> SoakSettings:
+    return SoakSettings(params=build(WorkloadParams(), args, WORKLOAD_FLAGS),
+                        timing=build(SOAK_TIMING, args, TIMING_FLAGS), keep=keep,
+                        inject=tuple(args.inject), log_dir=args.log_dir)
+
+
+def cmd_soak(args: argparse.Namespace, stop: StopSignals) -> int:
+    policies = tuple(dict.fromkeys(args.policy or tuple(Policy)))
+    if args.replay is not None:
+        return cmd_replay(args, policies, stop)
+    settings = soak_settings(args, Keep.INTERESTING if args.log_dir else Keep.NONE)
+    cfg = SoakConfig(policies=policies, episodes=None if args.seconds else (args.episodes or 100),
+                     seconds=args.seconds, seed=getattr(args, "seed", 0), jobs=getattr(args, "jobs", 0),
+                     settings=settings, episode_timeout=getattr(args, "episode_timeout", 30.0),
+                     verify_replays=getattr(args, "verify_replays", 3))
+    check_outputs({"--json": args.json}, directories={"--log-dir": args.log_dir})
+    print(f"soak: policies {', '.join(p.value for p in policies)}; "
+          + (f"{cfg.episodes} episodes each" if cfg.episodes else f"{cfg.seconds:g} s")
+          + f"; seeds from {cfg.seed}; {cfg.workers} worker process(es); "
+            f"speed {settings.timing.speed:g}x, lockup window {settings.timing.window:g} s model",
+          flush=True)
+    log_dir = Path(args.log_dir) if args.log_dir else None
+    log_notes: list[str] = []
+    report = run_soak(cfg, progress_printer(sys.stderr),
+                      on_record=(lambda res: keep_log(log_dir, res, settings, log_notes)) if log_dir else None,
+                      stop=stop)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    report.notes += log_notes
+    format_report(report, sys.stdout)
+    sys.stdout.flush()
+    if args.json:
+        write_json(args.json, report_json(report))  # OutputError after the report is out
+    if report.interrupted:
+        print(f"python -m stress: interrupted by {report.stopped_by}; every worker's threads "
+              f"were joined", file=sys.stderr)
+        return stop.exit_status
+    if report.total == 0:
+        print("python -m stress: error: no episode ran (is --seconds long enough?)", file=sys.stderr)
+        return ExitStatus.UNEXPECTED
+    bad = report.forbidden or any(st.breaches for st in report.per_policy.values())
+    return ExitStatus.UNEXPECTED if bad and args.fail_on == "forbidden" else ExitStatus.OK
+
+
+def keep_log(log_dir: Path, res: EpisodeResult, settings: SoakSettings, notes: list[str]) -> None:
+    if not res.interesting:
+        return
+    try:
+        write_dmesg_log(log_dir, res, settings)
+    except OSError as e:
+        notes.append(f"kernel log of seed {res.seed} not written into {log_dir}: {e.strerror or e}")
+
+
+def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: StopSignals) -> int:
+    given = [flag for flag in SOAK_ONLY if hasattr(args, flag.lstrip("-").replace("-", "_"))]
+    if given:
+        raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to "
+                         f"--replay, which reruns one seed in this process "
+                         f"(see 'python -m stress soak --help')")
+    settings = soak_settings(args, Keep.ALL)
+    check_outputs({"--json": args.json}, directories={"--log-dir": args.log_dir})
+    stream_kernel_log()
+    worst = ExitStatus.OK
+    results = []
+    failed: list[str] = []
+    for policy in policies:
+        print(f"=== replay of soak seed {args.replay} under policy {policy.value} ===", flush=True)
+        with stop.deferred():
+            res = run_one(args.replay, policy, settings, stop=stop.requested)
+        results.append(res)
+        print(f"\n# verdict: {res.label} ({res.grade.value})")
+        if args.log_dir:
+            try:
+                write_dmesg_log(Path(args.log_dir), res, settings)
+                print(f"# kernel log: {args.log_dir}/seed{args.replay}-{policy.value}.log; flight recorder: "
+                      f"{args.log_dir}/seed{args.replay}-{policy.value}.jsonl")
+            except OSError as e:
+                failed.append(f"cannot write into {args.log_dir}: {e.strerror or e}")
+        failed += res.notes
+        if res.explanation:
+            print(f"# {res.explanation}")
+        if res.error:
+            print(f"# harness error: {res.error}")
+        for b in res.breaches:
+            print(f"# INVARIANT BREACH: {b}")
+        if res.grade is Grade.FORBIDDEN and args.fail_on == "forbidden":
+            worst = ExitStatus.UNEXPECTED
+    if args.json:
+        try:
+            write_json(args.json, {"replay": args.replay, "results": [r.to_json() for r in results]})
+        except OutputError as e:
+            failed.append(str(e))
+    if failed:
+        raise OutputError("; ".join(failed))
+    return worst

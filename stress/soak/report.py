@@ -1,0 +1,217 @@
+"""A soak's results: per-policy outcome histograms, the text and JSON reports,
+the live progress line, and the kernel logs of kept episodes."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kthreads import Policy
+
+from ..episode import EpisodeResult
+from ..files import replaced_atomically
+from ..grading import SOAK_GRADES, rule_of_three
+from ..outcomes import Grade
+from .settings import replay_command
+
+if TYPE_CHECKING:
+    from .runner import SoakConfig
+
+#: Invariant families checked after every episode (Kernel.check_quiescent).
+INVARIANT_FAMILIES = ("pages conserved", "refcounts >= 0", "mm freed once, never touched after",
+                      "rwsem exclusion", "threads joined", "every page back after shutdown")
+
+
+@dataclass
+class PolicyStats:
+    episodes: int = 0
+    labels: Counter = field(default_factory=Counter)
+    forbidden: int = 0
+    breaches: list[str] = field(default_factory=list)
+    wall: float = 0.0  # summed episode wall time
+    replayable: list[EpisodeResult] = field(default_factory=list)  # lockups and forbidden ones
+
+
+@dataclass
+class SoakReport:
+    config: "SoakConfig"
+    per_policy: dict[str, PolicyStats]
+    harness_failures: list[dict[str, Any]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    empty_rate: float = 0.0  # empty episodes/s per core, measured in the same run
+    interrupted: bool = False
+    signal: int | None = None  # what stopped it
+    replay_checks: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # logs that could not be written, ...
+
+    def add(self, res: EpisodeResult) -> None:
+        st = self.per_policy[res.policy]
+        st.episodes += 1
+        st.labels[res.label] += 1
+        st.wall += res.wall_seconds
+        if res.grade is Grade.FORBIDDEN:
+            st.forbidden += 1
+        st.breaches += [f"seed {res.seed}: {b}" for b in res.breaches]
+        if res.interesting:
+            st.replayable.append(res)
+        self.notes += [f"seed {res.seed}: {n}" for n in res.notes]
+
+    @property
+    def total(self) -> int:
+        return sum(p.episodes for p in self.per_policy.values())
+
+    @property
+    def forbidden(self) -> int:
+        return sum(p.forbidden for p in self.per_policy.values()) + len(self.harness_failures)
+
+    @property
+    def stopped_by(self) -> str:
+        return signal.Signals(self.signal).name if self.signal else ""
+
+
+def grade_of(policy: str, lbl: str) -> str:
+    return SOAK_GRADES[Policy(policy)].get(lbl, Grade.FORBIDDEN).value
+
+
+def never_seen(n: int) -> str:
+    return f"< {100 * min(1.0, rule_of_three(n)):.2f}% (95%)"
+
+
+def format_report(report: SoakReport, out: TextIO) -> None:
+    cfg = report.config
+    cores = cfg.workers
+    title = (f"soak interrupted by {report.stopped_by}: partial report" if report.interrupted
+             else "soak report")
+    print(f"\n=== {title}: {report.total} episodes in {report.wall_seconds:.1f} s, "
+          f"{cores} worker process(es), seeds from {cfg.seed} ===", file=out)
+    if report.wall_seconds and report.empty_rate:
+        rate = report.total / report.wall_seconds
+        per_core = rate / cores
+        print(f"throughput: {rate:.1f} episodes/s, {per_core:.1f} per core; an empty episode "
+              f"(boot + shutdown) runs {report.empty_rate:.0f}/s per core, measured in this run "
+              f"({per_core / report.empty_rate:.2f}x)", file=out)
+    for pol, st in report.per_policy.items():
+        n = st.episodes
+        print(f"\npolicy {pol}: {n} episodes", file=out)
+        if n == 0:
+            continue
+        rows = [("outcome", "count", "frequency", "grade")]
+        for lbl, cnt in st.labels.most_common():
+            rows.append((lbl, str(cnt), f"{100 * cnt / n:.1f}%", grade_of(pol, lbl)))
+        for lbl, grade in SOAK_GRADES[Policy(pol)].items():
+            if lbl not in st.labels:
+                rows.append((lbl, "0", never_seen(n), grade.value))
+        if "lockup:mutex" not in st.labels and Policy(pol) is Policy.PATCH1:
+            rows.append(("lockup:mutex", "0", never_seen(n), Grade.FORBIDDEN.value))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+        oom = n - st.labels.get("no_oom", 0)
+        locks = sum(c for lbl, c in st.labels.items() if "lockup" in lbl)
+        if oom:
+            print(f"  episodes that hit OOM: {oom}; of those locked up: {locks} "
+                  f"({100 * locks / oom:.1f}%)", file=out)
+        print(f"  invariant checks: {n * len(INVARIANT_FAMILIES)} ({len(INVARIANT_FAMILIES)} per "
+              f"episode), breaches: {len(st.breaches)}", file=out)
+        for b in st.breaches[:10]:
+            print(f"    BREACH {b}", file=out)
+        shown = [r for r in st.replayable if r.grade is Grade.FORBIDDEN][:10] + \
+            [r for r in st.replayable if r.grade is not Grade.FORBIDDEN][:5]
+        if shown:
+            print(f"  replay ({len(st.replayable)} lockup or forbidden episodes; first ones):", file=out)
+            for r in shown:
+                print(f"    {r.label:<28} {r.grade.value:<22} "
+                      f"{replay_command(r.seed, pol, cfg.settings)}", file=out)
+    for f in report.harness_failures:
+        print(f"\nHARNESS FAILURE seed {f['seed']} policy {f['policy']}: {f['error']} "
+              f"(replay: {replay_command(f['seed'], f['policy'], cfg.settings)})", file=out)
+    if report.replay_checks:
+        ok = sum(c["reproduced"] for c in report.replay_checks)
+        runs = sum(c["runs"] for c in report.replay_checks)
+        print(f"\nreplays: {len(report.replay_checks)} recorded episodes rerun "
+              f"{report.replay_checks[0]['runs']} times each reproduced their outcome in "
+              f"{ok}/{runs} runs ({100 * ok / runs:.0f}%)", file=out)
+    for note in report.notes[:5]:
+        print(f"note: {note}", file=out)
+    if len(report.notes) > 5:
+        print(f"note: ... and {len(report.notes) - 5} more", file=out)
+
+
+def report_json(report: SoakReport) -> dict[str, Any]:
+    cfg = report.config
+    pols = {}
+    for pol, st in report.per_policy.items():
+        n = st.episodes
+        pols[pol] = {
+            "episodes": n,
+            "outcomes": dict(st.labels),
+            "grades": {**{k: g.value for k, g in SOAK_GRADES[Policy(pol)].items()},
+                       **{lbl: grade_of(pol, lbl) for lbl in st.labels}},
+            "forbidden": st.forbidden,
+            "episodes_per_second": n / report.wall_seconds if report.wall_seconds else 0.0,
+            "never_seen_upper_bound_95": rule_of_three(n) if n else None,
+            "breaches": st.breaches,
+        }
+    settings = asdict(cfg.settings)
+    settings.pop("inject")
+    settings["keep"] = cfg.settings.keep.value
+    return {
+        "seed": cfg.seed, "episodes": report.total, "policies": pols,
+        "invariant_checks": report.total * len(INVARIANT_FAMILIES),
+        "invariant_breaches": sum(len(st.breaches) for st in report.per_policy.values()),
+        "replays": [{"seed": r.seed, "policy": r.policy, "outcome": r.label,
+                     "command": replay_command(r.seed, r.policy, cfg.settings)}
+                    for st in report.per_policy.values() for r in st.replayable],
+        "replay_checks": report.replay_checks,
+        "harness_failures": report.harness_failures,
+        "workers": cfg.workers, "wall_seconds": report.wall_seconds,
+        "empty_episodes_per_second_per_core": report.empty_rate,
+        "interrupted": report.interrupted, "stopped_by": report.stopped_by or None,
+        "notes": report.notes,
+        "settings": settings,
+    }
+
+
+def write_dmesg_log(log_dir: Path, res: EpisodeResult, settings: Any) -> Path:
+    """The kernel log of a kept episode, as text beside its flight recorder."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"seed{res.seed}-{res.policy}.log"
+    lines = [f"# seed {res.seed} policy {res.policy}: {res.label} ({res.grade.value})"]
+    if res.explanation:
+        lines.append(f"# {res.explanation}")
+    lines.append(f"# replay: {replay_command(res.seed, res.policy, settings)}")
+    with replaced_atomically(path) as staged:
+        staged.write_text("\n".join(lines + res.dmesg) + "\n")
+    return path
+
+
+def progress_printer(out: TextIO) -> Any:
+    """A live progress line: rewritten in place on a terminal, every 5 s otherwise."""
+    tty = out.isatty()
+    last = [0.0]
+
+    def show(report: SoakReport, plan: int, elapsed: float, left: float | None) -> None:
+        done = report.total
+        rate = done / elapsed if elapsed else 0.0
+        counts = "; ".join(
+            f"{name}: " + (" ".join(f"{lbl}={c}" for lbl, c in sorted(st.labels.items()) if "lockup" in lbl)
+                           or "none") + (f" FORBIDDEN={st.forbidden}" if st.forbidden else "")
+            for name, st in report.per_policy.items())
+        if plan:
+            head = f"{done}/{plan} episodes"
+            tail = f"ETA {(plan - done) / rate:.0f} s" if rate else "ETA ?"
+        else:
+            head = f"{done} episodes"
+            tail = f"{max(0.0, left or 0.0):.0f} s left"
+        line = f"{head}  {rate:.1f} eps/s  {tail}  lockups: {counts or 'none yet'}"
+        if tty:
+            out.write("\r\033[K" + line[:160])
+            out.flush()
+        elif elapsed - last[0] >= 5.0:
+            last[0] = elapsed
+            print(line, file=out, flush=True)
+
+    return show

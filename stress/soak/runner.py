@@ -1,0 +1,244 @@
+"""Running a soak: the same seeds under every policy, on worker slots, until the
+episodes or the seconds are done or a stop signal arrives; then the replay check.
+
+Stopping (Ctrl-C or SIGTERM, handled alike): every worker is told to stop
+(SIGUSR1), its running episode unwinds and joins its threads and reports
+``Interrupted``; queued episodes are cancelled; a worker that has not answered
+within ``STOP_GRACE`` is killed; every executor is shut down. The report keeps
+what was done and says it was interrupted, and by which signal.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+from kthreads import Kernel, Policy
+
+from ..config import ConfigError
+from ..episode import EpisodeResult, Interrupted, Keep
+from ..signals import StopSignals
+from .pool import Job, Slot
+from .report import PolicyStats, SoakReport
+from .settings import SoakSettings
+from .worker import run_one
+
+#: Real seconds stopping workers get to report before they are killed.
+STOP_GRACE = 1.0
+
+Progress = Callable[[SoakReport, int, float, float | None], None]
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    policies: tuple[Policy, ...] = (Policy.NONE, Policy.PATCH1)
+    episodes: int | None = None  # per policy
+    seconds: float | None = None
+    seed: int = 0
+    jobs: int = 0  # 0: one per core
+    settings: SoakSettings = SoakSettings()
+    episode_timeout: float = 30.0  # real seconds before a worker is declared hung
+    verify_replays: int = 3  # reruns of each replayable episode (up to max_verify episodes)
+    max_verify: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise ConfigError("at least one --policy is needed")
+        if (self.episodes is None) == (self.seconds is None):
+            raise ConfigError("give exactly one of --episodes and --seconds")
+        if self.episodes is not None and self.episodes < 1:
+            raise ConfigError(f"--episodes must be at least 1, got {self.episodes}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ConfigError(f"--seconds must be positive, got {self.seconds}")
+        if self.jobs < 0:
+            raise ConfigError(f"--jobs must be at least 1 (or 0 for one per core), got {self.jobs}")
+        # An episode that needs about as long as the hang timeout to reach its
+        # verdict would be killed as hung.
+        needed = self.settings.timing.verdict_real_seconds
+        if 2 * needed + 1 >= self.episode_timeout:
+            raise ConfigError(
+                f"at --speed {self.settings.timing.speed:g} an episode may need {needed:.0f} s of real "
+                f"time to reach a verdict, too close to --episode-timeout {self.episode_timeout:g} s "
+                f"(it must exceed twice that plus 1 s): raise --speed or --episode-timeout")
+
+    @property
+    def workers(self) -> int:
+        return self.jobs or os.cpu_count() or 1
+
+    def seeds(self) -> Iterator[tuple[int, Policy]]:
+        """Every seed under every policy, in turn, so the policies see the same seeds."""
+        count = self.episodes if self.episodes is not None else 1 << 62
+        return ((self.seed + i, p) for i in range(count) for p in self.policies)
+
+
+def empty_rate(policies: tuple[Policy, ...], settings: SoakSettings, n: int = 40) -> float:
+    """Empty episodes (boot and shut down only) per second on one core, measured now."""
+    t0 = time.monotonic()
+    for i in range(n):
+        k = Kernel(nr_pages=512, policy=policies[i % len(policies)], speed=settings.timing.speed,
+                   hz=settings.timing.hz, hung_task_timeout=settings.timing.hung_task_timeout)
+        k.shutdown()
+    return n / (time.monotonic() - t0)
+
+
+def run_soak(cfg: SoakConfig, progress: Progress | None = None,
+             on_record: Callable[[EpisodeResult], None] | None = None,
+             stop: StopSignals | None = None) -> SoakReport:
+    """Run the soak. ``stop`` receives SIGINT and SIGTERM while it runs (in the
+    main thread); a new one is made when none is given."""
+    stop = stop or StopSignals()
+    report = SoakReport(cfg, {p.value: PolicyStats() for p in cfg.policies})
+    with stop.installed():
+        try:
+            with stop.deferred():  # boots kernels in this process: never interrupted halfway
+                report.empty_rate = empty_rate(cfg.policies, cfg.settings)
+            run_workers(cfg, report, stop, progress, on_record)
+            if not stop.requested():
+                verify_replays(report, cfg, stop)
+        except KeyboardInterrupt:
+            pass
+    if stop.requested():
+        report.interrupted = True
+        report.signal = stop.signum
+    return report
+
+
+def run_workers(cfg: SoakConfig, report: SoakReport, stop: StopSignals, progress: Progress | None,
+                on_record: Callable[[EpisodeResult], None] | None) -> None:
+    settings = cfg.settings
+    ctx = multiprocessing.get_context("spawn")
+    todo = cfg.seeds()
+    plan = cfg.episodes * len(cfg.policies) if cfg.episodes is not None else 0
+    slots: list[Slot] = []
+    exhausted = False
+    deadline: float | None = None
+    t0 = time.monotonic()
+
+    def record(res: EpisodeResult) -> None:
+        report.add(res)
+        if on_record:
+            on_record(res)
+
+    def refill(slot: Slot) -> None:
+        nonlocal exhausted
+        while len(slot.queue) < 2 and not exhausted:
+            nxt = None if deadline is not None and time.monotonic() >= deadline else next(todo, None)
+            if nxt is None:
+                exhausted = True
+                return
+            slot.submit(nxt[0], nxt[1], settings)
+
+    def replace_slot(i: int, why: str) -> None:
+        """The slot's running episode crashed or hung: report it, rebuild the slot."""
+        slot = slots[i]
+        job, rest = slot.queue[0], slot.queue[1:]
+        report.harness_failures.append({"seed": job.seed, "policy": job.policy.value, "error": why})
+        slot.kill()
+        slot.close(wait=False)
+        slots[i] = Slot(ctx, stop)
+        for other in rest:  # innocent bystanders: run them again
+            slots[i].submit(other.seed, other.policy, settings)
+
+    try:
+        for _ in range(cfg.workers):
+            slots.append(Slot(ctx, stop))
+        # The clock of --seconds starts once the workers are up (~0.3 s each).
+        t0 = time.monotonic()
+        deadline = t0 + cfg.seconds if cfg.seconds is not None else None
+        for s in slots:
+            refill(s)
+        last_tick = 0.0
+        while any(s.queue for s in slots):
+            cf.wait([s.queue[0].future for s in slots if s.queue], timeout=0.1,
+                    return_when=cf.FIRST_COMPLETED)
+            now = time.monotonic()
+            for i in range(len(slots)):
+                collect(slots, i, record, report, replace_slot, now)
+                slot = slots[i]
+                if slot.queue and now - slot.queue[0].started > cfg.episode_timeout:
+                    replace_slot(i, f"worker hung: no result within {cfg.episode_timeout:g} s")
+                refill(slots[i])
+            report.wall_seconds = now - t0
+            if progress and now - last_tick >= 0.2:
+                last_tick = now
+                progress(report, plan, now - t0, None if deadline is None else deadline - now)
+    except KeyboardInterrupt:
+        stop_workers(slots, record)
+    finally:
+        for s in slots:
+            s.close(wait=True)
+        report.wall_seconds = time.monotonic() - t0
+
+
+def collect(slots: list[Slot], i: int, record: Callable[[EpisodeResult], None], report: SoakReport,
+            replace_slot: Callable[[int, str], None], now: float) -> None:
+    """Record what slot ``i`` has finished, in order; a broken worker replaces the slot."""
+    slot = slots[i]
+    while slot.queue and slot.queue[0].future.done():
+        job = slot.queue[0]
+        try:
+            res = job.future.result()
+        except cf.process.BrokenProcessPool as e:
+            replace_slot(i, "worker crashed (killed or died) during this episode" + slot.exit_detail(e))
+            return
+        except Interrupted:
+            res = None
+        except Exception as e:  # the episode itself raised: a harness bug
+            report.harness_failures.append({"seed": job.seed, "policy": job.policy.value,
+                                            "error": f"{type(e).__name__}: {e}"})
+            res = None
+        slot.queue.pop(0)
+        if res is not None:
+            record(res)
+        if slot.queue:  # the next one starts now: its hang clock too
+            slot.queue[0].started = now
+
+
+def stop_workers(slots: list[Slot], record: Callable[[EpisodeResult], None]) -> None:
+    """Stop every running episode (the worker unwinds it and joins its threads),
+    cancel the queued ones, keep what finishes within STOP_GRACE, kill the rest."""
+    for s in slots:
+        for job in s.queue[1:]:
+            job.future.cancel()
+        s.signal(signal.SIGUSR1)
+    end = time.monotonic() + STOP_GRACE
+    for s in slots:
+        for job in s.queue:
+            try:
+                record(job.future.result(timeout=max(0.0, end - time.monotonic())))
+            except (Interrupted, cf.CancelledError):
+                pass
+            except (cf.TimeoutError, Exception):
+                s.kill()
+        s.queue.clear()
+
+
+def verify_replays(report: SoakReport, cfg: SoakConfig, stop: StopSignals, budget: float = 30.0) -> None:
+    """Rerun recorded lockups in this process: how often does a seed reproduce?
+    Results go into ``report.replay_checks`` as they come (kept when stopped);
+    at most ``budget`` real seconds are spent."""
+    if cfg.verify_replays <= 0:
+        return
+    settings = replace(cfg.settings, keep=Keep.NONE, log_dir=None, inject=())
+    picked: list[EpisodeResult] = []
+    for st in report.per_policy.values():
+        picked += st.replayable[: max(1, cfg.max_verify // len(report.per_policy))]
+    deadline = time.monotonic() + budget
+    for rec in picked:
+        if time.monotonic() > deadline:
+            break
+        same = 0
+        for _ in range(cfg.verify_replays):
+            with stop.deferred():
+                try:
+                    again = run_one(rec.seed, Policy(rec.policy), settings, stop=stop.requested)
+                except Interrupted:
+                    return
+            same += again.label == rec.label
+        report.replay_checks.append({"seed": rec.seed, "policy": rec.policy, "outcome": rec.label,
+                                     "reproduced": same, "runs": cfg.verify_replays})
