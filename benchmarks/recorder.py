@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 
 from kthreads import Policy
+from stress.episode import Keep
 from stress.soak import SoakSettings, run_one
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.episodes < 1 or args.rounds < 1:
         ap.error("--episodes and --rounds must be positive")
-    base = SoakSettings(keep_log="none")
+    base = SoakSettings(keep=Keep.NONE)
     best = {True: 0.0, False: 0.0}
     for r in range(args.rounds):
         for trace in (True, False) if r % 2 == 0 else (False, True):

@@ -26,7 +26,7 @@ import threading
 import time
 
 from kthreads import Policy
-from stress import EpisodeConfig, Outcome, get_scenario, run_episode
+from stress import EpisodeConfig, Outcome, Timing, get_scenario, run_episode
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -63,7 +63,7 @@ def measure(episodes: int, speed: float, hz: int) -> dict[str, list[float]]:
     series: dict[str, list[float]] = {"kill_to_reap_start": [], "kill_to_freed": [], "kill_to_alloc": []}
     bad = 0
     for i in range(episodes):
-        res = run_episode(sc, EpisodeConfig(policy=Policy.PATCH1, speed=speed, hz=hz, seed=i))
+        res = run_episode(sc, EpisodeConfig(policy=Policy.PATCH1, seed=i, timing=Timing(speed=speed, hz=hz)))
         if res.outcome is not Outcome.RECOVERED_BY_REAPER or res.recovery_seconds is None:
             bad += 1
             continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kthreads import GFP, Kernel, Task
+from kthreads import GFP, Ev, Kernel, Task
 
 from .outcomes import Outcome
 from .verdict import blocking_tasks, chain_from
@@ -25,11 +25,14 @@ def wait_chain(k: Kernel, start: Task) -> str:
             kind = f"{hop['kind']} " if "kind" in hop else ""
             parts.append(f"sleeps in {state}" + (f" on {kind}{what}" if what else ""))
             break
-        holders = [o for o in (k.find_task_by_pid(p) for p in hop["holders"]) if o is not None]
         lock = f"{hop['kind']} {what}"
+        ahead = k.find_task_by_pid(hop["behind"]) if hop.get("behind") is not None else None
+        if ahead is not None:  # queued behind a writer, which waits for the holders
+            parts.append(f"sleeps in {state} on {lock} behind {_who(ahead)}, queued for write, which")
+            continue
+        holders = [o for o in (k.find_task_by_pid(p) for p in hop["holders"]) if o is not None]
         if not holders:
-            queued = ", behind a queued writer" if hop["queued_writer"] else ""
-            parts.append(f"sleeps in {state} on {lock}{queued}")
+            parts.append(f"sleeps in {state} on {lock} with no holder")
             break
         if hop["held_for_write"]:
             held = "held for write"
@@ -78,7 +81,7 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
             sentences.append(f"oom_reaper: busy with another mm when this victim was killed, "
                              f"so mm_to_reap refused it ({rs.dropped} dropped): never reaped.")
         elif k.stats.oom_kills and rs.reaped == 0 and rs.failed == 0 and \
-                any(e[2] == "oom_reap_forbidden" for e in k.tracer.events()):
+                any(e.name == Ev.OOM_REAP_FORBIDDEN for e in k.tracer.events()):
             sentences.append("oom_reaper: never woken for this victim "
                              "(its mm is shared with a process that may not be killed).")
         elif rs.reaped:
