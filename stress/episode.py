@@ -206,7 +206,6 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
         # What the episode showed, up to its verdict: taken before the plug is
         # pulled, so nothing the unwinding does can land in it.
         dmesg = [str(line) for line in k.dmesg()]
-        trace = format_trace(k)
         result_counters = counters(k)
         report, breaches = finish_kernel(k)
     if interrupted:
@@ -220,7 +219,7 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
         counters=result_counters, shutdown=report.format(), lockup_window=timing.window, kernel=k)
     fill_timings(k, res, roles.get("victim"))
     if keep is Keep.ALL or (keep is Keep.INTERESTING and res.interesting):
-        res.dmesg, res.trace = dmesg, trace
+        res.dmesg, res.trace = dmesg, format_trace(k)
     if log_path is not None:
         write_log(res, log_path, log_meta or {})
     return res
@@ -280,7 +279,9 @@ def fill_timings(k: Kernel, res: EpisodeResult, victim: Task | None) -> None:
     res.kill_at = kill.t
     mm_id = kill.fields.get("mm")
     for e in events:
-        if e.t < kill.t or e.name == Ev.VERDICT:
+        if e.name in (Ev.VERDICT, Ev.SHUTDOWN):
+            break
+        if e.t < kill.t:
             continue
         if res.freed_at is None and e.name in (Ev.FINISH_TASK_REAPING, Ev.EXIT_MMAP) and \
                 e.fields.get("mm") == mm_id:
@@ -291,9 +292,11 @@ def fill_timings(k: Kernel, res: EpisodeResult, victim: Task | None) -> None:
 
 
 def format_trace(k: Kernel) -> list[str]:
-    """Selected events, in ftrace's text format."""
+    """Selected events up to the shutdown, in ftrace's text format."""
     out = []
     for e in k.tracer.events():
+        if e.name == Ev.SHUTDOWN:
+            break
         if e.name not in TRACEPOINTS:
             continue
         args = " ".join(f"{key}={val}" for key, val in e.fields.items())
