@@ -61,8 +61,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     k = item.stash.get(_KERNEL, None)
     if k is None or rep.when != "call" or not rep.failed:
         return
-    from .flight import dump_jsonl, load_jsonl
-    from .postmortem import analyze
+    from .postmortem import analyze, dump_jsonl, load_jsonl
 
     path = item.stash[_LOGDIR] / (item.name.replace("/", "_") + ".jsonl")
     try:

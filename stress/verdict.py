@@ -113,7 +113,14 @@ def lockup_shape(k: Kernel) -> Shape:
 
 
 def chain_from(k: Kernel, start: Task, limit: int = 8) -> list[dict[str, Any]]:
-    """The wait-for chain from ``start``: each hop, to an allocator or a dead end."""
+    """The wait-for chain from ``start``: each hop, to an allocator or a dead end.
+
+    A task queued on a lock waits for its holders, except behind other
+    waiters on an rw_semaphore that is not held for write: then it waits for
+    the head of the queue (``behind``), a writer (a reader at the head would
+    have been granted already), which waits for the holders. ``waits_for``
+    is whom a hop waits for; the walk follows its first pid.
+    """
     hops: list[dict[str, Any]] = []
     t: Task | None = start
     seen: set[int] = set()
@@ -131,8 +138,13 @@ def chain_from(k: Kernel, start: Task, limit: int = 8) -> list[dict[str, Any]]:
                 hop["kind"] = type(w).__name__.lower()
             break
         holders = w.owner_pids()
+        held_for_write = bool(w.kind == "rw_semaphore" and w.owner is not None)
+        queue = w.waiter_pids()
+        behind = queue[0] if w.kind == "rw_semaphore" and not held_for_write and \
+            t.pid in queue and queue.index(t.pid) > 0 else None
+        waits_for = [behind] if behind is not None else holders
         hop.update(waits_on=w.name, kind=w.kind, lock_id=getattr(w, "lock_id", 0), holders=holders,
-                   held_for_write=bool(w.kind == "rw_semaphore" and w.owner is not None),
+                   waits_for=waits_for, behind=behind, held_for_write=held_for_write,
                    queued_writer=bool(getattr(w, "has_queued_writer", lambda: False)()))
-        t = k.find_task_by_pid(holders[0]) if holders else None
+        t = k.find_task_by_pid(waits_for[0]) if waits_for else None
     return hops

@@ -4,7 +4,7 @@ import json
 
 from kthreads import Completion, Kernel, VmaSpec
 from stress import EpisodeConfig, Outcome, get_scenario, run_episode
-from stress.flight import dump_jsonl, load_jsonl
+from stress.postmortem import dump_jsonl, load_jsonl
 from util import park_killable
 
 
@@ -67,3 +67,15 @@ def test_lockup_report_has_every_task_the_locks_and_the_chain(tmp_path):
     assert [hop["pid"] for hop in rep["chain"]] == [v, w] and rep["oom_aborts"] > 0
     assert rep["reaper"] is None  # policy none
     assert any("Lockup report: no allocation and no exit since" in line for line in res.dmesg)
+
+
+def test_the_header_carries_the_kernels_config_and_the_callers_meta(tmp_path):
+    k = Kernel(hung_task_timeout=7, ring_size=1000, policy="patch1")
+    k.shutdown()
+    log = load_jsonl(dump_jsonl(k, tmp_path / "h.jsonl", {"test": "t.py::test_x", "lockup_window": 9.0}))
+    h = log.header
+    assert h["hung_task_timeout"] == 7 and h["config"]["hung_task_timeout"] == 7
+    assert h["policy"] == h["config"]["policy"] == "patch1" and h["config"]["ring_size"] == 1000
+    assert h["test"] == "t.py::test_x" and log.lockup_window == 9.0 and log.origin() == "test t.py::test_x"
+    # Without a window from the harness, khungtaskd's timeout is the window.
+    assert load_jsonl(dump_jsonl(k, tmp_path / "w.jsonl", {})).lockup_window == 7.0

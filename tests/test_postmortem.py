@@ -1,6 +1,7 @@
 """postmortem: diagnosis from the log alone agrees with the model; bad logs; HTML."""
 
 import html.parser
+import json
 import shutil
 import struct
 import subprocess
@@ -8,13 +9,16 @@ import zlib
 
 import pytest
 
-from kthreads import Policy
-from stress import SCENARIOS, EpisodeConfig, get_scenario, run_episode
+from kthreads import Completion, Kernel, Policy, RwSemaphore
+from stress import SCENARIOS, SOAK_TIMING, EpisodeConfig, WorkloadDriver, WorkloadParams, get_scenario, run_episode
 from stress.cli import ExitStatus, main
-from stress.flight import load_jsonl
-from stress.postmortem import analyze
-from stress.soak import SoakSettings, run_one
-from stress.timeline import render_html
+from stress.explain import wait_chain
+from stress.outcomes import Outcome, Shape
+from stress.postmortem import analyze, dump_jsonl, format_text, load_jsonl, render_html, replay
+from stress.postmortem import wait_chain as postmortem_chain
+from stress.scenarios import sleeps_on
+from stress.sequencer import Sequencer
+from stress.verdict import chain_from
 
 CASES = [(name, policy) for name in SCENARIOS for policy in Policy]
 
@@ -33,7 +37,7 @@ def assert_agrees(log):
         assert d.victims[0] in v["victims"]
         model_chain = [hop["pid"] for hop in v["chain"]]
         assert d.chain == model_chain, (d.sentence, v["chain"])
-        assert d.locks == [hop["waits_on"] for hop in v["chain"] if "holders" in hop and hop["holders"]]
+        assert d.locks == [hop["waits_on"] for hop in v["chain"] if hop.get("waits_for")]
         assert str(d.chain[0]) in d.sentence and f"aborted {a.oom_aborts} times" in d.sentence
     return a
 
@@ -62,13 +66,19 @@ def test_wording_per_shape(tmp_path):
 
 
 def test_soak_episodes_agree_too(tmp_path):
-    settings = SoakSettings(keep_log="all", log_dir=str(tmp_path))
     lockups = 0
     for seed in range(40):
         for policy in Policy:
-            rec = run_one(seed, policy, settings)
-            assert_agrees(load_jsonl(tmp_path / f"seed{seed}-{policy.value}.jsonl"))
-            lockups += "lockup" in rec.label
+            path = tmp_path / f"seed{seed}-{policy.value}.jsonl"
+            res = run_episode(WorkloadDriver.from_seed(seed, WorkloadParams()),
+                              EpisodeConfig(policy=policy, seed=seed, timing=SOAK_TIMING), log_path=path)
+            log = load_jsonl(path)
+            assert log.header["lockup_window"] == SOAK_TIMING.window
+            assert format_text(analyze(log)).splitlines()[0].endswith(
+                f"soak seed {seed}, policy {policy.value}, {len(log.events)} events, "
+                f"{analyze(log).t_end:.3f} model seconds")
+            assert_agrees(log)
+            lockups += "lockup" in res.label
     assert lockups >= 3
 
 
@@ -187,7 +197,7 @@ def test_html_renders_in_headless_chromium(lockup_log, tmp_path):
 def test_a_chain_longer_than_one_lock_is_told_hop_by_hop(tmp_path):
     """victim -> lock_a (held by middle) -> lock_b (held by writer, looping in the allocator)."""
     from kthreads import GFP_KERNEL, Completion, Kernel, Mutex, VmaSpec, alloc_pages
-    from stress.flight import dump_jsonl
+    from stress.postmortem import dump_jsonl
     from stress.lockup_report import record_verdict
     from stress.outcomes import Outcome
     from stress.verdict import classify, lockup_shape
@@ -228,3 +238,103 @@ def test_a_chain_longer_than_one_lock_is_told_hop_by_hop(tmp_path):
     assert d.chain == [v.pid, m.pid, w.pid] and d.locks == ["lock_a", "lock_b"]
     assert (f"waiting for mutex lock_a held by pid {m.pid} (middle), which waits for mutex lock_b "
             f"held by pid {w.pid} (writer), which has looped in the page allocator") in d.sentence
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
+
+
+def write(path, recs):
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+def name_of(record):
+    return record["record"]["extra"]["event"]
+
+
+@pytest.fixture(scope="module")
+def recovered_log(tmp_path_factory):
+    p = tmp_path_factory.mktemp("pm") / "recovered.jsonl"
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="patch1"), log_path=str(p))
+    assert res.outcome is Outcome.RECOVERED_BY_REAPER
+    return p
+
+
+@pytest.mark.parametrize("cut_after", ["oom_kill", "finish_task_reaping"])
+def test_a_truncated_log_of_a_recovered_run_is_undetermined_not_a_lockup(recovered_log, tmp_path, capsys,
+                                                                          cut_after):
+    """Cut where the victim still sleeps in D on inode_lock: tasks are alive,
+    but nothing shows a lockup (no hung task, no stall as long as the window)."""
+    recs = records(recovered_log)
+    end = next(i for i, r in enumerate(recs) if name_of(r) == cut_after)
+    cut = write(tmp_path / "cut.jsonl", recs[:end + 1])
+    d = analyze(load_jsonl(cut)).diagnosis
+    assert d.outcome is Outcome.UNDETERMINED and d.shape is None and d.partial
+    assert d.sentence.startswith("the log ends at ") and "tasks alive" in d.sentence
+    assert "no lockup evidence" in d.sentence and "pid 101 (victim) in D on inode_lock" in d.sentence
+    assert f"the last event: {cut_after} of pid 101 (victim)" in d.sentence
+    assert any("events missing at the end" in p for p in d.problems)
+    assert main(["postmortem", str(cut)]) == ExitStatus.OK
+    assert "outcome: undetermined\ndiagnosis: the log ends at" in capsys.readouterr().out
+
+
+def test_a_lockup_log_without_its_verdict_is_a_lockup_from_its_events_alone(lockup_log, tmp_path):
+    recs = [r for r in records(lockup_log) if name_of(r) not in ("verdict", "lockup_report")]
+    d = analyze(load_jsonl(write(tmp_path / "noverdict.jsonl", recs))).diagnosis
+    full = analyze(load_jsonl(lockup_log)).diagnosis
+    assert (d.outcome, d.shape, d.chain) == (Outcome.LOCKUP, Shape.MUTEX, full.chain)
+
+
+def test_without_a_hung_task_report_a_stall_is_undetermined(lockup_log, tmp_path):
+    recs = [r for r in records(lockup_log) if name_of(r) != "hung_task"]
+    d = analyze(load_jsonl(write(tmp_path / "nohung.jsonl", recs))).diagnosis
+    assert d.outcome is Outcome.UNDETERMINED
+    assert "no lockup evidence: no hung-task report for a task still in D" in d.sentence
+
+
+def test_a_stall_shorter_than_the_headers_lockup_window_is_undetermined(lockup_log, tmp_path):
+    recs = records(lockup_log)
+    recs[0]["record"]["extra"]["fields"]["lockup_window"] = 1000
+    d = analyze(load_jsonl(write(tmp_path / "window.jsonl", recs))).diagnosis
+    assert d.outcome is Outcome.UNDETERMINED and "less than the 1000 s lockup window" in d.sentence
+
+
+@pytest.mark.parametrize("holder", ["harness", "task"])
+def test_a_reader_behind_a_queued_writer_waits_for_that_writer(holder, tmp_path):
+    """Both walkers (the model's and the log's) go reader -> queued writer -> holders."""
+    k = Kernel(nr_pages=256)
+    try:
+        seq = Sequencer(k)
+        sem, done = RwSemaphore("sem", k), Completion("done")
+
+        def hold_for_read(t):
+            with sem.read():
+                done.wait_for_completion_killable()
+
+        if holder == "harness":
+            sem.down_read()  # a holder the log cannot see: the rwsem has no task holding it
+            holders = []
+        else:
+            h = k.fork("holder", hold_for_read)
+            seq.until("holder holds sem for read", lambda: h in sem.readers())
+            holders = [h.pid]
+        w = k.fork("writer", lambda t: sem.down_write() or sem.up_write())
+        seq.until("writer queues", sleeps_on(w, sem))
+        r = k.fork("reader", lambda t: sem.down_read() or sem.up_read())
+        seq.until("reader queues behind it", sleeps_on(r, sem))
+        model = [hop["pid"] for hop in chain_from(k, r)]
+        text = wait_chain(k, r)
+        log = load_jsonl(dump_jsonl(k, tmp_path / "rwsem.jsonl", {}))
+        replayed = replay(log)
+        tasks, locks, hops = postmortem_chain(replayed, replayed.tracks[r.pid])
+        assert model == [t.pid for t in tasks] == [r.pid, w.pid, *holders]
+        assert [lk.name for lk in locks] == ["sem"] * (1 + len(holders))
+        assert f"behind pid {w.pid} (writer) queued for write" in hops
+        assert f"on rw_semaphore sem behind writer (pid {w.pid}), queued for write" in text
+        if holder == "harness":
+            sem.up_read()
+        done.complete_all()
+        seq.until("everybody exited", lambda: all(t.state_letter == "X" for t in k.tasks() if not t.is_kthread))
+    finally:
+        k.shutdown()

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 from html import escape
 
-from .postmortem import Analysis
+from kthreads import Ev
 
+from .analysis import Analysis
+from .replay import TaskKind
+from .report import describe_source
+
+KIND_ORDER = {TaskKind.USER: 0, TaskKind.UNKNOWN: 1, TaskKind.KTHREAD: 2}
 STATE_COLOURS = {"R": "#7fbf7f", "S": "#9fc5e8", "D": "#e06666", "alloc": "#f6b26b", "Z": "#cccccc",
                  "X": "#eeeeee"}
-MARKER_COLOURS = {"oom_kill": "#990000", "start_task_reaping": "#38761d", "finish_task_reaping": "#38761d",
-                  "skip_task_reaping": "#b45f06", "reap_failed": "#b45f06", "reap_dropped": "#b45f06",
-                  "wake_reaper": "#274e13", "hung_task": "#741b47", "verdict": "#000000", "panic": "#000000"}
+MARKER_COLOURS = {Ev.OOM_KILL.value: "#990000", Ev.START_TASK_REAPING.value: "#38761d",
+                  Ev.FINISH_TASK_REAPING.value: "#38761d", Ev.SKIP_TASK_REAPING.value: "#b45f06",
+                  Ev.REAP_FAILED.value: "#b45f06", Ev.REAP_DROPPED.value: "#b45f06",
+                  Ev.WAKE_REAPER.value: "#274e13", Ev.HUNG_TASK.value: "#741b47",
+                  Ev.VERDICT.value: "#000000", Ev.PANIC.value: "#000000"}
 
 
 def render_html(a: Analysis, width: int = 1100) -> str:
-    rows = sorted(a.tracks.values(), key=lambda t: (t.kthread, t.pid))
+    rows = sorted(a.tracks.values(), key=lambda t: (KIND_ORDER[t.kind], t.pid))
     left, row_h, top = 170, 34, 40
     span = max(a.t_end, 1e-6)
     scale = (width - left - 20) / span
@@ -28,7 +35,7 @@ def render_html(a: Analysis, width: int = 1100) -> str:
     svg = []
     for i, t in enumerate(rows):
         y = top + i * row_h
-        title = (f"pid {t.pid} {t.comm}" + (" (kthread)" if t.kthread else "")
+        title = (f"pid {t.pid} {t.comm}" + ("" if t.kind is TaskKind.USER else f" ({t.kind.value})")
                  + (f", TIF_MEMDIE since {t.memdie_since:.3f}" if t.memdie_since is not None else "")
                  + (f", SIGKILL at {t.sigkill_at:.3f}" if t.sigkill_at is not None else ""))
         svg.append(f'<g class="row" data-pid="{t.pid}" data-comm="{escape(t.comm)}">'
@@ -70,7 +77,7 @@ def render_html(a: Analysis, width: int = 1100) -> str:
         svg.append("</g>")
     height = top + len(rows) * row_h + 20
     for m in a.markers:
-        if m.kind == "skip_task_reaping" and len(a.markers) > 200:
+        if m.kind == Ev.SKIP_TASK_REAPING.value and len(a.markers) > 200:
             continue
         colour = MARKER_COLOURS.get(m.kind, "#444444")
         row = next((i for i, t in enumerate(rows) if t.pid == m.pid), None)
@@ -88,10 +95,9 @@ def render_html(a: Analysis, width: int = 1100) -> str:
     legend = " ".join(f'<span class="key" style="background:{c}">{k}</span>' for k, c in STATE_COLOURS.items())
     partial = (f'<p id="partial" class="partial">Partial analysis: {escape("; ".join(d.problems))}</p>'
                if d.partial else "")
-    h = a.log.header
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>OOM-reaper lab post-mortem: {escape(d.outcome)}</title>
+<title>OOM-reaper lab post-mortem: {escape(d.outcome.value)}</title>
 <style>
 body {{ font: 14px/1.4 sans-serif; margin: 16px; color: #222; background: #fff; }}
 #diagnosis {{ background: #fff2cc; border: 1px solid #e0c068; padding: 8px 12px; }}
@@ -100,10 +106,10 @@ svg text {{ font: 11px monospace; fill: #222; }}
 .key {{ display: inline-block; padding: 0 8px; margin-right: 4px; border: 1px solid #999; }}
 </style></head>
 <body>
-<h1>Post-mortem: <span id="outcome">{escape(d.outcome)}{' (' + escape(d.shape) + ')' if d.shape else ''}</span></h1>
+<h1>Post-mortem: <span id="outcome">{escape(d.headline())}</span></h1>
 <p id="diagnosis">{escape(d.sentence)}</p>
 {partial}
-<p>policy {escape(str(h.get('policy')))}, {len(a.log.events)} events, {a.t_end:.3f} model seconds.
+<p>{escape(describe_source(a))}.
 States: {legend}; lock holds are the thin purple bars; dashed lines mark OOM kills, reaps, hung tasks
 and the verdict. Hover for details.</p>
 <svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"
