@@ -1,8 +1,11 @@
 """The pytest plugin, exercised through pytester in a subprocess."""
 
+import re
 from importlib.metadata import entry_points
 
 import pytest
+
+from stress.postmortem import analyze, format_text, load_jsonl
 
 pytestmark = pytest.mark.skipif(
     not any(e.name == "oom_lab" for e in entry_points(group="pytest11")),
@@ -93,3 +96,104 @@ def test_gate(kernel, sequencer):
 ''')
     res = pytester.runpytest_subprocess()
     res.assert_outcomes(passed=1)
+
+
+# README's example ("Your own lockup tests: the pytest plugin"), verbatim. README
+# promises that with policy="none" its report reads "lockup (mutex): pid 101 (victim) ...".
+README_EXAMPLE = '''
+import pytest
+from kthreads import GFP_KERNEL, Mutex, VmaSpec, alloc_pages
+
+@pytest.mark.kernel_config(policy="patch1")
+def test_the_reaper_breaks_lockup_a(kernel, sequencer):
+    inode_lock = Mutex("inode_lock", kernel)
+
+    def writer(t):
+        with inode_lock:
+            sequencer.wait("allocate")
+            alloc_pages(GFP_KERNEL)      # memory is gone: loops in the allocator
+
+    def victim(t):
+        with inode_lock:                 # TASK_UNINTERRUPTIBLE: SIGKILL cannot wake it
+            pass
+
+    w = kernel.fork("writer", writer, vmas=[VmaSpec(pages=40)])
+    sequencer.until("writer holds inode_lock", lambda: inode_lock.owner is w)
+    v = kernel.fork("victim", victim, vmas=[VmaSpec(pages=960)])
+    sequencer.until("victim sleeps on inode_lock", lambda: v.state_letter == "D")
+    sequencer.release("allocate")
+    sequencer.until("both exited", lambda: w.state_letter == v.state_letter == "X")
+    assert kernel.reaper_state.reaped == 1
+'''
+
+
+def log_path(out: str) -> str:
+    return re.search(r"flight recorder: (\S+\.jsonl)", out).group(1)
+
+
+def test_readmes_example_under_policy_none_reports_the_promised_lockup(pytester):
+    """The default kernel (hung_task_timeout 120 s, speed 50) and the
+    Sequencer's default 5 s step: the failing step is 250 model seconds in,
+    past khungtaskd's report, so the model's verdict is a lockup."""
+    pytester.makepyfile(README_EXAMPLE.replace('policy="patch1"', 'policy="none"'))
+    res = pytester.runpytest_subprocess("-p", "no:randomly")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "'both exited' did not happen within 5 s" in out
+    assert "lockup (mutex): pid 101 (victim) has been in D state" in out
+    assert "waiting for mutex inode_lock held by pid 100 (writer)" in out and "oom_reaper: not running" in out
+    log = load_jsonl(log_path(out))
+    assert not log.partial and log.header["test"].endswith("::test_the_reaper_breaks_lockup_a")
+
+
+def test_a_plain_failure_with_live_tasks_is_not_called_a_lockup(pytester):
+    pytester.makepyfile('''
+from kthreads import TASK_INTERRUPTIBLE, Completion, sleep_on
+
+def test_plain_failure(kernel, sequencer):
+    done = Completion("done")
+    t = kernel.fork("sleeper", lambda t: sleep_on(TASK_INTERRUPTIBLE, done, done.completion_done))
+    sequencer.until("it sleeps", lambda: t.state_letter == "S")
+    assert False, "the test's own failure"
+''')
+    res = pytester.runpytest_subprocess("-p", "no:randomly")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "the test's own failure" in out
+    assert re.search(r"undetermined: the log ends at [0-9.]+ s with 1 task alive "
+                     r"\(pid 100 \(sleeper\) in S on done since [0-9.]+ s\); no lockup evidence: ", out)
+    assert "lockup (" not in out
+    # A log from a test says so in its header, and in the post-mortem's first line.
+    first = format_text(analyze(load_jsonl(log_path(out)))).splitlines()[0]
+    assert ": test test_a_plain_failure_with_live_tasks_is_not_called_a_lockup.py::test_plain_failure, " \
+        "policy none, " in first and "?" not in first
+
+
+def test_the_sequencers_step_timeout_comes_from_a_marker(pytester):
+    pytester.makepyfile('''
+import pytest
+
+@pytest.mark.sequencer_timeout(0.2)
+def test_short_steps(kernel, sequencer):
+    assert sequencer.timeout == 0.2
+    sequencer.until("never", lambda: False)
+
+def test_default_steps(kernel, sequencer):
+    assert sequencer.timeout == 5.0
+
+@pytest.mark.sequencer_timeout("soon")
+def test_bad_timeout(kernel, sequencer):
+    pass
+
+@pytest.mark.kernel_config(polcy="none")
+def test_bad_kernel_config(kernel):
+    pass
+''')
+    res = pytester.runpytest_subprocess("-p", "no:randomly")
+    res.assert_outcomes(passed=1, failed=1, errors=2)
+    out = res.stdout.str()
+    assert "step 1 'never' did not happen within 0.2 s" in out
+    assert "sequencer_timeout: expected one positive number of seconds, got ('soon',)" in out
+    assert "kernel_config: KernelConfig.__init__() got an unexpected keyword argument 'polcy'" in out
+    assert "During handling" not in out
+    assert "def kernel(" not in out and "def _step_timeout(" not in out  # one line, no plugin traceback
