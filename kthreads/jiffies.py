@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 HZ_MIN, HZ_MAX = 100, 1000
-#: No real sleep here is shorter than ~0.06 ms (PERF-NOTES.md). A jiffy below
+#: No real sleep here is shorter than ~0.06 ms (docs/PERF-NOTES.md). A jiffy below
 #: this floor turns every one-jiffy sleep into a busy loop fighting for the GIL.
 MIN_REAL_JIFFY = 1e-4
 
