@@ -2,6 +2,11 @@
 
 Plug-aware like every wait in the model, so a scenario blocked on a step
 that never comes is still unwound by ``Kernel.shutdown()``.
+
+Two spellings of a killable wait: ``wait_for_completion_killable()`` is the
+kernel's (returns 0, or -EINTR and leaves unwinding to the caller);
+``wait_killable()`` is the Pythonic one (raises ``SigKill``, so the task
+unwinds into do_exit by itself).
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .errors import Errno
+from .errors import Errno, SigKill
 from .sched import Parker, SleepResult, TaskState, current, current_parker, sleep_on
 
 #: complete_all() leaves done at this value: every later wait passes at once.
@@ -58,8 +63,17 @@ class Completion:
         self._wait(TaskState.TASK_UNINTERRUPTIBLE, None)
 
     def wait_for_completion_killable(self) -> int:
+        """TASK_KILLABLE: 0 once completed, -EINTR if a fatal signal woke the
+        task first (the caller decides how to unwind, as in the kernel)."""
         res = self._wait(TaskState.TASK_KILLABLE, None)
         return 0 if res is SleepResult.WOKEN else -Errno.EINTR
+
+    def wait_killable(self) -> None:
+        """TASK_KILLABLE; raises ``SigKill`` if a fatal signal wakes the task
+        first, so the body unwinds (its ``with`` blocks release their locks)
+        into do_exit. From a task only: a harness thread has no signals."""
+        if self.wait_for_completion_killable() != 0:
+            raise SigKill()
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` real seconds (harness threads and tasks)."""

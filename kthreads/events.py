@@ -43,6 +43,13 @@ class Ev(str, enum.Enum):
     ALLOC_SUCCESS = "alloc_success"
     ALLOC_FAIL = "alloc_fail"
     ALLOC_STALL = "alloc_stall"
+    # A looping slow path's iterations that were counted, not recorded:
+    # loops (iterations so far), retries (counted since the previous
+    # alloc_retry of this slow path), aborts and invocations (the oom_abort
+    # and oom_invoke events among them), since (model time the slow path
+    # started), final (the loop ended). Every model second while it loops,
+    # and once at its end.
+    ALLOC_RETRY = "alloc_retry"
     # the OOM killer
     OOM_INVOKE = "oom_invoke"
     OOM_ABORT = "oom_abort"

@@ -1,8 +1,12 @@
-"""A task's life on its thread, and its death: do_exit -> exit_mm -> mmput."""
+"""A task's life on its thread, and its death: do_exit -> exit_mm -> mmput.
+
+``task_main`` is what the kernel hands every task's thread to run.
+"""
 
 from __future__ import annotations
 
 from .errors import ModelBug, OomPanic, PlugPulled, SigKill
+from .events import Ev
 from .lockdep import held_lock_name
 from .mm import mmdrop, mmgrab, mmput
 from .oom_kill import exit_oom_victim
@@ -47,14 +51,14 @@ def task_main(task: Task) -> None:
 def do_exit(task: Task) -> None:
     kernel = task.kernel
     task.flags |= PF.PF_EXITING
-    kernel.tracer.record("sched_process_exit_start", task.pid, task.comm, reason=task.exit_reason)
+    kernel.tracer.record(Ev.SCHED_PROCESS_EXIT_START, task.pid, task.comm, reason=task.exit_reason)
     # Whatever the task allocated for itself and still holds goes back.
     pages, task.kernel_pages = task.kernel_pages, []
     kernel.zone.free_pages(pages, task)
     for held in list(task.held_locks):
         # Exiting with a lock held: lockdep would complain; the model keeps
         # the lock held (nobody can release it any more) and records it.
-        kernel.tracer.record("exit_with_lock_held", task.pid, task.comm, lock=held_lock_name(held))
+        kernel.tracer.record(Ev.EXIT_WITH_LOCK_HELD, task.pid, task.comm, lock=held_lock_name(held))
     exit_mm(task)
     exit_notify(task)
 
@@ -102,6 +106,9 @@ def exit_notify(task: Task) -> None:
             task.state = TaskState.EXIT_ZOMBIE
         elif not others_alive and leader is not task and leader.state & TaskState.EXIT_ZOMBIE:
             leader.state = TaskState.EXIT_DEAD
-    kernel.stats.task_exits += 1
+        # Counted under tasklist_lock, which pulling the plug takes too: an
+        # exit is counted only if it finished before the pull.
+        if not kernel.plug_pulled:
+            kernel.stats.task_exits += 1
     kernel.note_progress()
-    kernel.tracer.record("sched_process_exit", task.pid, task.comm, reason=task.exit_reason)
+    kernel.tracer.record(Ev.SCHED_PROCESS_EXIT, task.pid, task.comm, reason=task.exit_reason)

@@ -8,24 +8,40 @@ off one ``Kernel`` object, so runs never leak into each other.
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 import time
 import traceback
 import weakref
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 from .atomic import Atomic
+from .errors import ModelBug, PlugPulled
+from .events import Ev
+from .exit import task_main
+from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .page_alloc import Zone
+from .oom_reaper import Patch1Ops, ReaperState
+from .policy import Policy, PolicyOps
 from .rwsem import RwSemaphore
-from .policy import Policy, PolicyOps, policy_ops
 from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, current
 from .snapshot import KernelSnapshot, ReaperStatus, take_snapshot
+from .stacktrace import thread_stacks
 from .trace import DmesgLine, LogLevel, Tracer
+from .zone import Zone
+
+#: Which ops class boots each design.
+POLICY_OPS: dict[Policy, type[PolicyOps]] = {
+    Policy.NONE: PolicyOps,
+    Policy.PATCH1: Patch1Ops,
+}
+
+#: Real seconds a model decision may wait for the plug lock (held only for
+#: the few microseconds of another decision, or of pulling the plug).
+PLUG_LOCK_DEADLINE = 5.0
 
 
 @dataclass(frozen=True)
@@ -40,11 +56,17 @@ class KernelConfig:
     wmark_high: int | None = None
     policy: Policy = Policy.NONE
     hung_task_timeout: float = 120.0  # /proc/sys/kernel/hung_task_timeout_secs; 0 disables
-    hung_task_check_interval: float | None = None  # default: hung_task_timeout / 4 (4.19's knob)
+    # Model seconds between two khungtaskd checks. Default hung_task_timeout / 4:
+    # the lab's choice, so that a hang is reported soon after the timeout.
+    # Linux 4.6 has no such knob and checks once per hung_task_timeout;
+    # matching it is a known open fidelity item.
+    hung_task_check_interval: float | None = None
     alloc_stall_secs: float = 10.0  # "page allocation stalls" every this long
     ring_size: int = 65536  # flight-recorder events kept (older ones are overwritten)
     trace: bool = True  # the flight recorder; off only to measure its cost
-    shutdown_timeout: float = 5.0  # real seconds to join every thread
+    # Real seconds shutdown() waits for every thread to be joined. None: scale
+    # with the run, max(5 s, 5 ms per thread).
+    shutdown_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, Policy):
@@ -54,14 +76,23 @@ class KernelConfig:
                              "/proc/sys/kernel/hung_task_timeout_secs")
         if self.alloc_stall_secs <= 0:
             raise ValueError("alloc_stall_secs must be positive")
-        if self.shutdown_timeout <= 0:
+        if self.shutdown_timeout is not None and self.shutdown_timeout <= 0:
             raise ValueError("shutdown_timeout must be positive")
 
 
 @dataclass
 class KernelStats:
-    """Counters. Each is bumped under the lock that serialises its event
-    (oom_* under oom_lock), so no update is lost."""
+    """Counters, frozen once the plug is pulled (what follows is unwinding).
+
+    Each counter is bumped under a lock, so no update is lost, and only while
+    the plug is in: the oom_* and alloc_* counters inside a model decision
+    (``Kernel.decision()``, the plug lock; the oom_* ones also under
+    oom_lock), ``task_exits`` under tasklist_lock, which pulling the plug
+    also takes. ``last_progress`` is not a counter but a time, stored
+    without a lock on every successful allocation and exit: two racing
+    stores leave one of two times a few microseconds apart, and its readers
+    compare it with windows of model seconds.
+    """
 
     oom_invocations: int = 0
     oom_kills: int = 0
@@ -106,6 +137,44 @@ class ShutdownError(RuntimeError):
 Body = Callable[[Task], Any]
 
 
+class Decision:
+    """``with kernel.decision():`` runs its body entirely before the plug is
+    pulled, or not at all (``PlugPulled``).
+
+    Every choice the model makes (an OOM kill or abort, queueing a reap, a
+    reap, a khungtaskd report, an allocation stall warning or failure) runs
+    inside one, and so does every dmesg line and counter it produces.
+    Pulling the plug takes the same lock, so nothing is decided, printed or
+    counted after the ``shutdown`` event:
+
+        allocator (oom_lock held)          harness
+        with decision: plug still in       shutdown(): waits for the lock
+          select victim, kill, print, count
+        (lock released)                    record "shutdown", plug_pulled = True
+        out_of_memory again:
+        with decision: PlugPulled
+
+    Reentrant: a decision may call another (oom_kill_process ->
+    wake_oom_reaper) and a panic pulls the plug from inside one.
+    """
+
+    __slots__ = ("_kernel",)
+
+    def __init__(self, kernel: "Kernel") -> None:
+        self._kernel = kernel
+
+    def __enter__(self) -> None:
+        k = self._kernel
+        if not k._plug_lock.acquire(True, PLUG_LOCK_DEADLINE):
+            raise ModelBug(f"the plug lock has been held for {PLUG_LOCK_DEADLINE:g} s")
+        if k.plug_pulled:
+            k._plug_lock.release()
+            raise PlugPulled()
+
+    def __exit__(self, *exc: object) -> None:
+        self._kernel._plug_lock.release()
+
+
 class Kernel:
     """One booted model kernel. Use as a context manager, or call shutdown()."""
 
@@ -117,7 +186,7 @@ class Kernel:
         self.zone = Zone(config.nr_pages, config.wmark_min, config.wmark_low, config.wmark_high)
         self.stats = KernelStats()
         self.policy: Policy = config.policy
-        self.policy_ops: PolicyOps = policy_ops(config.policy)
+        self.policy_ops: PolicyOps = POLICY_OPS[config.policy]()
         # tasklist_lock: the task list and exit_notify's zombie bookkeeping.
         self.tasklist_lock = threading.Lock()
         self._tasks: dict[int, Task] = {}
@@ -132,6 +201,11 @@ class Kernel:
         self.oom_lock = Mutex("oom_lock", self)
         self.oom_victims = Atomic(0, "oom_victims")
         self.plug_pulled = False
+        # The plug lock: a decision checks the plug and acts under it, and
+        # pulling the plug takes it, so no decision straddles the pull
+        # (see Decision).
+        self._plug_lock = threading.RLock()
+        self._decision = Decision(self)
         self.panic_reason: str | None = None
         self.breaches: list[str] = []
         self.oopses: list[str] = []
@@ -140,16 +214,15 @@ class Kernel:
         # cheap: poke() is a no-op unless somebody is watching.
         self._changed = threading.Condition(threading.Lock())
         self._observers = 0
-        self.kthreads: dict[str, Task] = {}
-        # The oom_reaper's state (oom_reaper.ReaperState) under a reaper
-        # policy; the harness reads it through reaper_status().
-        self.reaper: Any = None
-        self.hung_tasks: dict[int, float] = {}  # pid -> model time khungtaskd reported it
+        # The oom_reaper's state and thread, set by a reaper policy's boot;
+        # the harness reads it through reaper_status().
+        self.reaper: ReaperState | None = None
+        # khungtaskd's state and thread (None: hung_task_timeout is 0).
+        self.khungtaskd: HungTaskState | None = None
         self.policy_ops.boot(self)
         if config.hung_task_timeout > 0:
-            from .hung_task import start_khungtaskd
-
-            start_khungtaskd(self)
+            self.khungtaskd = start_khungtaskd(self)
+            self.start(self.khungtaskd.task)
 
     # -- context manager ----------------------------------------------------
     def __enter__(self) -> "Kernel":
@@ -170,12 +243,12 @@ class Kernel:
             if self.plug_pulled:
                 raise RuntimeError("the kernel is shut down")
             pid = next(self._kthread_pids if flags & PF.PF_KTHREAD else self._pids)
-            task = Task(self, pid, comm, body, signal, leader, mm, flags)
+            task = Task(self, pid, comm, body, signal, leader, mm, flags, entry=task_main)
             self._tasks[task.pid] = task
             self._threads.append(task.thread)
             if mm is not None and mm.owner is None:
                 mm.owner = task
-            self.tracer.record("task_newtask", task.pid, task.comm, tgid=task.tgid,
+            self.tracer.record(Ev.TASK_NEWTASK, task.pid, task.comm, tgid=task.tgid,
                                mm=mm.id if mm else None, kthread=bool(flags & PF.PF_KTHREAD),
                                oom_score_adj=signal.oom_score_adj)
             if start:
@@ -222,10 +295,9 @@ class Kernel:
             mmput(mm)
             raise
 
-    def kthread_run(self, comm: str, body: Body) -> Task:
-        task = self._new_task(comm, body, SignalStruct(0), None, None, PF.PF_KTHREAD, True)
-        self.kthreads[comm] = task
-        return task
+    def kthread_run(self, comm: str, body: Body, start: bool = True) -> Task:
+        """A kernel thread (kthread_create, then wake_up_process unless ``start`` is False)."""
+        return self._new_task(comm, body, SignalStruct(0), None, None, PF.PF_KTHREAD, start)
 
     def start(self, task: Task) -> None:
         """Start a task forked with ``start=False`` (no-op once shut down:
@@ -264,9 +336,23 @@ class Kernel:
     def jiffies(self) -> int:
         return self.clock.jiffies()
 
+    @property
+    def hung_tasks(self) -> Mapping[int, float]:
+        """pid -> model time khungtaskd reported it hung (read-only; empty
+        without khungtaskd)."""
+        return self.khungtaskd.view if self.khungtaskd is not None else MappingProxyType({})
+
+    def decision(self) -> Decision:
+        """``with kernel.decision():`` decide only while the plug is in (see Decision)."""
+        return self._decision
+
     # -- logging ------------------------------------------------------------
     def printk(self, text: str, level: LogLevel = LogLevel.KERN_INFO,
-               task: Task | None = None) -> DmesgLine:
+               task: Task | None = None) -> DmesgLine | None:
+        """A dmesg line; None, and nothing printed, once the plug is pulled
+        (the model prints only inside decisions, which never straddle the pull)."""
+        if self.plug_pulled:
+            return None
         return self.tracer.printk(text, level, task.pid if task else 0, task.comm if task else "")
 
     def dmesg(self) -> list[DmesgLine]:
@@ -277,7 +363,10 @@ class Kernel:
 
     # -- progress, observers, failure reports --------------------------------
     def note_progress(self) -> None:
-        self.stats.last_progress = self.clock.now()
+        """An allocation succeeded or a task exited (not counted once the plug
+        is pulled: that is unwinding, not progress)."""
+        if not self.plug_pulled:
+            self.stats.last_progress = self.clock.now()
         self.poke()
 
     def poke(self) -> None:
@@ -309,15 +398,16 @@ class Kernel:
     def report_bug(self, task: Task | None, e: BaseException) -> None:
         who = f"{task.comm}/{task.pid}" if task else "harness"
         self.breaches.append(f"{type(e).__name__} in {who}: {e}")
-        self.tracer.record("bug", task.pid if task else 0, task.comm if task else "",
+        self.tracer.record(Ev.BUG, task.pid if task else 0, task.comm if task else "",
                            kind=type(e).__name__, text=str(e))
 
     def report_oops(self, task: Task, e: BaseException) -> None:
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
         self.oopses.append(f"{task.comm}/{task.pid}: {type(e).__name__}: {e}\n{tb}")
-        self.tracer.record("oops", task.pid, task.comm, kind=type(e).__name__, text=str(e))
+        self.tracer.record(Ev.OOPS, task.pid, task.comm, kind=type(e).__name__, text=str(e))
 
     def note_mm_freed(self, mm: MM) -> None:
+        """An mm struct was freed: it must own no page any more (O(1))."""
         owned = self.zone.pages_owned_by(mm)
         if owned:
             self.breaches.append(f"mm#{mm.id} freed with {owned} pages still mapped")
@@ -326,7 +416,7 @@ class Kernel:
         """The machine stops: record why and unwind every thread."""
         if self.panic_reason is None:
             self.panic_reason = message
-        self.tracer.record("panic", 0, "", text=message)
+        self.tracer.record(Ev.PANIC, 0, "", text=message)
         self.pull_plug()
 
     # -- invariants -----------------------------------------------------------
@@ -370,39 +460,62 @@ class Kernel:
         return self.reaper.status() if self.reaper is not None else ReaperStatus()
 
     # -- shutdown ---------------------------------------------------------------
-    def pull_plug(self) -> None:
-        """Make every wait and retry loop in the model unwind."""
-        self.plug_pulled = True
+    def _pull(self, deadline: float, shutting_down: bool) -> list[threading.Thread]:
+        """Set plug_pulled between two decisions; returns every thread. On
+        shutdown, also record the event and start the unstarted tasks."""
+        # Waits for a decision in progress (a few microseconds); the deadline
+        # only guards against a model bug holding the plug lock.
+        locked = self._plug_lock.acquire(True, max(0.0, deadline - time.monotonic()))
+        try:
+            if shutting_down:
+                # Marks the end of the run in the flight recorder: what
+                # follows is the harness unwinding threads, not the kernel.
+                self.tracer.record(Ev.SHUTDOWN, 0, "")
+            # Under tasklist_lock, as _new_task checks the plug: a task is
+            # either refused, or in this list (never missed).
+            with self.tasklist_lock:
+                self.plug_pulled = True
+                threads = list(self._threads)
+                if shutting_down:
+                    for th in threads:
+                        if th.ident is None:  # created with start=False: run it down
+                            th.start()
+        finally:
+            if locked:
+                self._plug_lock.release()
         for t in self.tasks():
             t.parker.unpark()
         self.poke()
+        return threads
+
+    def pull_plug(self) -> None:
+        """Make every wait and retry loop in the model unwind, once any
+        decision in progress is done; no new decision is taken after it."""
+        self._pull(time.monotonic() + PLUG_LOCK_DEADLINE, shutting_down=False)
+
+    def shutdown_deadline(self) -> float:
+        """Real seconds shutdown() allows by default: ``config.shutdown_timeout``,
+        or max(5 s, 5 ms per thread)."""
+        if self.config.shutdown_timeout is not None:
+            return self.config.shutdown_timeout
+        return max(5.0, 0.005 * len(self._threads))
 
     def shutdown(self, timeout: float | None = None) -> ShutdownReport:
         """Pull the plug, join every thread within ``timeout`` real seconds
-        (default ``config.shutdown_timeout``), report any that did not stop."""
+        (default ``shutdown_deadline()``: ``config.shutdown_timeout``, or when
+        that is None max(5 s, 5 ms per thread)), report any that did not stop."""
         if self._shutdown_report is not None:
             return self._shutdown_report
         if current() is not None and current().kernel is self:
             raise RuntimeError("shutdown() from inside a task of the same kernel")
         t0 = time.monotonic()
-        # Marks the end of the run in the flight recorder: what follows is
-        # the harness unwinding threads, not the kernel at work.
-        self.tracer.record("shutdown", 0, "")
-        with self.tasklist_lock:
-            self.plug_pulled = True
-            threads = list(self._threads)
-            for th in threads:
-                if th.ident is None:  # created with start=False: run it down through do_exit
-                    th.start()
-        self.pull_plug()
-        deadline = t0 + (self.config.shutdown_timeout if timeout is None else timeout)
+        deadline = t0 + (self.shutdown_deadline() if timeout is None else timeout)
+        threads = self._pull(deadline, shutting_down=True)
         for th in threads:
             th.join(max(0.0, deadline - time.monotonic()))
-        frames = sys._current_frames()
-        stuck = tuple(
-            StuckThread(th.name, "".join(traceback.format_stack(frames[th.ident]))
-                        if th.ident in frames else "(no frame)")
-            for th in threads if th.is_alive())
+        alive = [th for th in threads if th.is_alive()]
+        stacks = thread_stacks(alive) if alive else {}
+        stuck = tuple(StuckThread(th.name, stacks[th]) for th in alive)
         if not stuck:
             self.policy_ops.shutdown(self)
         report = ShutdownReport(len(threads) - len(stuck), stuck, time.monotonic() - t0)

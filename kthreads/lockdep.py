@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import LockBug
+from .events import Ev
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -32,21 +33,21 @@ def held_lock_at(h: HeldLock) -> str:
 
 def lock_acquired(task: "Task", lock: object, read: bool, at: object) -> None:
     task.held_locks.append((lock, read, at))
-    task.kernel.tracer.record("lock_acquire", task.pid, task.comm, lock=getattr(lock, "name", "?"),
+    task.kernel.tracer.record(Ev.LOCK_ACQUIRE, task.pid, task.comm, lock=getattr(lock, "name", "?"),
                               lock_id=getattr(lock, "lock_id", 0), kind=getattr(lock, "kind", "?"),
                               read=read)
 
 
 def lock_contended(task: "Task", lock: object, read: bool) -> None:
     """``task`` queues for ``lock``: who holds it now, and for what."""
-    task.kernel.tracer.record("lock_contended", task.pid, task.comm, lock=getattr(lock, "name", "?"),
+    task.kernel.tracer.record(Ev.LOCK_CONTENDED, task.pid, task.comm, lock=getattr(lock, "name", "?"),
                               lock_id=getattr(lock, "lock_id", 0), kind=getattr(lock, "kind", "?"),
                               read=read, owners=lock.owner_pids())
 
 
 def lock_released(task: "Task", lock: object) -> None:
     held = task.held_locks
-    task.kernel.tracer.record("lock_release", task.pid, task.comm, lock=getattr(lock, "name", "?"),
+    task.kernel.tracer.record(Ev.LOCK_RELEASE, task.pid, task.comm, lock=getattr(lock, "name", "?"),
                               lock_id=getattr(lock, "lock_id", 0))
     if held and held[-1][0] is lock:  # released in LIFO order: the usual case
         held.pop()

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 from .atomic import Atomic, atomic_dec_and_test, atomic_inc, atomic_inc_not_zero
 from .errors import UseAfterFree
-from .page_alloc import GFP_HIGHUSER_MOVABLE, AllocFlags, alloc_pages
+from .events import Ev
 from .rwsem import RwSemaphore
 from .sched import current
+from .zone import AllocFlags
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -63,14 +64,6 @@ _RSS_OF_KIND = {
     VmaKind.SHMEM_SHARED: MM_SHMEMPAGES,
     VmaKind.HUGETLB: None,  # hugetlb pages are not in the RSS counters
 }
-
-
-class MMF(enum.Flag):
-    """``mm->flags`` bits used by later reaper designs."""
-
-    MMF_OOM_REAPED = enum.auto()
-    MMF_OOM_SKIP = enum.auto()
-    MMF_UNSTABLE = enum.auto()
 
 
 @dataclass(frozen=True)
@@ -126,7 +119,6 @@ class MM:
         self._vmas: list[VMA] = []
         self._rss = [0, 0, 0, 0]
         self._pgtables: list[int] = []
-        self.flags = MMF(0)
         # page_table_lock: zapping and faulting the same VMA concurrently
         # (reaper vs. page fault vs. exit_mmap) must not install, free or
         # count a page twice.
@@ -190,14 +182,13 @@ class MM:
         size = spec.pages if spec.size is None else spec.size
         vma = self._new_vma(spec.kind, size, spec.locked)
         zone = self.kernel.zone
-        need = spec.pages + _pgtables_for(size)
-        if zone.nr_free < need:
+        need = spec.pages + pgtables_for(size)
+        pfns = zone.rmqueue_bulk(self, need, AllocFlags.ALLOC_NO_WATERMARKS)
+        if pfns is None:
             raise ValueError(f"zone too small: mapping {need} pages needs more than the "
                              f"{zone.nr_free} free")
-        for _ in range(_pgtables_for(size)):
-            self._pgtables.append(zone.rmqueue(self, AllocFlags.ALLOC_NO_WATERMARKS))
-        for _ in range(spec.pages):
-            vma.pages.append(zone.rmqueue(self, AllocFlags.ALLOC_NO_WATERMARKS))
+        self._pgtables.extend(pfns[spec.pages:])
+        vma.pages.extend(pfns[:spec.pages])
         vma.swap = spec.swap
         self._account(vma.kind, len(vma.pages))
         self._rss[MM_SWAPENTS] += spec.swap
@@ -210,7 +201,7 @@ class MM:
             self._rss[member] += delta
 
 
-def _pgtables_for(size: int) -> int:
+def pgtables_for(size: int) -> int:
     return (size + PTRS_PER_PTE - 1) // PTRS_PER_PTE
 
 
@@ -252,7 +243,7 @@ def mmdrop(mm: MM) -> None:
 
 def __mmdrop(mm: MM) -> None:
     mm.freed = True
-    mm.kernel.tracer.record("mm_free", 0, "", mm=mm.id)
+    mm.kernel.tracer.record(Ev.MM_FREE, 0, "", mm=mm.id)
     mm.kernel.note_mm_freed(mm)
 
 
@@ -276,7 +267,7 @@ def exit_mmap(mm: MM) -> None:
         pgtables, mm._pgtables = mm._pgtables, []
         mm._vmas = []
     mm.kernel.zone.free_pages(pgtables, mm)
-    mm.kernel.tracer.record("exit_mmap", 0, "", mm=mm.id, pages=freed + len(pgtables))
+    mm.kernel.tracer.record(Ev.EXIT_MMAP, 0, "", mm=mm.id, pages=freed + len(pgtables))
     mm.kernel.poke()
 
 
@@ -290,55 +281,3 @@ def unmap_page_range(mm: MM, vma: VMA) -> int:
         mm._rss[MM_SWAPENTS] -= swap
     mm.kernel.zone.free_pages(pages, mm)
     return len(pages)
-
-
-def handle_mm_fault(mm: MM, vma: VMA, gfp: int = GFP_HIGHUSER_MOVABLE) -> bool:
-    """Fault one page into ``vma``; False if the allocation failed (VM_FAULT_OOM).
-
-    The caller holds ``mmap_sem`` for read, as a page fault does.
-    """
-    mm.check()
-    if len(vma.pages) + vma.swap >= vma.size:
-        raise ValueError(f"fault beyond the end of a {vma.size}-page VMA")
-    pfn = alloc_pages(gfp, 0, owner=mm)
-    if pfn is None:
-        return False
-    with mm.page_table_lock:
-        mm.check()
-        vma.pages.append(pfn)
-        mm._account(vma.kind, 1)
-    return True
-
-
-def do_mmap(mm: MM, kind: VmaKind, size: int, locked: bool = False) -> VMA:
-    """Create an empty VMA; allocates its page tables (caller holds mmap_sem for write)."""
-    from .page_alloc import GFP_KERNEL
-
-    mm.check()
-    if size < 1:
-        raise ValueError("mmap of an empty range")
-    vma = mm._new_vma(kind, size, locked)
-    tables: list[int] = []
-    try:
-        for _ in range(_pgtables_for(size)):
-            pfn = alloc_pages(GFP_KERNEL, 0, owner=mm)
-            if pfn is None:
-                raise MemoryError("ENOMEM")
-            tables.append(pfn)
-    except BaseException:  # ENOMEM, or a SIGKILL/plug unwinding the allocation
-        mm.kernel.zone.free_pages(tables, mm)
-        raise
-    with mm.page_table_lock:
-        mm._pgtables.extend(tables)
-        mm._vmas.append(vma)
-    return vma
-
-
-def do_munmap(mm: MM, vma: VMA) -> int:
-    """Unmap a whole VMA (caller holds mmap_sem for write); return pages freed."""
-    mm.check()
-    freed = unmap_page_range(mm, vma)
-    with mm.page_table_lock:
-        mm._vmas.remove(vma)
-    mm.kernel.poke()
-    return freed

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Iterator
 
 from .atomic import atomic_dec_return, atomic_inc
 from .errors import OomPanic
+from .events import Ev
 from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, mmdrop, mmgrab
-from .page_alloc import PAGE_KB, format_gfp
+from .gfp import PAGE_KB, format_gfp
 from .sched import (OOM_SCORE_ADJ_MIN, PF, Task, current, fatal_signal_pending, schedule_timeout_killable,
                     send_sigkill)
 from .trace import LogLevel
@@ -161,7 +162,7 @@ def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
         return
     tsk.tif_memdie = True
     atomic_inc(kernel.oom_victims)
-    kernel.tracer.record("mark_victim", tsk.pid, tsk.comm)
+    kernel.tracer.record(Ev.MARK_VICTIM, tsk.pid, tsk.comm)
     kernel.poke()
 
 
@@ -169,7 +170,7 @@ def exit_oom_victim(kernel: "Kernel", tsk: Task) -> None:
     tsk.tif_memdie = False
     if atomic_dec_return(kernel.oom_victims) == 0:
         kernel.poke()  # oom_victims_wait: nothing in the model waits on it yet
-    kernel.tracer.record("exit_oom_victim", tsk.pid, tsk.comm)
+    kernel.tracer.record(Ev.EXIT_OOM_VICTIM, tsk.pid, tsk.comm)
 
 
 def process_shares_mm(p: Task, mm: MM) -> bool:
@@ -178,6 +179,14 @@ def process_shares_mm(p: Task, mm: MM) -> bool:
 
 def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
                      message: str = "Out of memory") -> None:
+    """Kill ``p`` and every process sharing its mm. A decision: raises
+    PlugPulled once the plug is pulled."""
+    with kernel.decision():
+        _oom_kill_process(kernel, oc, p, points, message)
+
+
+def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
+                      message: str) -> None:
     dump_header(kernel, oc, p)
     kernel.printk(f"{message}: Kill process {p.pid} ({p.comm}) score {points} or sacrifice child",
                   LogLevel.KERN_ERR, current())
@@ -208,11 +217,11 @@ def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
             continue
         if q.signal.oom_score_adj == OOM_SCORE_ADJ_MIN:
             can_oom_reap = False
-            kernel.tracer.record("oom_reap_forbidden", q.pid, q.comm, mm=mm.id,
+            kernel.tracer.record(Ev.OOM_REAP_FORBIDDEN, q.pid, q.comm, mm=mm.id,
                                  victim=victim.pid)
             continue
         send_sigkill(q)
-    kernel.tracer.record("oom_kill", victim.pid, victim.comm, points=points, mm=mm.id,
+    kernel.tracer.record(Ev.OOM_KILL, victim.pid, victim.comm, points=points, mm=mm.id,
                          can_oom_reap=can_oom_reap, by=current().pid if current() else 0)
     kernel.policy_ops.after_kill(kernel, victim, mm, can_oom_reap)
     mmdrop(mm)
@@ -225,19 +234,34 @@ def panic(kernel: "Kernel", message: str) -> None:
 
 
 def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
-    """Kill something (or find a reason not to); the caller holds oom_lock."""
+    """Kill something (or find a reason not to); the caller holds oom_lock.
+
+    A decision: once the plug is pulled it raises PlugPulled and does
+    nothing, not even count the invocation.
+    """
+    with kernel.decision():
+        killed = _out_of_memory(kernel, oc)
+    if killed:
+        # Give the victim a good chance to exit before anybody allocates
+        # again. (Linux 4.6 sleeps here holding oom_lock.)
+        schedule_timeout_killable(1, "out_of_memory")
+    return True
+
+
+def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
+    """The decision itself; True when it killed a process."""
     cur = current()
     kernel.stats.oom_invocations += 1
-    kernel.tracer.record("oom_invoke", cur.pid if cur else 0, cur.comm if cur else "",
+    kernel.tracer.record(Ev.OOM_INVOKE, cur.pid if cur else 0, cur.comm if cur else "",
                          gfp=int(oc.gfp_mask), order=oc.order)
     # If current already has SIGKILL pending or is exiting, let it have the
     # reserves so that it can get out of the way quickly.
     if cur is not None and cur.mm is not None and \
             (fatal_signal_pending(cur) or cur.flags & PF.PF_EXITING):
         mark_oom_victim(kernel, cur)
-        kernel.tracer.record("oom_current_victim", cur.pid, cur.comm)
+        kernel.tracer.record(Ev.OOM_CURRENT_VICTIM, cur.pid, cur.comm)
         kernel.policy_ops.after_kill(kernel, cur, cur.mm, True, self_victim=True)
-        return True
+        return False
     p, points = select_bad_process(kernel, oc)
     if p is None:
         dump_header(kernel, oc, None)
@@ -245,12 +269,9 @@ def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
     if p is OomScan.OOM_SCAN_ABORT:
         kernel.stats.oom_aborts += 1
         holders = [t.pid for t in kernel.tasks() if t.tif_memdie]
-        kernel.tracer.record("oom_abort", cur.pid if cur else 0, cur.comm if cur else "",
+        kernel.tracer.record(Ev.OOM_ABORT, cur.pid if cur else 0, cur.comm if cur else "",
                              memdie=holders)
         kernel.poke()
-        return True
+        return False
     oom_kill_process(kernel, oc, p, points)
-    # Give the victim a good chance to exit before anybody allocates again.
-    # (Linux 4.6 sleeps here holding oom_lock.)
-    schedule_timeout_killable(1, "out_of_memory")
     return True

@@ -16,18 +16,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .atomic import Cell, cmpxchg
+from .errors import PlugPulled
+from .events import Ev
 from .lockdep import debug_show_all_locks
 from .mm import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, mmdrop, mmget_not_zero, mmgrab,
                  mmput, unmap_page_range)
-from .page_alloc import PAGE_KB
+from .gfp import PAGE_KB
 from .policy import Policy, PolicyOps
-from .sched import TaskState, schedule_timeout_idle, sleep_on, wake_up_process
+from .sched import Task, TaskState, schedule_timeout_idle, sleep_on, wake_up_process
 from .snapshot import ReaperStatus
 from .trace import LogLevel
 
 if TYPE_CHECKING:
     from .kernel import Kernel
-    from .sched import Task
 
 MAX_OOM_REAP_RETRIES = 10
 
@@ -42,11 +43,13 @@ class ReapRequest:
     comm: str
 
 
-@dataclass
+@dataclass(eq=False)
 class ReaperState:
-    """The reaper's own bookkeeping, read by snapshots and post-mortems."""
+    """The reaper's slot, thread and bookkeeping; the harness reads it only
+    through ``Kernel.reaper_status()``."""
 
     mm_to_reap: Cell[ReapRequest]
+    task: Task  # the oom_reaper kthread
     attempts: int = 0  # trylock attempts on the current mm
     skipped: int = 0  # failed trylocks, ever
     reaped: int = 0  # mms reaped
@@ -72,13 +75,19 @@ class ReaperState:
 
 
 def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
-    """Queue ``mm`` for the reaper; False if the slot was busy (not reaped)."""
-    state: ReaperState | None = kernel.reaper
+    """Queue ``mm`` for the reaper; False if the slot was busy (not reaped),
+    if there is no reaper, or once the plug is pulled (nothing is queued then)."""
+    state = kernel.reaper
     if state is None:
         return False
-    reaper = kernel.kthreads.get("oom_reaper")
-    if reaper is None:
+    try:
+        with kernel.decision():
+            return _queue_reap(kernel, state, victim, mm)
+    except PlugPulled:
         return False
+
+
+def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) -> bool:
     # Pin the struct with mm_count, not mm_users: the victim's own exit must
     # still be able to tear the address space down while the request waits.
     mmgrab(mm)
@@ -88,21 +97,28 @@ def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
     #   CPU0: cmpxchg(NULL -> mm0) wins     CPU1: cmpxchg(NULL -> mm1) sees mm0
     #   CPU0: wake_up(oom_reaper)            CPU1: mmdrop(mm1)   (not reaped)
     if cmpxchg(state.mm_to_reap, None, req) is None:
-        kernel.tracer.record("wake_reaper", victim.pid, victim.comm, mm=mm.id)
-        wake_up_process(reaper)
+        kernel.tracer.record(Ev.WAKE_REAPER, victim.pid, victim.comm, mm=mm.id)
+        wake_up_process(state.task)
         return True
     busy = state.mm_to_reap.read()  # once: the reaper may clear it meanwhile
     state.dropped += 1
     state.dropped_mm_ids.add(mm.id)
-    kernel.tracer.record("reap_dropped", victim.pid, victim.comm, mm=mm.id,
+    kernel.tracer.record(Ev.REAP_DROPPED, victim.pid, victim.comm, mm=mm.id,
                          busy_with=busy.pid if busy is not None else None)
     mmdrop(mm)
     return False
 
 
-def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
-    """One attempt: True when done (reaped, or nothing left to reap)."""
-    state: ReaperState = kernel.reaper
+def __oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
+    """One attempt: True when done (reaped, or nothing left to reap).
+
+    A decision: once the plug is pulled the reaper reaps nothing more.
+    """
+    with kernel.decision():
+        return _reap_once(kernel, state, req)
+
+
+def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
     mm = req.mm
     # atomic_inc_not_zero(mm_users): the victim may have dropped its last
     # user reference already. Then exit_mmap is (or was) freeing everything
@@ -113,17 +129,17 @@ def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
     # The mm_count pin keeps the struct itself valid for this check.
     if not mmget_not_zero(mm):
         state.raced_exit += 1
-        kernel.tracer.record("reap_raced_exit", req.pid, req.comm, mm=mm.id)
+        kernel.tracer.record(Ev.REAP_RACED_EXIT, req.pid, req.comm, mm=mm.id)
         return True
     try:
         state.attempts += 1
         if not mm.mmap_sem.down_read_trylock():
             state.skipped += 1
-            kernel.tracer.record("skip_task_reaping", req.pid, req.comm, mm=mm.id,
+            kernel.tracer.record(Ev.SKIP_TASK_REAPING, req.pid, req.comm, mm=mm.id,
                                  attempt=state.attempts)
             return False
         try:
-            kernel.tracer.record("start_task_reaping", req.pid, req.comm, mm=mm.id)
+            kernel.tracer.record(Ev.START_TASK_REAPING, req.pid, req.comm, mm=mm.id)
             freed = 0
             for vma in mm.vmas:
                 # hugetlb pages and mlocked VMAs need more than a zap; skip.
@@ -139,8 +155,8 @@ def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
                           f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
                           f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
                           f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
-                          LogLevel.KERN_INFO, kernel.kthreads.get("oom_reaper"))
-            kernel.tracer.record("finish_task_reaping", req.pid, req.comm, mm=mm.id, pages=freed)
+                          LogLevel.KERN_INFO, state.task)
+            kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed)
             kernel.poke()
         finally:
             mm.mmap_sem.up_read()
@@ -151,25 +167,24 @@ def __oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> bool:
         mmput(mm)
 
 
-def oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> None:
-    state: ReaperState = kernel.reaper
+def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> None:
     state.attempts = 0
     hz = kernel.clock.hz
     try:
         tries = 0
         while tries < MAX_OOM_REAP_RETRIES:
             tries += 1
-            if __oom_reap_vmas(kernel, req):
+            if __oom_reap_vmas(kernel, state, req):
                 return
             schedule_timeout_idle(hz // 10, "oom_reap_vmas")
-        state.failed += 1
-        state.failed_mms.append(req.mm)
-        reaper = kernel.kthreads.get("oom_reaper")
-        kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
-                      LogLevel.KERN_INFO, reaper)
-        kernel.tracer.record("reap_failed", req.pid, req.comm, mm=req.mm.id, attempts=tries)
-        for line in debug_show_all_locks(kernel):
-            kernel.printk(line, LogLevel.KERN_INFO, reaper)
+        with kernel.decision():
+            state.failed += 1
+            state.failed_mms.append(req.mm)
+            kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
+                          LogLevel.KERN_INFO, state.task)
+            kernel.tracer.record(Ev.REAP_FAILED, req.pid, req.comm, mm=req.mm.id, attempts=tries)
+            for line in debug_show_all_locks(kernel):
+                kernel.printk(line, LogLevel.KERN_INFO, state.task)
     finally:
         mmdrop(req.mm)  # the pin taken by wake_oom_reaper
 
@@ -177,13 +192,13 @@ def oom_reap_vmas(kernel: "Kernel", req: ReapRequest) -> None:
 def oom_reaper(task: "Task") -> None:
     """The kthread's main loop."""
     kernel = task.kernel
-    state: ReaperState = kernel.reaper
+    state = kernel.reaper
     cell = state.mm_to_reap
     while True:
         sleep_on(TaskState.TASK_INTERRUPTIBLE, "oom_reaper", lambda: cell.read() is not None)
         req = cell.read()
         try:
-            oom_reap_vmas(kernel, req)
+            oom_reap_vmas(kernel, state, req)
         finally:
             # Free the slot only when done: until then a new victim must not
             # be queued behind our back.
@@ -195,12 +210,15 @@ class Patch1Ops(PolicyOps):
     policy = Policy.PATCH1
 
     def boot(self, kernel: "Kernel") -> None:
-        kernel.reaper = ReaperState(Cell(None, "mm_to_reap"))
-        kernel.kthread_run("oom_reaper", oom_reaper)
+        task = kernel.kthread_run("oom_reaper", oom_reaper, start=False)
+        kernel.reaper = ReaperState(Cell(None, "mm_to_reap"), task)
+        kernel.start(task)
 
     def shutdown(self, kernel: "Kernel") -> None:
-        # After every thread is joined: a request queued once the reaper had
-        # already unwound still holds its mm_count pin.
+        # After every thread is joined. Requests are queued only before the
+        # plug is pulled and the reaper's loop empties the slot whatever
+        # unwinds it, so one is left here only if the reaper thread was run
+        # down before it ever entered its loop: give its mm_count pin back.
         req = kernel.reaper.mm_to_reap.xchg(None)
         if req is not None:
             mmdrop(req.mm)

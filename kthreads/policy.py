@@ -1,7 +1,9 @@
-"""Kernel designs the lab can boot: which OOM-reaper code runs.
+"""Kernel designs the lab can boot: the ``Policy`` enum and the base ops.
 
-A policy is chosen per ``Kernel``. It decides which kernel threads start at
-boot and what the OOM killer does with a victim's mm after the kill.
+A policy is chosen per ``Kernel``. Its ops decide which kernel threads start
+at boot and what the OOM killer does with a victim's mm after the kill. The
+base class is the design without a reaper; each design's module subclasses
+it, and ``kernel.py`` maps every ``Policy`` to its ops class.
 """
 
 from __future__ import annotations
@@ -43,10 +45,3 @@ class PolicyOps:
                    self_victim: bool = False) -> None:
         """Called by the OOM killer once ``victim`` is marked and signalled."""
 
-
-def policy_ops(policy: Policy) -> PolicyOps:
-    if policy is Policy.NONE:
-        return PolicyOps()
-    from .oom_reaper import Patch1Ops
-
-    return Patch1Ops()

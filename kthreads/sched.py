@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .errors import Errno, PlugPulled, SigKill
+from .events import Ev
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -121,7 +122,8 @@ class Task:
 
     def __init__(self, kernel: "Kernel", pid: int, comm: str, body: Callable[["Task"], Any],
                  signal: SignalStruct, group_leader: Optional["Task"] = None,
-                 mm: Optional["MM"] = None, flags: PF = PF(0)) -> None:
+                 mm: Optional["MM"] = None, flags: PF = PF(0), *,
+                 entry: Callable[["Task"], None]) -> None:
         self.kernel = kernel
         self.pid = pid
         self.comm = comm[:15]  # TASK_COMM_LEN - 1
@@ -152,7 +154,7 @@ class Task:
         # Every waker unparks it; the sleeper rechecks its condition after
         # each park (see sleep_on).
         self.parker = Parker()
-        self.thread = TaskThread(self)
+        self.thread = TaskThread(self, entry)
         signal.threads.append(self)
 
     def __repr__(self) -> str:
@@ -175,18 +177,22 @@ class Task:
 
 
 class TaskThread(threading.Thread):
-    """The OS thread a ``Task`` runs on; ``current()`` reads ``.task``."""
+    """The OS thread a ``Task`` runs on; ``current()`` reads ``.task``.
 
-    def __init__(self, task: Task) -> None:
+    ``entry`` is what the thread runs as the task: the kernel passes its
+    ``task_main`` (the body, then do_exit), so scheduling does not depend on
+    the exit path.
+    """
+
+    def __init__(self, task: Task, entry: Callable[[Task], None]) -> None:
         super().__init__(name=f"{task.comm}/{task.pid}", daemon=True)
         self.task = task
+        self.entry = entry
 
     def run(self) -> None:
-        from .exit import task_main
-
         _this.task = _this.holder = self.task
         _this.parker = self.task.parker
-        task_main(self.task)
+        self.entry(self.task)
 
 
 #: Per-thread ``current``, the model's per-CPU ``current_task``: which task
@@ -252,7 +258,7 @@ def send_sigkill(p: Task) -> None:
             continue
         t.sigkill_pending = True
         signal_wake_up(t)
-    p.kernel.tracer.record("signal_generate", p.pid, p.comm, sig=9)
+    p.kernel.tracer.record(Ev.SIGNAL_GENERATE, p.pid, p.comm, sig=9)
     p.kernel.poke()
 
 
@@ -295,7 +301,7 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
     tr = kernel.tracer
     if tr.enabled:
         owners = wchan.owner_pids() if hasattr(wchan, "owner_pids") else ()
-        tr.record("sched_sleep", task.pid, task.comm, state=task_state_letter(state),
+        tr.record(Ev.SCHED_SLEEP, task.pid, task.comm, state=task_state_letter(state),
                   killable=bool(wakeable), wchan=getattr(wchan, "name", wchan),
                   lock_id=getattr(wchan, "lock_id", 0),
                   kind=getattr(wchan, "kind", "function" if isinstance(wchan, str) else
@@ -322,7 +328,7 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
     finally:
         task.state = TaskState.TASK_RUNNING
         task.wchan = None
-        tr.record("sched_wake", task.pid, task.comm)
+        tr.record(Ev.SCHED_WAKE, task.pid, task.comm)
         kernel.poke()
 
 

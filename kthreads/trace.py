@@ -1,23 +1,31 @@
 """The flight recorder: an in-memory ring of events, and printk.
 
 Recording must stay cheap: a loguru call costs 20-65 us here, a hundred
-times a lock operation (PERF-NOTES.md). Events therefore go into a bounded
-``deque`` of plain tuples, as ftrace's ring buffer does, and are written out
-through loguru only when somebody asks for them. printk lines are events too
-(name ``printk``) and are also kept in a bounded dmesg buffer of their own.
+times a lock operation (docs/PERF-NOTES.md). Events therefore go into a
+bounded ``deque`` of plain tuples, as ftrace's ring buffer does, and are
+written out through loguru only when somebody asks for them. printk lines
+are events too (name ``printk``) and are also kept in a bounded dmesg buffer
+of their own.
+
+A thread that repeats the same iteration of a retry loop can *hold back* its
+routine events for one iteration (``hold_back``/``release_held``): if the
+iteration records only routine events they are dropped and handed back to
+the caller to count; the first other event flushes them into the ring, in
+order, ahead of itself. So a looping allocator does not flood the ring.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Collection, Iterator, NamedTuple
 
 from loguru import logger
 
-from .events import TraceEvent
+from .events import Ev, TraceEvent
 from .jiffies import dmesg_stamp
 
 #: (seq, model seconds, event name, pid, comm, fields)
@@ -30,6 +38,29 @@ class LogLevel(enum.Enum):
     KERN_ERR = "ERROR"
     KERN_WARNING = "WARNING"
     KERN_INFO = "INFO"
+
+
+class HeldEvent(NamedTuple):
+    """An event held back by ``Tracer.hold_back`` (it gets its sequence
+    number only if it is flushed into the ring)."""
+
+    t: float
+    name: str
+    pid: int
+    comm: str
+    fields: dict[str, Any]
+
+
+class _Held:
+    """One thread's hold: which names are routine, what it holds, and what
+    to record ahead of a flush."""
+
+    __slots__ = ("routine", "events", "on_flush")
+
+    def __init__(self, routine: Collection[str], on_flush: Callable[[], None] | None) -> None:
+        self.routine = routine
+        self.events: list[HeldEvent] = []
+        self.on_flush = on_flush
 
 
 @dataclass(frozen=True)
@@ -45,7 +76,7 @@ class DmesgLine:
 class Tracer:
     """Per-kernel event ring and dmesg buffer."""
 
-    def __init__(self, now, ring_size: int = 65536, dmesg_size: int = 4096,
+    def __init__(self, now: Callable[[], float], ring_size: int = 65536, dmesg_size: int = 4096,
                  enabled: bool = True) -> None:
         if ring_size < 1:
             raise ValueError(f"ring size must be at least 1, got {ring_size}")
@@ -58,6 +89,15 @@ class Tracer:
         # can never be handed the same sequence number.
         self._seq = itertools.count()
         self._dmesg: deque[DmesgLine] = deque(maxlen=dmesg_size)
+        # The calling thread's hold (``.held``), if it is holding events back.
+        self._local = threading.local()
+        # Threads holding events back right now. record() reads it without
+        # the lock only to skip the thread-local lookup when nobody holds:
+        # a holder always sees its own increment, and another thread seeing
+        # a stale count only pays the lookup. The lock keeps two threads'
+        # increments and decrements from losing one another.
+        self._holders = 0
+        self._holders_lock = threading.Lock()
 
     @property
     def ring_size(self) -> int:
@@ -65,13 +105,56 @@ class Tracer:
 
     def record(self, event: str, pid: int = 0, comm: str = "", **fields: Any) -> None:
         if self.enabled:
+            if self._holders:
+                held = getattr(self._local, "held", None)
+                if held is not None:
+                    if event in held.routine:
+                        held.events.append(HeldEvent(self._now(), event, pid, comm, fields))
+                        return
+                    self._flush_held(held)
             self._ring.append((next(self._seq), self._now(), event, pid, comm, fields))
+
+    # -- holding back a retry loop's routine events --------------------------------
+    def hold_back(self, routine: Collection[str],
+                  on_flush: Callable[[], None] | None = None) -> bool:
+        """Hold back the calling thread's ``routine`` events until
+        ``release_held()``; False (nothing held) when the recorder is off.
+
+        If another event flushes them, ``on_flush()`` runs first (it may
+        record, e.g. a summary of the iterations before this one)."""
+        if not self.enabled:
+            return False
+        self._local.held = _Held(routine, on_flush)
+        with self._holders_lock:
+            self._holders += 1
+        return True
+
+    def release_held(self) -> list[HeldEvent] | None:
+        """End the hold: the events dropped, or None if another event
+        flushed them into the ring (the iteration was recorded in full)."""
+        held = getattr(self._local, "held", None)
+        if held is None:
+            return None
+        self._end_hold()
+        return held.events
+
+    def _flush_held(self, held: _Held) -> None:
+        self._end_hold()
+        if held.on_flush is not None:
+            held.on_flush()
+        for e in held.events:
+            self._ring.append((next(self._seq), e.t, e.name, e.pid, e.comm, e.fields))
+
+    def _end_hold(self) -> None:
+        self._local.held = None
+        with self._holders_lock:
+            self._holders -= 1
 
     @property
     def recorded(self) -> int:
         """Events ever recorded (kept or overwritten)."""
         ring = self.events()
-        return max(e[0] for e in ring) + 1 if ring else 0
+        return max(e.seq for e in ring) + 1 if ring else 0
 
     def events(self) -> list[TraceEvent]:
         """A snapshot of the ring, oldest first."""
@@ -85,7 +168,11 @@ class Tracer:
                pid: int = 0, comm: str = "") -> DmesgLine:
         line = DmesgLine(self._now(), level, text)
         self._dmesg.append(line)
-        self._ring.append((next(self._seq), line.seconds, "printk", pid, comm,
+        if self._holders:
+            held = getattr(self._local, "held", None)
+            if held is not None:  # a printk is never routine
+                self._flush_held(held)
+        self._ring.append((next(self._seq), line.seconds, Ev.PRINTK, pid, comm,
                            {"level": level.name, "text": text}))
         logger.log(level.value, "{}", str(line))
         return line
@@ -103,4 +190,4 @@ def lost_from(events: list[TraceEvent]) -> int:
     Counted on one snapshot, as other threads keep appending: events are
     numbered from 0, so the smallest number kept is how many went before it.
     (A number drawn but not yet appended by another thread is not a loss.)"""
-    return min(e[0] for e in events) if events else 0
+    return min(e.seq for e in events) if events else 0

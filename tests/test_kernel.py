@@ -2,11 +2,14 @@
 
 import dataclasses
 import threading
+import types
 
 import pytest
 
-from kthreads import (GFP_KERNEL, GFP_NOFS, Completion, Kernel, KernelConfig, Mutex,
-                      RwSemaphore, ShutdownError, VmaSpec, alloc_pages, schedule_timeout_killable)
+import kthreads
+from kthreads import (GFP_KERNEL, GFP_NOFS, Completion, Errno, Kernel, KernelConfig, Mutex,
+                      RwSemaphore, ShutdownError, VmaSpec, alloc_pages, schedule_timeout_killable,
+                      send_sigkill)
 from util import park_killable, park_uninterruptible
 
 
@@ -137,3 +140,41 @@ def test_config_object_and_overrides_combine():
     k = Kernel(KernelConfig(nr_pages=256), hz=250, speed=20)
     assert k.zone.nr_pages == 256 and k.clock.hz == 250
     k.shutdown()
+
+
+def test_completion_killable_waits_return_eintr_or_raise_sigkill(boot):
+    """wait_for_completion_killable() is the kernel's (-EINTR, the caller
+    unwinds); wait_killable() raises SigKill, so the body unwinds by itself."""
+    k = boot()
+    never = Completion()
+    results: list[int] = []
+    after: list[str] = []
+
+    def kernel_style(t):
+        results.append(never.wait_for_completion_killable())
+        after.append("kernel_style went on")
+
+    def pythonic(t):
+        never.wait_killable()
+        after.append("pythonic went on")  # never reached: SigKill unwinds
+
+    a, b = k.fork("kernel_style", kernel_style), k.fork("pythonic", pythonic)
+    assert k.wait_until(lambda: a.state_letter == "D" and b.state_letter == "D", 2)
+    send_sigkill(a)
+    send_sigkill(b)
+    assert k.wait_until(lambda: a.state_letter == "X" and b.state_letter == "X", 2)
+    assert results == [-Errno.EINTR] and after == ["kernel_style went on"]
+    assert a.exit_reason == b.exit_reason == "SIGKILL"  # a at its return to user space
+    done = Completion()
+    done.complete()
+    c = k.fork("completed", lambda t: done.wait_killable())
+    assert k.wait_until(lambda: c.state_letter == "X", 2) and c.exit_reason == "exit"
+
+
+def test_every_public_name_is_in_all_and_importable():
+    public = {n for n in dir(kthreads) if not n.startswith("_") and n != "logger"
+              and not isinstance(getattr(kthreads, n), types.ModuleType)}
+    assert public == set(kthreads.__all__)
+    assert len(kthreads.__all__) == len(set(kthreads.__all__))
+    for name in ("Ev", "TraceEvent", "ReaperStatus", "do_munmap", "model_call_traces"):
+        assert name in kthreads.__all__

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from kthreads import (GFP_KERNEL, OOM_SCORE_ADJ_MIN, Completion, OomControl, VmaSpec,
+from kthreads import (GFP_KERNEL, OOM_SCORE_ADJ_MIN, Completion, Ev, OomControl, VmaSpec,
                       alloc_pages, mark_oom_victim, oom_badness, select_bad_process,
                       send_sigkill)
 from kthreads.oom_kill import OomScan
@@ -73,7 +73,7 @@ def test_a_kill_logs_the_kernel_lines_and_the_victim_exits(boot):
                         r"file-rss:0kB, shmem-rss:0kB", killed[0])
     assert v.exit_reason == "SIGKILL" and not v.tif_memdie
     assert k.oom_victims.read() == 0
-    names = [e[2] for e in k.tracer.events()]
+    names = [e.name for e in k.tracer.events()]
     assert names.index("mark_victim") < names.index("sched_process_exit") < names.index("exit_oom_victim") \
         or names.index("mark_victim") < names.index("exit_oom_victim")
 
@@ -95,7 +95,7 @@ def test_current_with_sigkill_pending_takes_the_reserves_instead_of_killing(boot
     assert k.wait_until(exited(d), 2)
     assert got[0] is not None  # from the reserves
     assert k.stats.oom_kills == 0
-    assert any(e[2] == "oom_current_victim" and e[3] == d.pid for e in k.tracer.events())
+    assert any(e.name == Ev.OOM_CURRENT_VICTIM and e.pid == d.pid for e in k.tracer.events())
     never.complete()
 
 
@@ -108,13 +108,13 @@ def test_sharers_of_the_victims_mm_are_killed_unless_unkillable(boot):
         a = k.fork("allocator", lambda t: alloc_pages(GFP_KERNEL))
         assert k.wait_until(exited(a, v), 3)
         events = k.tracer.events()
-        kill = [e for e in events if e[2] == "oom_kill"][0]
-        assert kill[3] == v.pid and kill[5]["can_oom_reap"] is killed
+        kill = [e for e in events if e.name == Ev.OOM_KILL][0]
+        assert kill.pid == v.pid and kill.fields["can_oom_reap"] is killed
         if killed:
             assert k.wait_until(exited(s), 2) and s.exit_reason == "SIGKILL"
         else:
             assert not s.sigkill_pending and s.state_letter == "D"
-            assert any(e[2] == "oom_reap_forbidden" and e[3] == s.pid for e in events)
+            assert any(e.name == Ev.OOM_REAP_FORBIDDEN and e.pid == s.pid for e in events)
         never.complete_all()
 
 

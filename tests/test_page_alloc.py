@@ -1,12 +1,14 @@
 """The zone and the allocator's slow path."""
 
+import gc
 import random
+import tracemalloc
 
 import pytest
 
 from kthreads import (GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOFS, BadPageState, Completion, VmaSpec,
                       Zone, alloc_pages, format_gfp, free_page, mark_oom_victim, parse_gfp)
-from kthreads.page_alloc import AllocFlags
+from kthreads.zone import AllocFlags
 from util import exited, park_killable
 
 
@@ -143,5 +145,81 @@ def test_a_bad_batch_free_leaves_the_zone_untouched():
     z.free_page(pages[1], a)
     with pytest.raises(BadPageState, match=f"pfn {pages[1]} freed twice"):
         z.free_pages(pages, a)
-    assert z.owner[pages[0]] is a and z.owner[pages[2]] is a
+    assert z.page_owner(pages[0]) is a and z.page_owner(pages[2]) is a
     assert z.check_conservation() == [] and z.nr_free == 62
+
+
+def test_per_owner_counts_follow_every_alloc_and_free_and_ids_are_recycled():
+    z = Zone(64)
+    a, b = object(), object()
+    pa = [z.rmqueue(a, AllocFlags.ALLOC_NO_WATERMARKS) for _ in range(5)]
+    pb = z.rmqueue_bulk(b, 7, AllocFlags.ALLOC_NO_WATERMARKS)
+    assert (z.pages_owned_by(a), z.pages_owned_by(b), z.pages_owned_by(object())) == (5, 7, 0)
+    assert all(z.page_owner(p) is a for p in pa) and all(z.page_owner(p) is b for p in pb)
+    assert len(set(pa + pb)) == 12 and z.nr_free == 52
+    z.free_pages(pb, b)
+    z.free_page(pa[0], a)
+    assert (z.pages_owned_by(a), z.pages_owned_by(b)) == (4, 0)
+    assert z.page_owner(pb[0]) is None
+    c = object()  # b owns nothing any more: c may get its id, never its pages
+    pc = z.rmqueue(c, AllocFlags.ALLOC_NO_WATERMARKS)
+    with pytest.raises(BadPageState, match="freed by"):
+        z.free_page(pc, b)
+    assert z.pages_owned_by(c) == 1 and z.check_conservation() == []
+
+
+def test_rmqueue_bulk_is_all_or_nothing_and_honours_the_watermark():
+    z = Zone(64, wmark_min=4, wmark_low=5, wmark_high=6)
+    a = object()
+    assert z.rmqueue_bulk(a, 61, AllocFlags.ALLOC_WMARK_MIN) is None
+    assert z.nr_free == 64 and z.pages_owned_by(a) == 0
+    assert len(z.rmqueue_bulk(a, 60, AllocFlags.ALLOC_WMARK_MIN)) == 60
+    assert z.rmqueue(a, AllocFlags.ALLOC_WMARK_MIN) is None  # 4 left: at the watermark
+    assert z.rmqueue_bulk(a, 5, AllocFlags.ALLOC_NO_WATERMARKS) is None
+    assert len(z.rmqueue_bulk(a, 4, AllocFlags.ALLOC_NO_WATERMARKS)) == 4
+    assert z.nr_free == 0 and z.rmqueue(a, AllocFlags.ALLOC_NO_WATERMARKS) is None
+    assert z.check_conservation() == []
+
+
+def test_conservation_check_names_a_corrupted_zone():
+    z = Zone(32)
+    a = object()
+    pages = z.rmqueue_bulk(a, 3, AllocFlags.ALLOC_NO_WATERMARKS)
+    z._map[pages[0]] = ~pages[1]  # an owned page rewired as a free one: off the free list
+    assert any("not conserved" in p for p in z.check_conservation())
+    z2 = Zone(32)
+    freed = z2.rmqueue_bulk(a, 3, AllocFlags.ALLOC_NO_WATERMARKS)
+    z2.free_pages(freed, a)  # the free list: freed[2] -> freed[1] -> freed[0]
+    z2._map[freed[0]] = ~freed[2]  # ... -> freed[2] again: a loop
+    assert "a page is on the free list twice" in z2.check_conservation()
+    z2._map[20] = 7  # a page never handed out, owned
+    assert "a page never handed out is not blank" in z2.check_conservation()
+    with pytest.raises(BadPageState, match="outside the zone"):
+        z2.free_page(32, a)
+
+
+def test_an_exiting_mm_is_checked_without_scanning_the_zone(boot):
+    """note_mm_freed reads the mm's page count (O(1)): a leak is still caught."""
+    k = boot(nr_pages=256)
+    p = k.fork("p", lambda t: None, vmas=[VmaSpec(pages=10)], start=False)
+    mm = p.mm
+    assert k.zone.pages_owned_by(mm) == 10 + 1  # its pages and one page-table page
+    k.note_mm_freed(mm)  # as if it were freed now, still mapping them
+    assert k.breaches == [f"mm#{mm.id} freed with 11 pages still mapped"]
+    k.breaches.clear()
+    k.start(p)
+    assert k.wait_until(lambda: mm.freed, 2)
+    assert k.zone.pages_owned_by(mm) == 0 and k.breaches == []
+
+
+def test_a_million_page_zone_costs_four_bytes_a_page():
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        z = Zone(1_000_000)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept <= 4 * 1_000_000 + 4096, f"{kept / 1e6:.2f} bytes a page"
+    assert z.nr_free == 1_000_000 and z.check_conservation() == []

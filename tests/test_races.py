@@ -3,7 +3,8 @@
 import threading
 
 from kthreads import (GFP, GFP_KERNEL, OOM_SCORE_ADJ_MIN, Completion, Kernel, OomControl,
-                      VmaSpec, alloc_pages, do_mmap, oom_badness, select_bad_process)
+                      VmaSpec, alloc_pages, do_mmap, mmdrop, mmgrab, oom_badness,
+                      select_bad_process)
 from kthreads.oom_kill import dump_tasks
 from kthreads.oom_reaper import wake_oom_reaper
 from util import park_killable, park_uninterruptible
@@ -38,18 +39,22 @@ def test_oom_scans_never_touch_an_mm_being_torn_down(boot):
     assert errors == [] and k.breaches == []
 
 
-def test_a_reap_request_queued_after_the_reaper_stopped_is_dropped_at_shutdown():
+def test_no_reap_request_is_queued_once_the_plug_is_pulled():
+    """The reaper unwinds when the plug is pulled; an OOM kill racing with
+    that must not queue an mm (and pin it) behind its back."""
     k = Kernel(policy="patch1")
     done = Completion()
     p = k.fork("p", park_killable(done), vmas=[VmaSpec(pages=10)])
     mm = p.mm
-    reaper = k.kthreads["oom_reaper"]
-    k.plug_pulled = True  # the reaper unwinds first ...
-    reaper.parker.unpark()
-    reaper.thread.join(5)
-    assert not reaper.thread.is_alive()
-    assert wake_oom_reaper(k, p, mm)  # ... then an OOM kill still queues an mm
-    assert mm.mm_count.read() == 2
+    mmgrab(mm)  # the OOM killer's pin on the victim's mm
+    reaper = k.reaper.task
+    k.pull_plug()
+    for t in (reaper, p):
+        t.thread.join(5)
+        assert not t.thread.is_alive()
+    assert not wake_oom_reaper(k, p, mm)
+    assert mm.mm_count.read() == 1 and k.reaper_status().busy_mm is None  # no second pin
+    mmdrop(mm)
     report = k.shutdown()
     assert report.clean and mm.freed and k.check_quiescent() == []
 

@@ -6,9 +6,9 @@ from kthreads import Completion, Task, return_to_user
 
 
 def park_killable(done: Completion):
-    """A body that sleeps killably until ``done`` (or SIGKILL)."""
+    """A body that sleeps killably until ``done`` (SIGKILL unwinds it)."""
     def body(t: Task) -> None:
-        done.wait_for_completion_killable()
+        done.wait_killable()
         return_to_user(t)
     return body
 
