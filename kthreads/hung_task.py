@@ -100,11 +100,11 @@ def check_hung_uninterruptible_tasks(kernel: "Kernel", state: HungTaskState) -> 
 def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[Task, float]],
                       now: float) -> None:
     """Record every newly hung task; print reports while warnings are left,
-    then the locks held, once per pass that printed anything."""
+    then the locks held, once per pass that printed anything. The tasks
+    join ``reported`` last, so a reader that sees one there sees its report."""
     printed = [t for t, _ in hung[:max(0, state.warnings_left)]]
     traces = model_call_traces(printed) if printed else {}
     for t, since in hung:
-        state.reported[t.pid] = now
         wchan, kind, owners = describe_wchan(t.wchan)
         kernel.tracer.record(Ev.HUNG_TASK, t.pid, t.comm, seconds=int(state.timeout), wchan=wchan,
                              wchan_kind=kind, owners=list(owners), blocked_since=since)
@@ -114,6 +114,8 @@ def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[T
     if printed:
         for line in debug_show_all_locks(kernel):
             kernel.printk(line, LogLevel.KERN_INFO, state.task)
+    for t, _ in hung:
+        state.reported[t.pid] = now
 
 
 def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, trace: list[str]) -> None:
