@@ -32,15 +32,13 @@ def test_a_task_looping_for_seconds_records_a_few_events_per_second():
         h = k.fork("holder", lambda t: got.append(alloc_pages(GFP_KERNEL)))
         assert k.wait_until(lambda: k.stats.oom_kills == 1 and h.alloc_since is not None, 2)
         t0, n0 = k.clock.now(), k.tracer.recorded
+        # A log cut mid-loop still knows the loop went on: periodic summaries.
+        assert k.wait_until(lambda: any(not e.fields["final"] and e.fields["aborts"] > 0 for e in
+                                        of(k.tracer.events(), h.pid, Ev.ALLOC_RETRY)), 5)
         assert k.wait_until(lambda: k.clock.now() - t0 >= loop_secs, 5)
         t1, n1 = k.clock.now(), k.tracer.recorded
-        aborts_in_window = k.stats.oom_aborts
         # Before: ~6 events per iteration, ~HZ iterations per second.
         assert n1 - n0 <= 2 * (t1 - t0) + 10, f"{n1 - n0} events in {t1 - t0:.1f} model s"
-        assert aborts_in_window > 0  # the loop did loop
-        # A log cut here still knows the loop went on: periodic summaries.
-        assert any(not e.fields["final"] and e.fields["aborts"] > 0
-                   for e in of(k.tracer.events(), h.pid, Ev.ALLOC_RETRY))
         never.complete_all()  # V exits: its memory ends the loop
         assert k.wait_until(exited(v, h), 3)
     finally:
