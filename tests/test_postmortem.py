@@ -66,7 +66,7 @@ def test_wording_per_shape(tmp_path):
 
 
 def test_soak_episodes_agree_too(tmp_path):
-    lockups = 0
+    """Whatever each episode's outcome (real threads decide it), the log tells the same story."""
     for seed in range(40):
         for policy in Policy:
             path = tmp_path / f"seed{seed}-{policy.value}.jsonl"
@@ -78,8 +78,7 @@ def test_soak_episodes_agree_too(tmp_path):
                 f"soak seed {seed}, policy {policy.value}, {len(log.events)} events, "
                 f"{analyze(log).t_end:.3f} model seconds")
             assert_agrees(log)
-            lockups += "lockup" in res.label
-    assert lockups >= 3
+            assert analyze(log).diagnosis.outcome == res.outcome
 
 
 @pytest.fixture(scope="module")
