@@ -28,7 +28,7 @@ from .settings import SoakSettings, replay_command
 
 #: Real seconds a worker whose parent died gives its running episode to
 #: unwind (every thread joined) before it exits anyway.
-ORPHAN_GRACE = 5.0
+ORPHAN_GRACE = 2.0
 
 
 @dataclass
