@@ -4,8 +4,9 @@ A ``StopSignals`` turns either signal into a request the harness answers the
 same way (stop, join every thread and worker, report what was done). Where an
 interruption would leave threads or half-started workers behind (booting a
 kernel, spawning a worker), the request is *deferred*: noted at once and
-raised as ``KeyboardInterrupt`` when the critical section ends. Long waits
-poll ``requested()`` instead, so an episode unwinds cooperatively.
+raised as ``KeyboardInterrupt`` when the critical section ends. A section that
+waits for long (an episode, a whole soak) is *polled*: it checks
+``requested()`` at every wait and winds down by itself.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class StopSignals:
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
-        """A critical section: a stop signal arriving inside is raised at its end."""
+        """A critical section: a stop signal arriving inside is raised at its end
+        (unless an enclosing ``polled()`` section polls for it instead)."""
         self._defer += 1
         try:
             yield
@@ -62,6 +64,16 @@ class StopSignals:
             self._defer -= 1
         if self._defer == 0 and self.signum is not None:
             raise KeyboardInterrupt()
+
+    @contextmanager
+    def polled(self) -> Iterator[None]:
+        """A section that polls ``requested()`` at every wait and stops by itself:
+        a stop signal inside is only noted, never raised."""
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
 
 
 @contextmanager

@@ -35,6 +35,12 @@ def cmd_soak(args: argparse.Namespace, stop: StopSignals) -> int:
                      settings=settings, episode_timeout=getattr(args, "episode_timeout", 30.0),
                      verify_replays=getattr(args, "verify_replays", 3))
     check_outputs({"--json": args.json}, directories={"--log-dir": args.log_dir})
+    with stop.polled():  # from here on a stop signal ends the soak with its partial report
+        return soak_and_report(args, cfg, stop)
+
+
+def soak_and_report(args: argparse.Namespace, cfg: SoakConfig, stop: StopSignals) -> int:
+    settings, policies = cfg.settings, cfg.policies
     print(f"soak: policies {', '.join(p.value for p in policies)}; "
           + (f"{cfg.episodes} episodes each" if cfg.episodes else f"{cfg.seconds:g} s")
           + f"; seeds from {cfg.seed}; {cfg.workers} worker process(es); "

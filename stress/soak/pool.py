@@ -33,6 +33,19 @@ class Job:
     started: float  # when it became the running one (monotonic)
 
 
+def started(first: cf.Future, stop: StopSignals) -> int:
+    """The new worker's pid, once it answers; polls for a stop request meanwhile."""
+    end = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            return first.result(timeout=0.05)
+        except cf.TimeoutError:
+            if stop.requested():
+                raise KeyboardInterrupt() from None
+            if time.monotonic() > end:
+                raise
+
+
 class Slot:
     def __init__(self, ctx: Any, stop: StopSignals) -> None:
         self.ex: cf.ProcessPoolExecutor | None = None
@@ -40,7 +53,7 @@ class Slot:
             with stop.deferred(), signals_blocked():
                 self.ex = cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=worker_init)
                 first = self.ex.submit(worker_pid)  # spawns the process, here, signals blocked
-            self.pid = first.result(timeout=STARTUP_TIMEOUT)
+            self.pid = started(first, stop)
         except BaseException:  # stopped meanwhile, or the worker never came up
             if self.ex is not None:
                 # The child ignores SIGINT: it starts, finds the sentinel, and exits.

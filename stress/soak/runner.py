@@ -90,14 +90,15 @@ def run_soak(cfg: SoakConfig, progress: Progress | None = None,
              on_record: Callable[[EpisodeResult], None] | None = None,
              stop: StopSignals | None = None) -> SoakReport:
     """Run the soak. ``stop`` receives SIGINT and SIGTERM while it runs (in the
-    main thread); a new one is made when none is given."""
+    main thread; a new one is made when none is given); the soak polls it at
+    every wait and stops by itself, keeping what was done."""
     stop = stop or StopSignals()
     report = SoakReport(cfg, {p.value: PolicyStats() for p in cfg.policies})
-    with stop.installed():
+    with stop.installed(), stop.polled():
         try:
-            with stop.deferred():  # boots kernels in this process: never interrupted halfway
-                report.empty_rate = empty_rate(cfg.policies, cfg.settings)
-            run_workers(cfg, report, stop, progress, on_record)
+            report.empty_rate = empty_rate(cfg.policies, cfg.settings)  # ~30 ms of boots
+            if not stop.requested():
+                run_workers(cfg, report, stop, progress, on_record)
             if not stop.requested():
                 verify_replays(report, cfg, stop)
         except KeyboardInterrupt:
@@ -147,6 +148,8 @@ def run_workers(cfg: SoakConfig, report: SoakReport, stop: StopSignals, progress
     try:
         for _ in range(cfg.workers):
             slots.append(Slot(ctx, stop))
+            if stop.requested():
+                raise KeyboardInterrupt()
         # The clock of --seconds starts once the workers are up (~0.3 s each).
         t0 = time.monotonic()
         deadline = t0 + cfg.seconds if cfg.seconds is not None else None
@@ -154,6 +157,8 @@ def run_workers(cfg: SoakConfig, report: SoakReport, stop: StopSignals, progress
             refill(s)
         last_tick = 0.0
         while any(s.queue for s in slots):
+            if stop.requested():
+                raise KeyboardInterrupt()
             cf.wait([s.queue[0].future for s in slots if s.queue], timeout=0.1,
                     return_when=cf.FIRST_COMPLETED)
             now = time.monotonic()
@@ -234,11 +239,10 @@ def verify_replays(report: SoakReport, cfg: SoakConfig, stop: StopSignals, budge
             break
         same = 0
         for _ in range(cfg.verify_replays):
-            with stop.deferred():
-                try:
-                    again = run_one(rec.seed, Policy(rec.policy), settings, stop=stop.requested)
-                except Interrupted:
-                    return
+            try:
+                again = run_one(rec.seed, Policy(rec.policy), settings, stop=stop.requested)
+            except Interrupted:
+                return
             same += again.label == rec.label
         report.replay_checks.append({"seed": rec.seed, "policy": rec.policy, "outcome": rec.label,
                                      "reproduced": same, "runs": cfg.verify_replays})
