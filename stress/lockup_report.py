@@ -5,27 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from kthreads import Kernel, Task
-from kthreads import LogLevel, debug_show_all_locks, model_call_trace, sched_show_task
+from kthreads import Ev, Kernel, LogLevel, Task, debug_show_all_locks, model_call_traces, sched_show_task
 
 from .outcomes import Outcome, Shape
 from .verdict import blocking_tasks, chain_from
 
 
-def task_report(t: Task) -> dict[str, Any]:
+def task_report(t: Task, stack: list[str]) -> dict[str, Any]:
     w = t.wchan
     return {"pid": t.pid, "tgid": t.tgid, "comm": t.comm, "state": t.state_letter,
             "tif_memdie": t.tif_memdie, "sigkill": t.sigkill_pending, "exiting": t.exiting,
             "wchan": getattr(w, "name", w), "owners": w.owner_pids() if hasattr(w, "owner_pids") else [],
-            "allocating_since": t.alloc_since, "stack": model_call_trace(t)}
+            "allocating_since": t.alloc_since, "stack": stack}
 
 
 def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation: str) -> None:
     blockers = blocking_tasks(k)
     chain = chain_from(k, blockers[0]) if blockers else []
-    k.tracer.record("verdict", 0, "", outcome=outcome.value, shape=shape.value if shape else None,
+    k.tracer.record(Ev.VERDICT, 0, "", outcome=outcome.value, shape=shape.value if shape else None,
                     explanation=explanation, victims=[t.pid for t in blockers], chain=chain)
-    if outcome not in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
+    if not outcome.is_lockup:
         return
     rs = k.reaper_status()
     reaper = None if not rs.running else {
@@ -33,7 +32,8 @@ def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation
         "reaped": rs.reaped, "failed": rs.failed, "dropped": rs.dropped,
         "raced_exit": rs.raced_exit, "skipped": rs.skipped}
     live = [t for t in k.tasks() if t.state_letter not in "ZX"]
-    k.tracer.record("lockup_report", 0, "", tasks=[task_report(t) for t in live],
+    stacks = model_call_traces(live)  # every stack in one read
+    k.tracer.record(Ev.LOCKUP_REPORT, 0, "", tasks=[task_report(t, stacks[t.pid]) for t in live],
                     locks=debug_show_all_locks(k), oom_aborts=k.stats.oom_aborts, reaper=reaper,
                     chain=chain, last_progress=k.stats.last_progress)
     since = f"{k.stats.last_progress:.6f} s" if k.stats.last_progress else "boot"
@@ -41,7 +41,7 @@ def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation
              f"OOM killer aborts: {k.stats.oom_aborts}", LogLevel.KERN_ERR)
     for t in live:
         if t.state_letter == "D" or t.alloc_since is not None:
-            for line in sched_show_task(t):
+            for line in sched_show_task(t, stacks[t.pid]):
                 k.printk(line, LogLevel.KERN_INFO)
     for line in debug_show_all_locks(k):
         k.printk(line, LogLevel.KERN_INFO)
