@@ -337,3 +337,13 @@ def test_a_reader_behind_a_queued_writer_waits_for_that_writer(holder, tmp_path)
         seq.until("everybody exited", lambda: all(t.state_letter == "X" for t in k.tasks() if not t.is_kthread))
     finally:
         k.shutdown()
+
+
+def test_aborts_counted_by_a_looping_allocator_are_counted_here_too(lockup_log):
+    """The allocator's retry loop records its OOM aborts as counts (alloc_retry)."""
+    log = load_jsonl(lockup_log)
+    a = analyze(log)
+    recorded = sum(1 for e in log.events if e.name == "oom_abort")
+    report = next(e for e in log.events if e.name == "lockup_report")
+    assert recorded < a.oom_aborts <= report.fields["oom_aborts"]
+    assert f"the OOM killer aborted {a.oom_aborts} times" in a.diagnosis.sentence

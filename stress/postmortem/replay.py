@@ -151,6 +151,7 @@ class Replay:
             Ev.ALLOC_SLOWPATH: self.on_alloc_slowpath,
             Ev.ALLOC_SUCCESS: self.on_alloc_success,
             Ev.ALLOC_FAIL: self.on_alloc_fail,
+            Ev.ALLOC_RETRY: self.on_alloc_retry,
             Ev.MM_FREE: self.on_mm_free,
             Ev.OOM_ABORT: self.on_oom_abort,
             Ev.MARK_VICTIM: self.on_mark_victim,
@@ -313,6 +314,10 @@ class Replay:
 
     def on_alloc_fail(self, e: Event) -> None:
         self._alloc_done(e, "failed")
+
+    def on_alloc_retry(self, e: Event) -> None:
+        """A looping slow path's iterations, counted instead of recorded."""
+        self.aborts += e.integer("aborts", 0)
 
     def on_mm_free(self, e: Event) -> None:
         self.freed_mms.add(e.integer("mm"))
