@@ -183,7 +183,7 @@ class FlightLog:
     header: dict[str, Any]
     events: list[Event]
     problems: list[str] = field(default_factory=list)  # what was skipped or missing, and why
-    skipped: Counter = field(default_factory=Counter)  # Skip -> lines
+    skipped: Counter[Skip] = field(default_factory=Counter)  # lines skipped, by why
 
     @property
     def skipped_lines(self) -> int:
@@ -306,7 +306,7 @@ class _Reader:
         self.header: dict[str, Any] | None = None
         self.events: list[Event] = []
         self.problems: list[str] = []
-        self.skipped: Counter = Counter()
+        self.skipped: Counter[Skip] = Counter()
         self.seen: set[int] = set()
 
     def skip(self, no: int, why: Skip, text: str) -> None:

@@ -97,7 +97,7 @@ class LockState:
     lock_id: int
     name: str
     kind: str
-    holders: Counter = field(default_factory=Counter)  # pid -> holds
+    holders: Counter[int] = field(default_factory=Counter)  # pid -> holds
     writer: int | None = None
     queue: list[int] = field(default_factory=list)  # waiting pids, in the order they queued
 
