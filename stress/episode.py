@@ -236,17 +236,24 @@ def await_verdict(k: Kernel, timing: Timing,
     k.wait_until(lambda: stopped() or episode_over(k, users, window, since), timing.deadline)
     if stopped():
         raise Interrupted()
-    outcome = classify(k, users, window, since)
+    verdict = conclude(k, users, window, since)
     error = None
-    if outcome is Outcome.UNDETERMINED:
+    if verdict.outcome is Outcome.UNDETERMINED:
         error = (f"no verdict within {timing.deadline:.1f} s of real time (model time "
                  f"{k.clock.now():.2f} s): the machine is too slow for --speed {timing.speed:g}, "
                  f"or the harness is broken")
+    return verdict, error
+
+
+def conclude(k: Kernel, users: list[Task], window: float, since: float = 0.0) -> Verdict:
+    """Classify the kernel's state as it stands, explain it, and record the
+    verdict (and for a lockup the lockup report) in the flight recorder."""
+    outcome = classify(k, users, window, since)
     shape = lockup_shape(k) if outcome.is_lockup else None
     kill = next((e for e in k.tracer.events() if e.name == Ev.OOM_KILL), None)
     explanation = explain(k, outcome, kill.t if kill else None)
     record_verdict(k, outcome, shape, explanation)
-    return Verdict(outcome, shape, explanation), error
+    return Verdict(outcome, shape, explanation)
 
 
 def finish_kernel(k: Kernel) -> tuple[ShutdownReport, list[str]]:

@@ -4,8 +4,10 @@ Fixtures:
 
 * ``kernel``: a fresh ``kthreads.Kernel``, configured with
   ``@pytest.mark.kernel_config(policy="patch1", nr_pages=1024, ...)`` (any
-  ``KernelConfig`` field). On teardown it is shut down and must be clean:
-  every thread joined, pages conserved and all returned, no invariant breach.
+  ``KernelConfig`` field). On teardown it is shut down and must be clean, by
+  the same rule as every episode (``stress.episode.finish_kernel``): every
+  thread joined (a thread that does not stop fails the test, with its
+  stack), pages conserved and all returned, no invariant breach.
 * ``sequencer``: ordered steps across real threads. ``sequencer.until(what,
   predicate)`` waits on model state; ``sequencer.wait(name)`` (in a task) and
   ``sequencer.release(name)`` (anywhere) are named gates. A step that times
@@ -16,7 +18,7 @@ Fixtures:
 
 When a test using ``kernel`` fails, the plugin first records the model's
 own verdict into the kernel's flight recorder, as an episode's harness does
-(``stress.verdict.classify`` over the user tasks, with a lockup window of the
+(``stress.episode.conclude`` over the user tasks, with a lockup window of the
 kernel's ``hung_task_timeout``: no progress for that long and a hung task),
 then writes the recorder out (JSONL, with the test's node id and that window
 in the header), and adds an "oom-lab post-mortem" section to the report: the
@@ -34,12 +36,9 @@ import pytest
 
 from kthreads import Kernel
 
-from .explain import explain
-from .lockup_report import record_verdict
-from .outcomes import Outcome
+from .episode import conclude, finish_kernel
 from .postmortem import analyze, dump_jsonl, load_jsonl
 from .sequencer import Sequencer
-from .verdict import classify, lockup_shape
 
 _KERNEL = pytest.StashKey[Kernel]()
 _LOGDIR = pytest.StashKey[Path]()
@@ -65,10 +64,10 @@ def kernel(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     request.node.stash[_KERNEL] = k
     request.node.stash[_LOGDIR] = tmp_path_factory.mktemp("oom-lab")
     yield k
-    report = k.shutdown()
-    problems = k.check_quiescent() if report.clean else [report.format()]
+    report, problems = finish_kernel(k)  # the episodes' own rule: a thread that does not stop is a breach
     if problems:
-        pytest.fail("kernel teardown: " + "; ".join(problems), pytrace=False)
+        stacks = "" if report.clean else "\n" + report.format()
+        pytest.fail("kernel teardown: " + "; ".join(problems) + stacks, pytrace=False)
 
 
 def _step_timeout(node: pytest.Item) -> float | None:
@@ -91,10 +90,7 @@ def sequencer(request: pytest.FixtureRequest, kernel: Kernel) -> Sequencer:
 def record_model_verdict(k: Kernel) -> float:
     """Record the model's verdict on ``k`` as it stands; the lockup window used."""
     window = float(k.config.hung_task_timeout)
-    users = [t for t in k.tasks() if not t.is_kthread]
-    outcome = classify(k, users, window)
-    shape = lockup_shape(k) if outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP) else None
-    record_verdict(k, outcome, shape, explain(k, outcome, None))
+    conclude(k, [t for t in k.tasks() if not t.is_kthread], window)
     return window
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from kthreads import Kernel, Task, TaskState
+from kthreads import Ev, Kernel, Task, TaskState
 
 from .outcomes import Outcome, Shape
 
@@ -58,7 +58,7 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0
         return Outcome.OOM_PANIC
     if all_exited(tasks):
         if k.stats.oom_kills == 0 and k.oom_victims.read() == 0 and \
-                not any(e[2] == "mark_victim" for e in k.tracer.events()):
+                not any(e.name == Ev.MARK_VICTIM for e in k.tracer.events()):
             return Outcome.NO_OOM
         if k.reaper_status().reaped > 0:
             return Outcome.RECOVERED_BY_REAPER
@@ -86,9 +86,9 @@ def blocking_tasks(k: Kernel) -> list[Task]:
 def unreapable_mms(k: Kernel) -> set[int]:
     """mm ids the reaper was never handed: dropped (slot busy) or forbidden (unkillable sharer)."""
     out = set()
-    for _, _, name, _, _, fields in k.tracer.events():
-        if name == "reap_dropped" or (name == "oom_kill" and not fields.get("can_oom_reap", True)):
-            out.add(fields.get("mm"))
+    for e in k.tracer.events():
+        if e.name == Ev.REAP_DROPPED or (e.name == Ev.OOM_KILL and not e.fields.get("can_oom_reap", True)):
+            out.add(e.fields.get("mm"))
     return out
 
 

@@ -85,6 +85,30 @@ def test_leaks_an_mm(kernel):
     assert "kernel teardown: mms never freed: mm#1" in res.stdout.str()
 
 
+def test_teardown_fails_a_test_whose_thread_does_not_stop_and_shows_its_stack(pytester):
+    pytester.makepyfile('''
+import threading
+import pytest
+from kthreads import Completion, PlugPulled
+
+@pytest.mark.kernel_config(shutdown_timeout=0.3)
+def test_stubborn(kernel, sequencer):
+    def stubborn(t):
+        try:
+            Completion("never").wait_for_completion_killable()
+        except PlugPulled:
+            threading.Event().wait(2)  # ignores the plug, blocks outside the model
+            raise
+    s = kernel.fork("stubborn", stubborn)
+    sequencer.until("stubborn sleeps", lambda: s.state_letter == "D")
+''')
+    res = pytester.runpytest_subprocess()
+    res.assert_outcomes(passed=1, errors=1)
+    out = res.stdout.str()
+    assert "kernel teardown: threads not joined: stubborn/100" in out
+    assert "threading.Event().wait(2)  # ignores the plug" in out.split("1 threads did not stop:")[1]
+
+
 def test_a_gate_nobody_releases_breaks_the_sequence_instead_of_hanging(pytester):
     pytester.makepyfile('''
 def test_gate(kernel, sequencer):
