@@ -2,10 +2,13 @@
 
 import re
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
 from stress.postmortem import analyze, format_text, load_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(
     not any(e.name == "oom_lab" for e in entry_points(group="pytest11")),
@@ -122,33 +125,22 @@ def test_gate(kernel, sequencer):
     res.assert_outcomes(passed=1)
 
 
-# README's example ("Your own lockup tests: the pytest plugin"), verbatim. README
-# promises that with policy="none" its report reads "lockup (mutex): pid 101 (victim) ...".
-README_EXAMPLE = '''
-import pytest
-from kthreads import GFP_KERNEL, Mutex, VmaSpec, alloc_pages
+def readme_example() -> str:
+    """README's plugin example ("Your own lockup tests: the pytest plugin"), read
+    from README itself so that the two never drift apart. README promises that
+    it passes, and that with policy="none" its report reads
+    "lockup (mutex): pid 101 (victim) ..."."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Your own lockup tests: the pytest plugin", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
-@pytest.mark.kernel_config(policy="patch1")
-def test_the_reaper_breaks_lockup_a(kernel, sequencer):
-    inode_lock = Mutex("inode_lock", kernel)
 
-    def writer(t):
-        with inode_lock:
-            sequencer.wait("allocate")
-            alloc_pages(GFP_KERNEL)      # memory is gone: loops in the allocator
+README_EXAMPLE = readme_example()
 
-    def victim(t):
-        with inode_lock:                 # TASK_UNINTERRUPTIBLE: SIGKILL cannot wake it
-            pass
 
-    w = kernel.fork("writer", writer, vmas=[VmaSpec(pages=40)])
-    sequencer.until("writer holds inode_lock", lambda: inode_lock.owner is w)
-    v = kernel.fork("victim", victim, vmas=[VmaSpec(pages=960)])
-    sequencer.until("victim sleeps on inode_lock", lambda: v.state_letter == "D")
-    sequencer.release("allocate")
-    sequencer.until("both exited", lambda: w.state_letter == v.state_letter == "X")
-    assert kernel.reaper_state.reaped == 1
-'''
+def test_readmes_example_passes_as_written(pytester):
+    pytester.makepyfile(README_EXAMPLE)
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def log_path(out: str) -> str:
