@@ -5,6 +5,7 @@ usage, 128+N stopped by signal N, 141 stdout closed)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Callable, Sequence
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(str(e))
         return ExitStatus.UNEXPECTED
     except (KeyboardInterrupt, Interrupted):
-        error(f"interrupted by {'SIGTERM' if stop.signum == 15 else 'SIGINT'}; every thread was joined")
+        error(f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name}; every thread was joined")
         return stop.exit_status
     except BrokenPipeError:
         silence_stdout()
