@@ -100,6 +100,7 @@ class KernelStats:
     alloc_failed: int = 0
     alloc_stalls: int = 0
     task_exits: int = 0
+    oom_victims_marked: int = 0  # TIF_MEMDIE given, by a kill or to a self-victim
     last_progress: float = 0.0  # model time of the last allocation or exit
 
 

@@ -162,6 +162,7 @@ def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
         return
     tsk.tif_memdie = True
     atomic_inc(kernel.oom_victims)
+    kernel.stats.oom_victims_marked += 1  # inside the caller's decision, under oom_lock
     kernel.tracer.record(Ev.MARK_VICTIM, tsk.pid, tsk.comm)
     kernel.poke()
 

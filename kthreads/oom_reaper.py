@@ -60,6 +60,7 @@ class ReaperState:
     pages_reaped: int = 0
     reaped_mm_ids: set[int] = field(default_factory=set)
     dropped_mm_ids: set[int] = field(default_factory=set)
+    forbidden_mm_ids: set[int] = field(default_factory=set)  # shared with the unkillable: never queued
 
     def status(self) -> ReaperStatus:
         req = self.mm_to_reap.read()  # once: the reaper may clear it meanwhile
@@ -70,6 +71,7 @@ class ReaperState:
             raced_exit=self.raced_exit, pages_reaped=self.pages_reaped,
             reaped_mm_ids=frozenset(self.reaped_mm_ids),
             dropped_mm_ids=frozenset(self.dropped_mm_ids),
+            forbidden_mm_ids=frozenset(self.forbidden_mm_ids),
             failed_mm_ids=frozenset(mm.id for mm in list(self.failed_mms)),
             failed_live_mm_ids=frozenset(mm.id for mm in list(self.failed_mms) if not mm.freed))
 
@@ -227,5 +229,7 @@ class Patch1Ops(PolicyOps):
                    self_victim: bool = False) -> None:
         # Patch 1 wakes the reaper only from oom_kill_process; a task that
         # becomes a victim by allocating with SIGKILL pending is not reaped.
-        if can_oom_reap and not self_victim:
+        if not can_oom_reap:
+            kernel.reaper.forbidden_mm_ids.add(mm.id)  # under oom_lock, like every kill
+        elif not self_victim:
             wake_oom_reaper(kernel, victim, mm)

@@ -103,6 +103,7 @@ class ReaperStatus:
     pages_reaped: int = 0
     reaped_mm_ids: frozenset[int] = frozenset()
     dropped_mm_ids: frozenset[int] = frozenset()
+    forbidden_mm_ids: frozenset[int] = frozenset()  # shared with an unkillable process: never queued
     failed_mm_ids: frozenset[int] = frozenset()
     failed_live_mm_ids: frozenset[int] = frozenset()  # failed, and the mm is still not freed
 

@@ -90,10 +90,16 @@ class Timing:
         return self.verdict_model_seconds / self.speed
 
     @property
+    def step_deadline(self) -> float:
+        """Real seconds a scripted step may take: ``step_timeout``, plus one model
+        second (a hundred jiffies at HZ=100) for steps that wait on model time."""
+        return self.step_timeout + 1.0 / self.speed
+
+    @property
     def deadline(self) -> float:
         """Real seconds the harness waits for a verdict before calling the episode
-        undetermined: three times what it should take, plus 5 s for a loaded machine."""
-        return 3 * self.verdict_real_seconds + 5.0
+        undetermined: three times what it should take, plus 2 s for a loaded machine."""
+        return 3 * self.verdict_real_seconds + 2.0
 
 
 #: The demo runs slowly enough to be read as it happens.
@@ -182,7 +188,10 @@ def mix_type(text: str) -> tuple[tuple[str, float], ...]:
 
 
 def show_number(value: float) -> str:
-    return f"{value:g}"
+    """Short where that is exact (``50``), every digit where it is not: a replay
+    command must give back the very value."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(float(value))
 
 
 def show_range(value: tuple[int, int]) -> str:
@@ -190,7 +199,7 @@ def show_range(value: tuple[int, int]) -> str:
 
 
 def show_mix(value: tuple[tuple[str, float], ...]) -> str:
-    return ",".join(f"{name}={weight:g}" for name, weight in value)
+    return ",".join(f"{name}={show_number(weight)}" for name, weight in value)
 
 
 # -- the flag table -------------------------------------------------------------------
@@ -251,8 +260,13 @@ def values_given(args: argparse.Namespace, flags: Iterable[Flag]) -> dict[str, A
 
 
 def build(preset: Any, args: argparse.Namespace, flags: Sequence[Flag]) -> Any:
-    """``preset`` with the flags given on the command line applied."""
-    return replace(preset, **values_given(args, flags))
+    """``preset`` with the flags given on the command line applied. A preset's
+    lockup window follows a ``--hung-task-timeout`` given without ``--lockup-window``
+    (it defaults to 1.5 timeouts), so one flag never trips over another's preset."""
+    given = values_given(args, flags)
+    if isinstance(preset, Timing) and "hung_task_timeout" in given and "lockup_window" not in given:
+        given["lockup_window"] = None
+    return replace(preset, **given)
 
 
 def command_line(value: Any, preset: Any, flags: Sequence[Flag]) -> list[str]:

@@ -195,7 +195,7 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
     error: str | None = None
     interrupted = False
     try:
-        roles = driver.drive(k, Sequencer(k, timing.step_timeout), random.Random(cfg.seed))
+        roles = driver.drive(k, Sequencer(k, timing.step_deadline), random.Random(cfg.seed))
         verdict, error = await_verdict(k, timing, stop)
     except StepTimeout as e:
         error = str(e)
@@ -233,10 +233,22 @@ def await_verdict(k: Kernel, timing: Timing,
     since = k.clock.now()  # the end of the setup: its steps were progress the kernel does not count
     window = timing.window
     stopped = stop if stop is not None else (lambda: False)
-    k.wait_until(lambda: stopped() or episode_over(k, users, window, since), timing.deadline)
+    seen: list[Outcome] = []
+
+    def over() -> bool:
+        # Classified once, here: the model keeps running, and a second look a
+        # moment later could see a looper between two naps and call it undetermined.
+        if stopped():
+            return True
+        if episode_over(k, users, window, since):
+            seen[:] = [classify(k, users, window, since)]
+            return seen[0] is not Outcome.UNDETERMINED
+        return False
+
+    k.wait_until(over, timing.deadline)
     if stopped():
         raise Interrupted()
-    verdict = conclude(k, users, window, since)
+    verdict = conclude(k, users, window, since, seen[0] if seen else Outcome.UNDETERMINED)
     error = None
     if verdict.outcome is Outcome.UNDETERMINED:
         error = (f"no verdict within {timing.deadline:.1f} s of real time (model time "
@@ -245,10 +257,13 @@ def await_verdict(k: Kernel, timing: Timing,
     return verdict, error
 
 
-def conclude(k: Kernel, users: list[Task], window: float, since: float = 0.0) -> Verdict:
-    """Classify the kernel's state as it stands, explain it, and record the
-    verdict (and for a lockup the lockup report) in the flight recorder."""
-    outcome = classify(k, users, window, since)
+def conclude(k: Kernel, users: list[Task], window: float, since: float = 0.0,
+             outcome: Outcome | None = None) -> Verdict:
+    """Classify the kernel's state as it stands (unless ``outcome`` was already
+    decided), explain it, and record the verdict (and for a lockup the lockup
+    report) in the flight recorder."""
+    if outcome is None:
+        outcome = classify(k, users, window, since)
     shape = lockup_shape(k) if outcome.is_lockup else None
     kill = next((e for e in k.tracer.events() if e.name == Ev.OOM_KILL), None)
     explanation = explain(k, outcome, kill.t if kill else None)

@@ -16,12 +16,13 @@ def replaced_atomically(path: str | Path) -> Iterator[Path]:
 
     The temporary file sits beside ``path`` and is renamed over it, so an
     interrupted or failed write leaves the old file (or none) behind, never a
-    truncated one. A ``path`` that exists but is not a regular file (a device,
-    a pipe, ``/dev/stdout``) is written through instead: renaming over it would
-    replace it. ``OSError`` on failure; the temporary file is always removed.
+    truncated one. A ``path`` that is a symbolic link (``/dev/stdout``) or
+    exists but is not a regular file (a device, a pipe) is written through
+    instead: renaming over it would replace the link or the device, not what
+    it names. ``OSError`` on failure; the temporary file is always removed.
     """
     path = Path(path)
-    if path.exists() and not path.is_file():
+    if path.is_symlink() or (path.exists() and not path.is_file()):
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / "staged"
             yield staged

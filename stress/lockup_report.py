@@ -8,7 +8,7 @@ from typing import Any
 from kthreads import Ev, Kernel, LogLevel, Task, debug_show_all_locks, model_call_traces, sched_show_task
 
 from .outcomes import Outcome, Shape
-from .verdict import blocking_tasks, chain_from
+from .verdict import blocking_tasks, chain_from, story_victim
 
 
 def task_report(t: Task, stack: list[str]) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def task_report(t: Task, stack: list[str]) -> dict[str, Any]:
 
 def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation: str) -> None:
     blockers = blocking_tasks(k)
-    chain = chain_from(k, blockers[0]) if blockers else []
+    chain = chain_from(k, story_victim(blockers, shape)) if blockers else []
     k.tracer.record(Ev.VERDICT, 0, "", outcome=outcome.value, shape=shape.value if shape else None,
                     explanation=explanation, victims=[t.pid for t in blockers], chain=chain)
     if not outcome.is_lockup:

@@ -19,7 +19,8 @@ Fixtures:
 When a test using ``kernel`` fails, the plugin first records the model's
 own verdict into the kernel's flight recorder, as an episode's harness does
 (``stress.episode.conclude`` over the user tasks, with a lockup window of the
-kernel's ``hung_task_timeout``: no progress for that long and a hung task),
+kernel's ``hung_task_timeout``, or 1 s with khungtaskd off: no progress for
+that long and a hung task),
 then writes the recorder out (JSONL, with the test's node id and that window
 in the header), and adds an "oom-lab post-mortem" section to the report: the
 diagnosis the post-mortem makes from the log alone, and the log's path, which
@@ -89,7 +90,8 @@ def sequencer(request: pytest.FixtureRequest, kernel: Kernel) -> Sequencer:
 
 def record_model_verdict(k: Kernel) -> float:
     """Record the model's verdict on ``k`` as it stands; the lockup window used."""
-    window = float(k.config.hung_task_timeout)
+    # khungtaskd's timeout; with khungtaskd off (0), one model second.
+    window = float(k.config.hung_task_timeout) or 1.0
     conclude(k, [t for t in k.tasks() if not t.is_kthread], window)
     return window
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from kthreads import Ev, Kernel, Task, TaskState
+from kthreads import Kernel, Task, TaskState
 
 from .outcomes import Outcome, Shape
 
@@ -19,9 +19,11 @@ def all_exited(tasks: Sequence[Task]) -> bool:
 
 
 def nobody_can_run(tasks: Sequence[Task]) -> bool:
-    """Every live task sleeps or loops in the page allocator."""
-    return all(t.state_letter != "R" or t.alloc_since is not None
-               for t in tasks if t.state_letter not in "ZX")
+    """Every live task sleeps or loops in the page allocator, and one does loop
+    there (tasks that all sleep, with nobody wanting memory, are idle, not stuck)."""
+    live = [t for t in tasks if t.state_letter not in "ZX"]
+    return any(t.alloc_since is not None for t in live) and \
+        all(t.state_letter != "R" or t.alloc_since is not None for t in live)
 
 
 def locked_up(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0) -> bool:
@@ -57,8 +59,7 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0
     if k.panic_reason is not None:
         return Outcome.OOM_PANIC
     if all_exited(tasks):
-        if k.stats.oom_kills == 0 and k.oom_victims.read() == 0 and \
-                not any(e.name == Ev.MARK_VICTIM for e in k.tracer.events()):
+        if k.stats.oom_kills == 0 and k.stats.oom_victims_marked == 0:
             return Outcome.NO_OOM
         if k.reaper_status().reaped > 0:
             return Outcome.RECOVERED_BY_REAPER
@@ -83,13 +84,10 @@ def blocking_tasks(k: Kernel) -> list[Task]:
     return [t for t in k.tasks() if t.exiting and t.mm is not None and _alive(t)]
 
 
-def unreapable_mms(k: Kernel) -> set[int]:
+def unreapable_mms(k: Kernel) -> frozenset[int]:
     """mm ids the reaper was never handed: dropped (slot busy) or forbidden (unkillable sharer)."""
-    out = set()
-    for e in k.tracer.events():
-        if e.name == Ev.REAP_DROPPED or (e.name == Ev.OOM_KILL and not e.fields.get("can_oom_reap", True)):
-            out.add(e.fields.get("mm"))
-    return out
+    rs = k.reaper_status()
+    return rs.dropped_mm_ids | rs.forbidden_mm_ids
 
 
 def lockup_shape(k: Kernel) -> Shape:
@@ -110,6 +108,26 @@ def lockup_shape(k: Kernel) -> Shape:
                 return Shape.MUTEX_REAPED
         return Shape.MUTEX
     return Shape.OTHER
+
+
+#: The kind of wait that gives each lockup shape its name.
+SHAPE_WAIT = {Shape.MMAP_SEM: "rw_semaphore", Shape.MUTEX: "mutex", Shape.MUTEX_REAPED: "mutex",
+              Shape.MUTEX_UNREAPED: "mutex"}
+
+
+def story_victim(blockers: Sequence[Task], shape: Shape | None) -> Task:
+    """The blocker whose story a lockup report tells: the first whose wait gives
+    the shape its name (the post-mortem picks the same one from the log)."""
+    want = SHAPE_WAIT.get(shape) if shape is not None else None
+    return next((t for t in blockers if wait_kind(t) == want), blockers[0])
+
+
+def wait_kind(t: Task) -> str | None:
+    """What kind of thing ``t`` sleeps on, as its sched_sleep event records it."""
+    w = t.wchan
+    if w is None:
+        return None
+    return "function" if isinstance(w, str) else getattr(w, "kind", type(w).__name__.lower())
 
 
 def chain_from(k: Kernel, start: Task, limit: int = 8) -> list[dict[str, Any]]:

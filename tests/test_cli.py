@@ -2,6 +2,7 @@
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -199,3 +200,25 @@ def test_importing_the_package_loads_nothing_until_a_name_is_used():
             "print('stress.episode' in sys.modules)\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert p.stdout.split() == ["False", "False", "True"], p.stderr
+
+
+def test_an_output_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path, capsys):
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target)
+    assert main(["run", "lockup-mutex", "-q", "--json", str(link)]) == ExitStatus.OK
+    assert link.is_symlink() and json.loads(target.read_text())["scenario"] == "lockup-mutex"
+
+
+def test_a_flight_recorder_that_cannot_be_written_is_one_line_not_a_traceback_per_record(tmp_path):
+    log = tmp_path / "l.jsonl"
+
+    def small_files() -> None:  # in the child: a 16 KiB file size limit, EFBIG instead of SIGXFSZ
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    p = subprocess.run([sys.executable, "-m", "stress", "run", "lockup-mutex", "-q", "--log", str(log)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60, preexec_fn=small_files)
+    assert p.returncode == ExitStatus.UNEXPECTED
+    assert p.stderr.strip().splitlines() == [f"python -m stress: error: cannot write {log}: File too large"]
+    assert not log.exists()  # nothing half-written left behind

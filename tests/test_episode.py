@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from kthreads import Completion, PlugPulled, Policy, SleepResult, TaskState, schedule_timeout
-from stress import EpisodeConfig, Grade, Interrupted, Outcome, Scenario, Sequencer, Timing, run_episode
+from stress import EpisodeConfig, Grade, Interrupted, Outcome, Scenario, Timing, run_episode
+from stress.verdict import locked_up
 
 
 def test_an_ad_hoc_scenario_needs_only_a_name_and_a_driver():
@@ -20,7 +21,7 @@ def test_an_ad_hoc_scenario_needs_only_a_name_and_a_driver():
     res = run_episode(Scenario("ad-hoc", drive), EpisodeConfig(policy=Policy.NONE))
     assert res.outcome is Outcome.NO_OOM and res.error is None and res.breaches == []
     assert res.grade is Grade.FORBIDDEN  # no grades declared: the result only reports
-    assert isinstance(Sequencer, type)
+    assert res.roles == {"sleeper": 100}
 
 
 def test_a_thread_that_does_not_stop_is_an_invariant_breach_with_its_stack():
@@ -35,14 +36,19 @@ def test_a_thread_that_does_not_stop_is_an_invariant_breach_with_its_stack():
             raise
 
     def drive(k, seq, rng):
-        t = k.fork("stubborn", stubborn)
+        # A kernel thread: no user task, so the episode is over at once (no_oom),
+        # and only its shutdown can go wrong.
+        t = k.kthread_run("stubborn", stubborn)
         seq.until("stubborn sleeps", lambda: t.state_letter == "D")
         return {"stubborn": t}
 
-    res = run_episode(Scenario("stubborn", drive), EpisodeConfig(policy=Policy.NONE, shutdown_timeout=0.5))
+    grades = {Policy.NONE: {Outcome.NO_OOM: Grade.EXPECTED}}
+    res = run_episode(Scenario("stubborn", drive, grades=grades),
+                      EpisodeConfig(policy=Policy.NONE, shutdown_timeout=0.5))
     try:
+        assert res.outcome is Outcome.NO_OOM
         assert any(b.startswith("threads not joined: stubborn/") for b in res.breaches), res.breaches
-        assert res.grade is Grade.FORBIDDEN and not res.expected
+        assert res.grade is Grade.FORBIDDEN and not res.expected  # EXPECTED but for the breach
         assert "stubborn" in res.shutdown and "release.wait" in res.shutdown
     finally:
         release.set()
@@ -74,3 +80,12 @@ def test_an_episode_that_never_ends_is_undetermined_at_its_real_time_deadline():
     assert res.outcome is Outcome.UNDETERMINED
     assert res.error.startswith(f"no verdict within {timing.deadline:.1f} s of real time")
     assert res.breaches == []
+
+
+def test_tasks_that_all_sleep_with_nobody_in_the_allocator_are_idle_not_locked_up(boot):
+    k = boot(policy="none", speed=50, hung_task_timeout=1)
+    done = Completion("done")
+    t = k.fork("sleeper", lambda task: done.wait_for_completion_killable())
+    assert k.wait_until(lambda: t.state_letter == "D" and k.clock.now() > 3.0, 5)
+    assert not locked_up(k, [t], window=1.5)  # 3 s with no progress, but nobody wants memory
+    done.complete()

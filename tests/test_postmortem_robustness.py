@@ -232,3 +232,20 @@ def test_the_text_header_names_where_the_log_came_from(lockup, tmp_path):
     fields["seed"] = 12
     text = format_text(analyze(load_jsonl(write(tmp_path / "soak.jsonl", recs))))
     assert ": soak seed 12, " in text.splitlines()[0]
+
+
+@pytest.mark.parametrize("verdict_fields", [
+    {"outcome": "lockup", "chain": 5},
+    {"outcome": "lockup", "victims": "101", "chain": [{"pid": 101, "waits_for": [100]}]},
+    {"outcome": ["lockup"], "shape": {"x": 1}, "chain": [None, 3, {"pid": "x"}]},
+])
+def test_a_malformed_verdict_record_in_a_wrapped_log_is_read_as_far_as_it_goes(lockup, tmp_path, capsys,
+                                                                              verdict_fields):
+    recs = records(lockup)
+    recs[0]["record"]["extra"]["fields"]["lost"] = 1  # the ring wrapped: the verdict record decides
+    for r in recs:
+        if r["record"]["extra"]["event"] == "verdict":
+            r["record"]["extra"]["fields"] = verdict_fields
+    path = write(tmp_path / "wrapped.jsonl", recs)
+    assert main(["postmortem", str(path)]) == ExitStatus.OK
+    assert "PARTIAL ANALYSIS" in capsys.readouterr().out

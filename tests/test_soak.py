@@ -131,7 +131,7 @@ def test_a_crashed_and_a_hung_worker_are_reported_against_their_seed_and_replace
     out = tmp_path / "r.json"
     p = subprocess.run([sys.executable, "-m", "stress", "soak", "--policy", "patch1", "--episodes", "12",
                         "--seed", "500", "--jobs", "2", "--inject", "crash:503", "--inject", "hang:507",
-                        "--episode-timeout", "3", "--verify-replays", "0", "--json", str(out)],
+                        "--episode-timeout", "9", "--verify-replays", "0", "--json", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == ExitStatus.UNEXPECTED, p.stderr
     d = json.loads(out.read_text())
@@ -236,11 +236,14 @@ def test_replay_reproduces_a_recorded_lockup(capsys):
     (["soak", "--mix", "fault=nan"], "the weight of fault must be a finite number, got nan"),
     (["soak", "--mix", "fault=inf"], "finite"),
     (["soak", "--pressure", "0.05"], "argument --pressure: must be >= 0.1"),
-    (["soak", "--speed", "0.01"], "an episode may need 475 s of real time"),
+    (["soak", "--speed", "0.01"], "--episode-timeout must be at least 1433.0 s, got 30"),
     (["soak", "--replay", "3", "--jobs", "2"], "--jobs does not apply to --replay"),
     (["soak", "--replay", "3", "--verify-replays", "1", "--episode-timeout", "5"],
      "--verify-replays, --episode-timeout do not apply to --replay"),
     (["soak", "--json", "/nonexistent-dir/r.json"], "no such directory"),
+    (["soak", "--processes", "64", "--zone-pages", "128"],
+     "--zone-pages 128 is too small for --processes up to 64"),
+    (["soak", "--replay", "3", "--inject", "crash:3"], "--inject does not apply to --replay"),
 ])
 def test_soak_bad_input(args, needle, capsys):
     assert main(args) == ExitStatus.USAGE
@@ -301,3 +304,42 @@ def test_single_threaded_workloads_and_a_short_seconds_run(tmp_path):
     d = json.loads(out.read_text())
     assert d["episodes"] > 0 and d["harness_failures"] == []
     assert p.returncode in (ExitStatus.OK, ExitStatus.UNEXPECTED), p.stderr
+
+
+def test_json_and_log_dir_may_not_name_the_same_path(tmp_path, capsys):
+    d = tmp_path / "out"
+    assert main(["soak", "--episodes", "1", "--json", str(d), "--log-dir", str(d)]) == ExitStatus.USAGE
+    assert "--json and --log-dir name the same path" in capsys.readouterr().err
+    assert not d.exists()
+
+
+def workers_of(pid: int) -> list[int]:
+    """The soak's worker processes (not multiprocessing's resource tracker)."""
+    out = []
+    for child in children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            out.append(child)
+    return out
+
+
+def test_a_worker_stopped_from_outside_is_a_harness_failure_and_is_replaced(tmp_path):
+    logs, out = tmp_path / "logs", tmp_path / "r.json"
+    p = soak_process("--episodes", "300", "--jobs", "2", "--policy", "none", "--verify-replays", "0",
+                     "--log-dir", str(logs), "--json", str(out))
+    try:
+        wait_for_episodes(p, logs)
+        workers = workers_of(p.pid)
+        assert workers
+        os.kill(workers[0], signal.SIGTERM)  # not the soak's doing: its episodes must not vanish
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        stop_all(p)
+    d = json.loads(out.read_text())
+    errors = [f["error"] for f in d["harness_failures"]]
+    assert errors == ["worker stopped by a signal from outside the soak"], (errors, stderr)
+    assert d["policies"]["none"]["episodes"] == 300 - 1  # every other seed ran, the new worker too
+    assert p.returncode == ExitStatus.UNEXPECTED

@@ -14,7 +14,7 @@ from ..config import DEMO_TIMING, RUN_TIMING, TIMING_FLAGS, Timing, build
 from ..episode import EpisodeConfig, EpisodeResult, run_episode, write_log
 from ..scenarios import SCENARIOS, Scenario, get_scenario
 from ..signals import StopSignals
-from .output import OutputError, check_outputs, stream_kernel_log, write_json
+from .output import OutputError, check_outputs, silence_stdout, stream_kernel_log, write_json
 from .parser import ExitStatus
 
 DEMO_SCENARIO = "lockup-mutex"
@@ -108,9 +108,14 @@ def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
           f"seed {cfg.seed} ===", flush=True)
     timing_note(timing, sys.stdout)
     res = one_episode(sc, cfg, stop)
-    print_episode(res, sys.stdout)
-    print()
-    verdict_table([res], sys.stdout)
+    pipe_closed = False
+    try:
+        print_episode(res, sys.stdout)
+        print()
+        verdict_table([res], sys.stdout)
+    except BrokenPipeError:  # whoever read stdout went away: the files are still wanted
+        silence_stdout()
+        pipe_closed = True
     failed: list[str] = []
     if args.log:
         try:
@@ -128,5 +133,7 @@ def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
             failed.append(str(e))
     if failed:
         raise OutputError("; ".join(failed))
+    if pipe_closed:
+        return ExitStatus.PIPE_CLOSED
     return ExitStatus.OK if res.expected else ExitStatus.UNEXPECTED
 

@@ -43,10 +43,12 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str] | None 
     for flag, path in given.items():
         if path.is_dir():
             raise UsageError(f"{flag} {path}: is a directory")
-        parent = path.parent
         if path.exists() and not os.access(path, os.W_OK):
             raise UsageError(f"{flag} {path}: not writable")
-        if not path.exists() and not (parent.is_dir() and os.access(parent, os.W_OK)):
+        # A regular file is written beside itself and renamed: its directory must be writable.
+        written_through = path.is_symlink() or (path.exists() and not path.is_file())
+        parent = path.parent
+        if not written_through and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
             raise UsageError(f"{flag} {path}: cannot create a file in {str(parent)!r} "
                              f"({'not writable' if parent.is_dir() else 'no such directory'})")
     for flag, path in given.items():
@@ -62,6 +64,9 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str] | None 
         if d is None:
             continue
         path = Path(d)
+        for other, file in given.items():
+            if _same(path, file) or path.resolve() == file.resolve():
+                raise UsageError(f"{other} and {flag} name the same path {file}")
         if path.exists() and not path.is_dir():
             raise UsageError(f"{flag} {path}: not a directory")
         try:  # an output directory: made now that the arguments are valid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -15,13 +16,16 @@ from ..signals import StopSignals
 from ..soak import SoakConfig, SoakSettings, format_report, progress_printer, report_json, run_one, run_soak
 from ..soak.report import write_dmesg_log
 from ..workload import WorkloadParams
-from .output import OutputError, UsageError, check_outputs, stream_kernel_log, write_json
+from .output import OutputError, UsageError, check_outputs, silence_stdout, stream_kernel_log, write_json
 from .parser import SOAK_ONLY, ExitStatus
 
 
 def soak_settings(args: argparse.Namespace, keep: Keep) -> SoakSettings:
-    return SoakSettings(params=build(WorkloadParams(), args, WORKLOAD_FLAGS),
-                        timing=build(SOAK_TIMING, args, TIMING_FLAGS), keep=keep,
+    try:  # each flag is checked alone by the parser; here they are checked together
+        params = build(WorkloadParams(), args, WORKLOAD_FLAGS)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return SoakSettings(params=params, timing=build(SOAK_TIMING, args, TIMING_FLAGS), keep=keep,
                         inject=tuple(args.inject), log_dir=args.log_dir)
 
 
@@ -54,14 +58,25 @@ def soak_and_report(args: argparse.Namespace, cfg: SoakConfig, stop: StopSignals
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
     report.notes += log_notes
-    format_report(report, sys.stdout)
-    sys.stdout.flush()
+    pipe_closed = False
+    try:
+        format_report(report, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # whoever read stdout went away: the JSON is still wanted
+        silence_stdout()
+        pipe_closed = True
     if args.json:
         write_json(args.json, report_json(report))  # OutputError after the report is out
-    if report.interrupted:
-        print(f"python -m stress: interrupted by {report.stopped_by}; every worker's threads "
-              f"were joined", file=sys.stderr)
+    if pipe_closed:
+        return ExitStatus.PIPE_CLOSED
+    if report.interrupted or stop.requested():
+        name = signal.Signals(stop.signum or signal.SIGINT).name
+        print(f"python -m stress: interrupted by {name}; every worker's threads were joined",
+              file=sys.stderr)
         return stop.exit_status
+    if report.fatal:
+        print(f"python -m stress: error: {report.fatal}", file=sys.stderr)
+        return ExitStatus.UNEXPECTED
     if report.total == 0:
         print("python -m stress: error: no episode ran (is --seconds long enough?)", file=sys.stderr)
         return ExitStatus.UNEXPECTED
@@ -80,6 +95,8 @@ def keep_log(log_dir: Path, res: EpisodeResult, settings: SoakSettings, notes: l
 
 def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: StopSignals) -> int:
     given = [flag for flag in SOAK_ONLY if hasattr(args, flag.lstrip("-").replace("-", "_"))]
+    if args.inject:
+        given.append("--inject")
     if given:
         raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to "
                          f"--replay, which reruns one seed in this process "

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from kthreads import GFP
 
 from ..outcomes import Outcome, Shape
+from ..verdict import SHAPE_WAIT
 from .replay import LockState, Replay, Track
 
 #: An event's timestamp is taken when it is recorded, a moment after the
@@ -176,10 +177,14 @@ def lockup_evidence(r: Replay, window: float | None) -> Evidence:
             and t.sleep is not None and t.sleep.what == "D"]
     if not hung:
         live = [t for t in r.users() if t.alive]
+        # As the model's verdict: killable sleepers, which khungtaskd ignores,
+        # stuck behind a task that loops in the allocator.
         stuck = not any(t.uninterruptible for t in live) and \
+            any(t.alloc is not None for t in live) and \
             all(t.sleep is not None or t.alloc is not None for t in live)
         if not stuck:
-            missing.append("no hung-task report for a task still in D")
+            missing.append("no hung-task report for a task still in D, and nobody looping in "
+                           "the allocator")
     return Evidence(not missing, missing)
 
 
@@ -252,7 +257,7 @@ def diagnose(r: Replay, window: float | None, partial: bool, problems: list[str]
     kinds = [b.sleep.detail.get("kind") if b.sleep is not None else None for b in blockers]
     shape = _shape(r, blockers, kinds)
     # Tell the story of the victim whose wait gives the shape its name.
-    want = {Shape.MMAP_SEM: "rw_semaphore", Shape.OTHER: None}.get(shape, "mutex")
+    want = SHAPE_WAIT.get(shape)  # the same choice as the model's story_victim
     v = next((b for b, kind in zip(blockers, kinds) if kind == want), blockers[0])
     chain, locks, hops = wait_chain(r, v)
     state = v.sleep.what if v.sleep is not None else ("R" if v.alloc is not None else "an unknown")
@@ -282,10 +287,11 @@ def diagnose_wrapped(r: Replay, problems: list[str]) -> Diagnosis:
                          "too much of the log was lost to the ring wrapping, and no verdict record "
                          "survived; rerun with a larger ring_size.", [], [], [], True, problems)
     outcome = _parse_enum(Outcome, v.get("outcome")) or Outcome.UNDETERMINED
-    chain = [hop for hop in v.get("chain") or [] if isinstance(hop, dict)]
+    raw_chain, raw_victims = v.get("chain"), v.get("victims")
+    chain = [hop for hop in raw_chain if isinstance(hop, dict)] if isinstance(raw_chain, list) else []
     text = str(v.get("explanation") or "") or f"The model's verdict: {outcome.value}."
     problems.append("outcome taken from the verdict record: the replay lacks the beginning of the run")
-    victims = [pid for pid in v.get("victims") or [] if isinstance(pid, int)]
+    victims = [pid for pid in raw_victims if isinstance(pid, int)] if isinstance(raw_victims, list) else []
     return Diagnosis(outcome, _parse_enum(Shape, v.get("shape")), text, victims,
                      [hop["pid"] for hop in chain if isinstance(hop.get("pid"), int)],
-                     [str(hop["waits_on"]) for hop in chain if hop.get("waits_for")], True, problems)
+                     [str(hop.get("waits_on")) for hop in chain if hop.get("waits_for")], True, problems)

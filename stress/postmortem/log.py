@@ -68,7 +68,9 @@ def dump_jsonl(k: Kernel, path: str | Path, meta: dict[str, Any]) -> Path:
     level = flight_level()
     # An open file, not the path: loguru would read "{...}" in a path as a template.
     out = open(path, "w", encoding="utf-8")
-    sink = logger.add(out, serialize=True, level=level, enqueue=False, colorize=False,
+    # catch=False: a failed write (a full disk) raises here, once, instead of
+    # loguru printing a traceback per record.
+    sink = logger.add(out, serialize=True, level=level, enqueue=False, colorize=False, catch=False,
                       filter=lambda record: record["extra"].get("flight") == token)
     log = logger.bind(flight=token)
     try:

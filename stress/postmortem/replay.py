@@ -263,6 +263,7 @@ class Replay:
 
     def on_wake(self, e: Event) -> None:
         t = self.track(e)
+        self.hung.pop(e.pid, None)  # as khungtaskd forgets a task once it is scheduled
         if t.sleep is not None:
             t.sleep.end = e.t
         self._dequeue(t)  # granted (the acquire follows) or gave up

@@ -34,7 +34,7 @@ class Job:
 
 
 def started(first: cf.Future, stop: StopSignals) -> int:
-    """The new worker's pid, once it answers; polls for a stop request meanwhile."""
+    """Wait until the new worker answers (with its pid); polls for a stop request meanwhile."""
     end = time.monotonic() + STARTUP_TIMEOUT
     while True:
         try:
@@ -46,6 +46,10 @@ def started(first: cf.Future, stop: StopSignals) -> int:
                 raise
 
 
+class WorkerStartError(RuntimeError):
+    """A worker process could not be started (spawn failed, it died importing, or timed out)."""
+
+
 class Slot:
     def __init__(self, ctx: Any, stop: StopSignals) -> None:
         self.ex: cf.ProcessPoolExecutor | None = None
@@ -53,11 +57,13 @@ class Slot:
             with stop.deferred(), signals_blocked():
                 self.ex = cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=worker_init)
                 first = self.ex.submit(worker_pid)  # spawns the process, here, signals blocked
-            self.pid = started(first, stop)
-        except BaseException:  # stopped meanwhile, or the worker never came up
-            if self.ex is not None:
-                # The child ignores SIGINT: it starts, finds the sentinel, and exits.
-                self.ex.shutdown(wait=True, cancel_futures=True)
+            started(first, stop)
+        except BaseException as e:  # stopped meanwhile, or the worker never came up
+            self.kill()
+            self.close(wait=False)
+            if isinstance(e, (OSError, cf.TimeoutError, cf.process.BrokenProcessPool)):
+                raise WorkerStartError(f"a worker process could not be started: "
+                                       f"{type(e).__name__}: {e}") from None
             raise
         self.queue: list[Job] = []  # in submission order; the first one runs
 
@@ -74,11 +80,19 @@ class Slot:
             detail += f": {str(e.__cause__).strip()[-300:]}"
         return detail
 
+    def processes(self) -> list[Any]:
+        """The executor's live worker process (a private field of the executor:
+        the only way to reach its child)."""
+        procs = getattr(self.ex, "_processes", None) or {}
+        return [p for p in list(procs.values()) if p.is_alive()]
+
     def signal(self, signum: int) -> None:
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        # Only a child still alive and not yet reaped: a stale pid may name another process.
+        for proc in self.processes():
+            try:
+                os.kill(proc.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

@@ -46,6 +46,7 @@ class SoakReport:
     signal: int | None = None  # what stopped it
     replay_checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # logs that could not be written, ...
+    fatal: str | None = None  # why the soak could not go on (a worker that would not start)
 
     def add(self, res: EpisodeResult) -> None:
         st = self.per_policy[res.policy]
@@ -65,7 +66,8 @@ class SoakReport:
 
     @property
     def forbidden(self) -> int:
-        return sum(p.forbidden for p in self.per_policy.values()) + len(self.harness_failures)
+        return (sum(p.forbidden for p in self.per_policy.values()) + len(self.harness_failures)
+                + (self.fatal is not None))
 
     @property
     def stopped_by(self) -> str:
@@ -125,14 +127,16 @@ def format_report(report: SoakReport, out: TextIO) -> None:
             for r in shown:
                 print(f"    {r.label:<28} {r.grade.value:<22} "
                       f"{replay_command(r.seed, pol, cfg.settings)}", file=out)
+    if report.fatal:
+        print(f"\nSOAK STOPPED EARLY: {report.fatal}", file=out)
     for f in report.harness_failures:
         print(f"\nHARNESS FAILURE seed {f['seed']} policy {f['policy']}: {f['error']} "
               f"(replay: {replay_command(f['seed'], f['policy'], cfg.settings)})", file=out)
     if report.replay_checks:
         ok = sum(c["reproduced"] for c in report.replay_checks)
         runs = sum(c["runs"] for c in report.replay_checks)
-        print(f"\nreplays: {len(report.replay_checks)} recorded episodes rerun "
-              f"{report.replay_checks[0]['runs']} times each reproduced their outcome in "
+        print(f"\nreplays: {len(report.replay_checks)} recorded episodes rerun up to "
+              f"{max(c['runs'] for c in report.replay_checks)} times each reproduced their outcome in "
               f"{ok}/{runs} runs ({100 * ok / runs:.0f}%)", file=out)
     for note in report.notes[:5]:
         print(f"note: {note}", file=out)
@@ -170,6 +174,7 @@ def report_json(report: SoakReport) -> dict[str, Any]:
         "workers": cfg.workers, "wall_seconds": report.wall_seconds,
         "empty_episodes_per_second_per_core": report.empty_rate,
         "interrupted": report.interrupted, "stopped_by": report.stopped_by or None,
+        "fatal": report.fatal,
         "notes": report.notes,
         "settings": settings,
     }

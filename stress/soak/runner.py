@@ -23,13 +23,16 @@ from kthreads import Kernel, Policy
 from ..config import ConfigError
 from ..episode import EpisodeResult, Interrupted, Keep
 from ..signals import StopSignals
-from .pool import Job, Slot
+from .pool import Slot, WorkerStartError
 from .report import PolicyStats, SoakReport
 from .settings import SoakSettings
 from .worker import run_one
 
 #: Real seconds stopping workers get to report before they are killed.
 STOP_GRACE = 1.0
+#: Real seconds a soak episode's kernel may take to join its threads (the
+#: kernel's default shutdown deadline for the few dozen threads of a workload).
+SHUTDOWN_ALLOWANCE = 5.0
 
 Progress = Callable[[SoakReport, int, float, float | None], None]
 
@@ -57,14 +60,16 @@ class SoakConfig:
             raise ConfigError(f"--seconds must be positive, got {self.seconds}")
         if self.jobs < 0:
             raise ConfigError(f"--jobs must be at least 1 (or 0 for one per core), got {self.jobs}")
-        # An episode that needs about as long as the hang timeout to reach its
-        # verdict would be killed as hung.
-        needed = self.settings.timing.verdict_real_seconds
-        if 2 * needed + 1 >= self.episode_timeout:
+        # A worker is declared hung only once its episode has had its whole
+        # verdict deadline and its shutdown deadline: a slow episode is then
+        # undetermined (or a breach), never mistaken for a hung worker.
+        timing = self.settings.timing
+        least = timing.deadline + SHUTDOWN_ALLOWANCE + 1.0
+        if self.episode_timeout < least:
             raise ConfigError(
-                f"at --speed {self.settings.timing.speed:g} an episode may need {needed:.0f} s of real "
-                f"time to reach a verdict, too close to --episode-timeout {self.episode_timeout:g} s "
-                f"(it must exceed twice that plus 1 s): raise --speed or --episode-timeout")
+                f"at --speed {timing.speed:g} an episode may take {timing.deadline:.1f} s of real time "
+                f"to reach a verdict and {SHUTDOWN_ALLOWANCE:g} s to shut down: --episode-timeout must "
+                f"be at least {least:.1f} s, got {self.episode_timeout:g}")
 
     @property
     def workers(self) -> int:
@@ -136,12 +141,12 @@ def run_workers(cfg: SoakConfig, report: SoakReport, stop: StopSignals, progress
 
     def replace_slot(i: int, why: str) -> None:
         """The slot's running episode crashed or hung: report it, rebuild the slot."""
-        slot = slots[i]
+        slot = slots.pop(i)
         job, rest = slot.queue[0], slot.queue[1:]
         report.harness_failures.append({"seed": job.seed, "policy": job.policy.value, "error": why})
         slot.kill()
         slot.close(wait=False)
-        slots[i] = Slot(ctx, stop)
+        slots.insert(i, Slot(ctx, stop))
         for other in rest:  # innocent bystanders: run them again
             slots[i].submit(other.seed, other.policy, settings)
 
@@ -163,7 +168,7 @@ def run_workers(cfg: SoakConfig, report: SoakReport, stop: StopSignals, progress
                     return_when=cf.FIRST_COMPLETED)
             now = time.monotonic()
             for i in range(len(slots)):
-                collect(slots, i, record, report, replace_slot, now)
+                collect(slots, i, record, report, replace_slot, stop, now)
                 slot = slots[i]
                 if slot.queue and now - slot.queue[0].started > cfg.episode_timeout:
                     replace_slot(i, f"worker hung: no result within {cfg.episode_timeout:g} s")
@@ -174,6 +179,9 @@ def run_workers(cfg: SoakConfig, report: SoakReport, stop: StopSignals, progress
                 progress(report, plan, now - t0, None if deadline is None else deadline - now)
     except KeyboardInterrupt:
         stop_workers(slots, record)
+    except WorkerStartError as e:  # the soak cannot go on: keep what was done
+        report.fatal = str(e)
+        stop_workers(slots, record)
     finally:
         for s in slots:
             s.close(wait=True)
@@ -181,7 +189,7 @@ def run_workers(cfg: SoakConfig, report: SoakReport, stop: StopSignals, progress
 
 
 def collect(slots: list[Slot], i: int, record: Callable[[EpisodeResult], None], report: SoakReport,
-            replace_slot: Callable[[int, str], None], now: float) -> None:
+            replace_slot: Callable[[int, str], None], stop: StopSignals, now: float) -> None:
     """Record what slot ``i`` has finished, in order; a broken worker replaces the slot."""
     slot = slots[i]
     while slot.queue and slot.queue[0].future.done():
@@ -192,6 +200,9 @@ def collect(slots: list[Slot], i: int, record: Callable[[EpisodeResult], None], 
             replace_slot(i, "worker crashed (killed or died) during this episode" + slot.exit_detail(e))
             return
         except Interrupted:
+            if not stop.requested():  # stopped by a signal the soak did not send
+                replace_slot(i, "worker stopped by a signal from outside the soak")
+                return
             res = None
         except Exception as e:  # the episode itself raised: a harness bug
             report.harness_failures.append({"seed": job.seed, "policy": job.policy.value,
@@ -235,14 +246,18 @@ def verify_replays(report: SoakReport, cfg: SoakConfig, stop: StopSignals, budge
         picked += st.replayable[: max(1, cfg.max_verify // len(report.per_policy))]
     deadline = time.monotonic() + budget
     for rec in picked:
-        if time.monotonic() > deadline:
-            break
-        same = 0
+        same = runs = 0
         for _ in range(cfg.verify_replays):
+            if time.monotonic() > deadline:
+                break
+            runs += 1
             try:
                 again = run_one(rec.seed, Policy(rec.policy), settings, stop=stop.requested)
             except Interrupted:
                 return
             same += again.label == rec.label
-        report.replay_checks.append({"seed": rec.seed, "policy": rec.policy, "outcome": rec.label,
-                                     "reproduced": same, "runs": cfg.verify_replays})
+        if runs:
+            report.replay_checks.append({"seed": rec.seed, "policy": rec.policy, "outcome": rec.label,
+                                         "reproduced": same, "runs": runs})
+        if time.monotonic() > deadline:
+            break
