@@ -5,6 +5,7 @@ how often a seed replays its outcome) depends on how real threads interleave,
 so those tests run only under ``-m soak``.
 """
 
+import io
 import json
 import os
 import signal
@@ -21,7 +22,8 @@ from stress.config import Timing
 from stress.episode import Keep
 from stress.grading import label, rule_of_three, soak_grade
 from stress.outcomes import Grade, Outcome, Shape
-from stress.soak import SoakConfig, SoakSettings, replay_command, run_one, run_soak
+from stress.soak import (PolicyStats, SoakConfig, SoakReport, SoakSettings, progress_printer,
+                         replay_command, run_one, run_soak)
 from stress.workload import WorkloadParams, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,3 +345,21 @@ def test_a_worker_stopped_from_outside_is_a_harness_failure_and_is_replaced(tmp_
     assert errors == ["worker stopped by a signal from outside the soak"], (errors, stderr)
     assert d["policies"]["none"]["episodes"] == 300 - 1  # every other seed ran, the new worker too
     assert p.returncode == ExitStatus.UNEXPECTED
+
+
+def test_the_progress_line_counts_time_left_down_from_the_deadline():
+    out = io.StringIO()
+    show = progress_printer(out)  # not a terminal: a line every 5 s of elapsed time
+    report = SoakReport(SoakConfig(seconds=60), {"none": PolicyStats(), "patch1": PolicyStats()})
+    for elapsed in (5.0, 10.0, 15.0):
+        show(report, 0, elapsed, 60.0 - elapsed)
+    lefts = [int(line.split(" s left")[0].split()[-1]) for line in out.getvalue().splitlines()]
+    assert lefts == [55, 50, 45]
+
+
+def test_stress_exports_what_an_ad_hoc_test_needs():
+    import stress
+
+    for name in ("Sequencer", "Scenario", "run_episode", "finish_kernel", "Timing", "pages_leaving",
+                 "sleeps_on", "WorkloadDriver", "Outcome", "Shape", "Grade"):
+        assert getattr(stress, name) is not None and name in stress.__all__
