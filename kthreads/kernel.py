@@ -12,12 +12,12 @@ import threading
 import time
 import traceback
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from .atomic import Atomic
-from .errors import ModelBug, PlugPulled
+from .errors import PlugPulled
 from .events import Ev
 from .exit import task_main
 from .hung_task import HungTaskState, start_khungtaskd
@@ -39,9 +39,9 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.PATCH1: Patch1Ops,
 }
 
-#: Real seconds a model decision may wait for the plug lock (held only for
-#: the few microseconds of another decision, or of pulling the plug).
-PLUG_LOCK_DEADLINE = 5.0
+#: Real seconds pulling the plug waits for the decisions in flight (each
+#: takes microseconds; longer is a model bug, reported as a breach).
+DECISION_DEADLINE = 5.0
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,9 @@ class KernelStats:
     """Counters, frozen once the plug is pulled (what follows is unwinding).
 
     Each counter is bumped under a lock, so no update is lost, and only while
-    the plug is in: the oom_* and alloc_* counters inside a model decision
-    (``Kernel.decision()``, the plug lock; the oom_* ones also under
-    oom_lock), ``task_exits`` under tasklist_lock, which pulling the plug
-    also takes. ``last_progress`` is not a counter but a time, stored
+    the plug is in (inside a model decision, ``Kernel.decision()``): the oom_*
+    ones under oom_lock, the alloc_* ones under ``lock``, ``task_exits``
+    under tasklist_lock, which pulling the plug also takes. ``last_progress`` is not a counter but a time, stored
     without a lock on every successful allocation and exit: two racing
     stores leave one of two times a few microseconds apart, and its readers
     compare it with windows of model seconds.
@@ -102,6 +101,9 @@ class KernelStats:
     task_exits: int = 0
     oom_victims_marked: int = 0  # TIF_MEMDIE given, by a kill or to a self-victim
     last_progress: float = 0.0  # model time of the last allocation or exit
+    # Guards the alloc_* counters: decisions run concurrently, and "+= 1" on
+    # an attribute is a read, an add and a write another thread can split.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -145,35 +147,57 @@ class Decision:
     Every choice the model makes (an OOM kill or abort, queueing a reap, a
     reap, a khungtaskd report, an allocation stall warning or failure) runs
     inside one, and so does every dmesg line and counter it produces.
-    Pulling the plug takes the same lock, so nothing is decided, printed or
+    Decisions run concurrently, as in the kernel (the reaper reaps while an
+    allocator is in the OOM killer); pulling the plug closes the gate to new
+    ones and waits for those in flight, so nothing is decided, printed or
     counted after the ``shutdown`` event:
 
         allocator (oom_lock held)          harness
-        with decision: plug still in       shutdown(): waits for the lock
-          select victim, kill, print, count
-        (lock released)                    record "shutdown", plug_pulled = True
+        enter: gate open, in flight 1      shutdown(): close the gate,
+          select victim, kill, print       wait until none in flight
+        leave: in flight 0                 record "shutdown", plug_pulled = True
         out_of_memory again:
-        with decision: PlugPulled
+        enter: gate closed, PlugPulled
 
-    Reentrant: a decision may call another (oom_kill_process ->
-    wake_oom_reaper) and a panic pulls the plug from inside one.
+    A decision may call another (oom_kill_process -> wake_oom_reaper), and a
+    panic pulls the plug from inside one: the pull does not wait for the
+    decisions of its own thread.
     """
 
-    __slots__ = ("_kernel",)
-
-    def __init__(self, kernel: "Kernel") -> None:
-        self._kernel = kernel
+    def __init__(self) -> None:
+        # Guards the gate and the count; decisions only pass it, never hold it.
+        self._cond = threading.Condition(threading.Lock())
+        self._in_flight = 0
+        self._closed = False
+        self._mine = threading.local()  # this thread's decisions in flight (they nest)
 
     def __enter__(self) -> None:
-        k = self._kernel
-        if not k._plug_lock.acquire(True, PLUG_LOCK_DEADLINE):
-            raise ModelBug(f"the plug lock has been held for {PLUG_LOCK_DEADLINE:g} s")
-        if k.plug_pulled:
-            k._plug_lock.release()
-            raise PlugPulled()
+        with self._cond:
+            if self._closed:
+                raise PlugPulled()
+            self._in_flight += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
 
     def __exit__(self, *exc: object) -> None:
-        self._kernel._plug_lock.release()
+        self._mine.depth -= 1
+        with self._cond:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._cond.notify_all()
+
+    def close(self, deadline: float) -> bool:
+        """No decision starts after this; wait (until ``deadline``, monotonic)
+        for the ones in flight, but this thread's own. False on timeout: a
+        model bug kept a decision going for seconds."""
+        mine = getattr(self._mine, "depth", 0)
+        with self._cond:
+            self._closed = True
+            while self._in_flight > mine:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
 
 
 class Kernel:
@@ -202,11 +226,8 @@ class Kernel:
         self.oom_lock = Mutex("oom_lock", self)
         self.oom_victims = Atomic(0, "oom_victims")
         self.plug_pulled = False
-        # The plug lock: a decision checks the plug and acts under it, and
-        # pulling the plug takes it, so no decision straddles the pull
-        # (see Decision).
-        self._plug_lock = threading.RLock()
-        self._decision = Decision(self)
+        # The decision gate: no decision straddles the pull of the plug (see Decision).
+        self._decision = Decision()
         self.panic_reason: str | None = None
         self.breaches: list[str] = []
         self.oopses: list[str] = []
@@ -464,26 +485,24 @@ class Kernel:
     def _pull(self, deadline: float, shutting_down: bool) -> list[threading.Thread]:
         """Set plug_pulled between two decisions; returns every thread. On
         shutdown, also record the event and start the unstarted tasks."""
-        # Waits for a decision in progress (a few microseconds); the deadline
-        # only guards against a model bug holding the plug lock.
-        locked = self._plug_lock.acquire(True, max(0.0, deadline - time.monotonic()))
-        try:
+        # Waits for the decisions in flight (microseconds); the deadline only
+        # guards against a model bug that keeps one going.
+        if not self._decision.close(deadline):
+            self.breaches.append(f"a decision was still running {DECISION_DEADLINE:g} s after "
+                                 f"the plug was pulled")
+        if shutting_down:
+            # Marks the end of the run in the flight recorder: what follows
+            # is the harness unwinding threads, not the kernel.
+            self.tracer.record(Ev.SHUTDOWN, 0, "")
+        # Under tasklist_lock, as _new_task checks the plug: a task is either
+        # refused, or in this list (never missed).
+        with self.tasklist_lock:
+            self.plug_pulled = True
+            threads = list(self._threads)
             if shutting_down:
-                # Marks the end of the run in the flight recorder: what
-                # follows is the harness unwinding threads, not the kernel.
-                self.tracer.record(Ev.SHUTDOWN, 0, "")
-            # Under tasklist_lock, as _new_task checks the plug: a task is
-            # either refused, or in this list (never missed).
-            with self.tasklist_lock:
-                self.plug_pulled = True
-                threads = list(self._threads)
-                if shutting_down:
-                    for th in threads:
-                        if th.ident is None:  # created with start=False: run it down
-                            th.start()
-        finally:
-            if locked:
-                self._plug_lock.release()
+                for th in threads:
+                    if th.ident is None:  # created with start=False: run it down
+                        th.start()
         for t in self.tasks():
             t.parker.unpark()
         self.poke()
@@ -492,7 +511,7 @@ class Kernel:
     def pull_plug(self) -> None:
         """Make every wait and retry loop in the model unwind, once any
         decision in progress is done; no new decision is taken after it."""
-        self._pull(time.monotonic() + PLUG_LOCK_DEADLINE, shutting_down=False)
+        self._pull(time.monotonic() + DECISION_DEADLINE, shutting_down=False)
 
     def shutdown_deadline(self) -> float:
         """Real seconds shutdown() allows by default: ``config.shutdown_timeout``,

@@ -169,7 +169,7 @@ def __alloc_pages_slowpath(kernel: "Kernel", task: Task, gfp: GFP, order: int,
         task.alloc_since = task.alloc_gfp = None
         loop.summarise(final=True)
     if pfn is None:
-        with kernel.decision():
+        with kernel.decision(), kernel.stats.lock:
             kernel.stats.alloc_failed += 1
     else:
         tracer.record(Ev.ALLOC_SUCCESS, task.pid, task.comm, waited=clock.now() - start)
@@ -209,7 +209,8 @@ def __alloc_pages_slowpath_once(kernel: "Kernel", task: Task, gfp: GFP, order: i
 def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int) -> None:
     """A decision: no warning once the plug is pulled."""
     with kernel.decision():
-        kernel.stats.alloc_stalls += 1
+        with kernel.stats.lock:
+            kernel.stats.alloc_stalls += 1
         kernel.tracer.record(Ev.ALLOC_STALL, task.pid, task.comm, ms=int(seconds * 1000),
                              order=order)
         kernel.printk(f"{task.comm}: page allocation stalls for {int(seconds * 1000)}ms, "

@@ -94,3 +94,28 @@ def test_exits_while_unwinding_are_not_counted():
     k.fork("parked", park_uninterruptible(never), vmas=[VmaSpec(pages=4)])
     assert k.shutdown().clean
     assert k.stats.task_exits == 1 and k.stats.last_progress == progress
+
+
+def test_decisions_run_concurrently_until_the_plug_closes_the_gate():
+    # The reaper reaps while an allocator is in the OOM killer: two decisions
+    # in flight at once, neither waiting for the other.
+    k = Kernel(hung_task_timeout=0)
+    first_in, second_in = threading.Event(), threading.Event()
+    both: list[bool] = []
+
+    def first() -> None:
+        with k.decision():
+            first_in.set()
+            both.append(second_in.wait(5))
+
+    th = threading.Thread(target=first)
+    th.start()
+    assert first_in.wait(5)
+    with k.decision():  # enters while the first is still inside
+        second_in.set()
+    th.join(5)
+    assert both == [True]
+    assert k.shutdown().clean
+    with pytest.raises(PlugPulled):
+        with k.decision():
+            pass
