@@ -491,9 +491,11 @@ class Kernel:
             self.breaches.append(f"a decision was still running {DECISION_DEADLINE:g} s after "
                                  f"the plug was pulled")
         if shutting_down:
-            # Marks the end of the run in the flight recorder: what follows
-            # is the harness unwinding threads, not the kernel.
+            # Marks the end of the run in the flight recorder, and ends the
+            # recording: what follows is the harness unwinding threads, not the
+            # kernel, and it must not push the run's last events out of the ring.
             self.tracer.record(Ev.SHUTDOWN, 0, "")
+            self.tracer.enabled = False
         # Under tasklist_lock, as _new_task checks the plug: a task is either
         # refused, or in this list (never missed).
         with self.tasklist_lock:

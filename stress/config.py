@@ -225,8 +225,7 @@ TIMING_FLAGS: tuple[Flag, ...] = (
     Flag("--hung-task-timeout", whole_seconds("--hung-task-timeout", 3600),
          "khungtaskd's hung_task_timeout_secs, model seconds", show_number, "SECS"),
     Flag("--lockup-window", number_in("--lockup-window", 1.0, 7200.0),
-         "model seconds without progress (and a hung task) that make a lockup "
-         "(default: 1.5 x the hung-task timeout)", show_number, "SECS"),
+         "model seconds without progress (and a hung task) that make a lockup", show_number, "SECS"),
     Flag("--ring-size", int_in("--ring-size", 1, 1 << 24),
          "flight-recorder events kept (older ones are overwritten)", str, "N"),
 )
@@ -250,7 +249,8 @@ def add_flags(group: Any, flags: Iterable[Flag], defaults: object) -> None:
     line are left out of the namespace (``values_given`` then tells which were)."""
     for flag in flags:
         default = getattr(defaults, flag.dest)
-        shown = "1.5 x the hung-task timeout" if default is None else flag.show(default)
+        # ", " lets the help text wrap between items, never inside one.
+        shown = "1.5 x the hung-task timeout" if default is None else flag.show(default).replace(",", ", ")
         group.add_argument(flag.option, type=flag.parse, default=argparse.SUPPRESS,
                            metavar=flag.metavar, help=f"{flag.help} (default {shown})")
 

@@ -122,7 +122,7 @@ class EpisodeResult:
     wall_seconds: float
     kill_at: float | None = None  # model time of the first OOM kill
     freed_at: float | None = None  # model time the victim's pages were first freed
-    recovered_at: float | None = None  # model time of the first allocation success after the kill
+    recovered_at: float | None = None  # the first allocation success after the kill (not for a lockup)
     error: str | None = None  # a broken step, no verdict in time: the harness's own failures
     breaches: list[str] = field(default_factory=list)
     dmesg: list[str] = field(default_factory=list)
@@ -174,6 +174,7 @@ class Verdict:
     outcome: Outcome
     shape: Shape | None
     explanation: str
+    counters: dict[str, Any]  # as they stood at the verdict, the numbers the explanation quotes
 
 
 def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: str | Path | None = None,
@@ -191,7 +192,7 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
                hung_task_timeout=timing.hung_task_timeout, ring_size=timing.ring_size,
                trace=cfg.trace, **extra)
     roles: Roles = {}
-    verdict = Verdict(Outcome.UNDETERMINED, None, "")
+    verdict: Verdict | None = None
     error: str | None = None
     interrupted = False
     try:
@@ -206,7 +207,8 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
         # What the episode showed, up to its verdict: taken before the plug is
         # pulled, so nothing the unwinding does can land in it.
         dmesg = [str(line) for line in k.dmesg()]
-        result_counters = counters(k)
+        if verdict is None:  # no verdict (a broken step): the counters as they stand
+            verdict = Verdict(Outcome.UNDETERMINED, None, "", counters(k))
         report, breaches = finish_kernel(k)
     if interrupted:
         raise Interrupted()
@@ -216,7 +218,7 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
         shape=verdict.shape, grade=grade, model_seconds=model_seconds,
         wall_seconds=time.monotonic() - t0, error=error, breaches=breaches,
         roles={name: t.pid for name, t in roles.items()}, explanation=verdict.explanation,
-        counters=result_counters, shutdown=report.format(), lockup_window=timing.window, kernel=k)
+        counters=verdict.counters, shutdown=report.format(), lockup_window=timing.window, kernel=k)
     fill_timings(k, res, roles.get("victim"))
     if keep is Keep.ALL or (keep is Keep.INTERESTING and res.interesting):
         res.dmesg, res.trace = dmesg, format_trace(k)
@@ -264,11 +266,12 @@ def conclude(k: Kernel, users: list[Task], window: float, since: float = 0.0,
     report) in the flight recorder."""
     if outcome is None:
         outcome = classify(k, users, window, since)
+    counts = counters(k)  # once: the model runs on, and every report quotes these
     shape = lockup_shape(k) if outcome.is_lockup else None
     kill = next((e for e in k.tracer.events() if e.name == Ev.OOM_KILL), None)
-    explanation = explain(k, outcome, kill.t if kill else None)
-    record_verdict(k, outcome, shape, explanation)
-    return Verdict(outcome, shape, explanation)
+    explanation = explain(k, outcome, kill.t if kill else None, counts["oom_aborts"])
+    record_verdict(k, outcome, shape, explanation, counts["oom_aborts"])
+    return Verdict(outcome, shape, explanation, counts)
 
 
 def finish_kernel(k: Kernel) -> tuple[ShutdownReport, list[str]]:
@@ -308,8 +311,9 @@ def fill_timings(k: Kernel, res: EpisodeResult, victim: Task | None) -> None:
         if res.freed_at is None and e.name in (Ev.FINISH_TASK_REAPING, Ev.EXIT_MMAP) and \
                 e.fields.get("mm") == mm_id:
             res.freed_at = e.t
-        if res.recovered_at is None and e.name == Ev.ALLOC_SUCCESS and \
-                (victim is None or e.pid != victim.pid):
+        # An allocation that went through and did not get the run out of trouble is no recovery.
+        if res.recovered_at is None and e.name == Ev.ALLOC_SUCCESS and not res.outcome.is_lockup and \
+                res.outcome is not Outcome.UNDETERMINED and (victim is None or e.pid != victim.pid):
             res.recovered_at = e.t
 
 
@@ -321,7 +325,8 @@ def format_trace(k: Kernel) -> list[str]:
             break
         if e.name not in TRACEPOINTS:
             continue
-        args = " ".join(f"{key}={val}" for key, val in e.fields.items())
+        args = " ".join(f"{key}={val:.6f}" if isinstance(val, float) else f"{key}={val}"
+                        for key, val in e.fields.items())
         out.append(f"{e.comm or '<idle>'}-{e.pid:<5} [000] .... {e.t:12.6f}: {e.name}: "
                    f"pid={e.pid} {args}".rstrip())
     return out

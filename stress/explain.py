@@ -45,7 +45,9 @@ def wait_chain(k: Kernel, start: Task) -> str:
     return " ".join(parts).removesuffix(" which")
 
 
-def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
+def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | None = None) -> str:
+    """``aborts``: the OOM killer's abort count to quote (default: as it stands now)."""
+    aborts = k.stats.oom_aborts if aborts is None else aborts
     rs = k.reaper_status()
     if outcome is Outcome.OOM_PANIC:
         return f"Nothing was killable: the kernel panicked ({k.panic_reason})."
@@ -70,7 +72,7 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None) -> str:
         why = "a TIF_MEMDIE victim still lives" if any(v.tif_memdie for v in blockers) \
             else "an exiting task still has its mm"
         since = f"{k.stats.last_progress:.3f} s" if k.stats.last_progress else "boot"
-        sentences.append(f"The OOM killer aborted {k.stats.oom_aborts} times because {why}; "
+        sentences.append(f"The OOM killer aborted {aborts} times because {why}; "
                          f"no page was allocated and no task exited since {since}.")
         if not rs.running:
             sentences.append("oom_reaper: not running (policy none).")

@@ -19,13 +19,23 @@ def task_report(t: Task, stack: list[str]) -> dict[str, Any]:
             "allocating_since": t.alloc_since, "stack": stack}
 
 
-def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation: str) -> None:
+def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation: str,
+                   aborts: int | None = None) -> None:
+    """The lockup report (for a lockup), then the verdict, last: the record a
+    post-mortem ends at, so that it survives the longest in a small ring.
+    ``aborts`` is the OOM killer's abort count the explanation quotes."""
+    aborts = k.stats.oom_aborts if aborts is None else aborts
     blockers = blocking_tasks(k)
     chain = chain_from(k, story_victim(blockers, shape)) if blockers else []
+    if outcome.is_lockup:
+        record_lockup_report(k, chain, aborts)
     k.tracer.record(Ev.VERDICT, 0, "", outcome=outcome.value, shape=shape.value if shape else None,
-                    explanation=explanation, victims=[t.pid for t in blockers], chain=chain)
-    if not outcome.is_lockup:
-        return
+                    explanation=explanation, victims=[t.pid for t in blockers], chain=chain,
+                    oom_aborts=aborts)
+
+
+def record_lockup_report(k: Kernel, chain: list[dict[str, Any]], aborts: int) -> None:
+    """Every live task, the locks, the reaper: structured, and as kernel-style text."""
     rs = k.reaper_status()
     reaper = None if not rs.running else {
         "busy_with": rs.busy_with,
@@ -34,11 +44,11 @@ def record_verdict(k: Kernel, outcome: Outcome, shape: Shape | None, explanation
     live = [t for t in k.tasks() if t.state_letter not in "ZX"]
     stacks = model_call_traces(live)  # every stack in one read
     k.tracer.record(Ev.LOCKUP_REPORT, 0, "", tasks=[task_report(t, stacks[t.pid]) for t in live],
-                    locks=debug_show_all_locks(k), oom_aborts=k.stats.oom_aborts, reaper=reaper,
+                    locks=debug_show_all_locks(k), oom_aborts=aborts, reaper=reaper,
                     chain=chain, last_progress=k.stats.last_progress)
     since = f"{k.stats.last_progress:.6f} s" if k.stats.last_progress else "boot"
     k.printk(f"Lockup report: no allocation and no exit since {since}; "
-             f"OOM killer aborts: {k.stats.oom_aborts}", LogLevel.KERN_ERR)
+             f"OOM killer aborts: {aborts}", LogLevel.KERN_ERR)
     for t in live:
         if t.state_letter == "D" or t.alloc_since is not None:
             for line in sched_show_task(t, stacks[t.pid]):

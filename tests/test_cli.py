@@ -222,3 +222,51 @@ def test_a_flight_recorder_that_cannot_be_written_is_one_line_not_a_traceback_pe
     assert p.returncode == ExitStatus.UNEXPECTED
     assert p.stderr.strip().splitlines() == [f"python -m stress: error: cannot write {log}: File too large"]
     assert not log.exists()  # nothing half-written left behind
+
+
+def test_a_stop_signal_after_the_verdict_still_writes_every_file(tmp_path, capsys, monkeypatch):
+    import stress.cli.episodes as episodes
+
+    shown = episodes.print_episode
+
+    def print_then_interrupt(res, out):
+        shown(res, out)
+        os.kill(os.getpid(), signal.SIGTERM)  # lands while the result is being shown
+
+    monkeypatch.setattr(episodes, "print_episode", print_then_interrupt)
+    out, log = tmp_path / "r.json", tmp_path / "l.jsonl"
+    assert main(["run", "lockup-mutex", "-q", "--json", str(out), "--log", str(log)]) == 128 + signal.SIGTERM
+    assert json.loads(out.read_text())["outcome"] == "recovered_by_reaper" and log.exists()
+    assert "interrupted by SIGTERM; every thread was joined" in capsys.readouterr().err
+
+
+def test_every_report_quotes_the_same_abort_count(tmp_path, capsys):
+    out, log = tmp_path / "r.json", tmp_path / "l.jsonl"
+    assert main(["run", "lockup-nofs", "--policy", "none", "-q", "--json", str(out), "--log", str(log)]) == 0
+    d = json.loads(out.read_text())
+    aborts = d["counters"]["oom_aborts"]
+    assert aborts > 0 and f"aborted {aborts} times" in d["explanation"]
+    capsys.readouterr()
+    assert main(["postmortem", str(log)]) == 0
+    assert f"aborted {aborts} times" in capsys.readouterr().out
+
+
+def test_a_small_ring_keeps_the_verdict_and_says_it_wrapped(tmp_path, capsys):
+    log = tmp_path / "l.jsonl"
+    assert main(["run", "lockup-mutex", "--policy", "none", "-q", "--ring-size", "40",
+                 "--log", str(log)]) == 0
+    assert "the ring wrapped: its" in capsys.readouterr().out
+    assert main(["postmortem", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "PARTIAL ANALYSIS" in out and "outcome: lockup (mutex)" in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "lockup-mutex", "--bogus"], "unrecognized arguments: --bogus (see 'python -m stress run --help')"),
+    (["run", "lockup-mutex", "--json", "-"], "--json needs a file name, got '-'"),
+    (["run", "lockup-mutex", "--log", ""], "--log needs a file name, got ''"),
+])
+def test_more_bad_input(args, needle, capsys):
+    assert main(args) == ExitStatus.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err

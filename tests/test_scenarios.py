@@ -36,6 +36,7 @@ def test_scenario_outcome_is_the_declared_one(name, policy):
         i = next(i for i, line in enumerate(res.dmesg) if f"oom_reaper: unable to reap pid:{victim} (victim)" in line)
         assert "Showing all locks held in the system:" in res.dmesg[i + 1]
     if res.outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
+        assert res.recovered_at is None and res.recovery_seconds is None  # nothing recovered
         assert any("INFO: task" in line and "blocked for more than 2 seconds." in line for line in res.dmesg)
         assert res.counters["oom_aborts"] > 0
     if res.outcome is Outcome.LOCKUP and policy is Policy.PATCH1:

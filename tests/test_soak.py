@@ -363,3 +363,28 @@ def test_stress_exports_what_an_ad_hoc_test_needs():
     for name in ("Sequencer", "Scenario", "run_episode", "finish_kernel", "Timing", "pages_leaving",
                  "sleeps_on", "WorkloadDriver", "Outcome", "Shape", "Grade"):
         assert getattr(stress, name) is not None and name in stress.__all__
+
+
+def test_a_stopped_replay_keeps_the_replays_done_in_its_json(tmp_path, capsys, monkeypatch):
+    import stress.cli.soak as soak_cli
+
+    real = soak_cli.run_one
+
+    def replay_then_stop(*args, **kwargs):
+        res = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # after the first policy's replay
+        return res
+
+    monkeypatch.setattr(soak_cli, "run_one", replay_then_stop)
+    out = tmp_path / "replay.json"
+    assert main(["soak", "--replay", "3", "--policy", "none", "--policy", "patch1", "--json", str(out)]) \
+        == 128 + signal.SIGTERM
+    d = json.loads(out.read_text())
+    assert d["interrupted"] and [r["policy"] for r in d["results"]] == ["none"]
+
+
+def test_the_json_may_go_into_the_log_dir_the_soak_creates(tmp_path, capsys):
+    d = tmp_path / "new"
+    assert main(["soak", "--episodes", "1", "--jobs", "1", "--verify-replays", "0", "--log-dir", str(d),
+                 "--json", str(d / "summary.json")]) in (ExitStatus.OK, ExitStatus.UNEXPECTED)
+    assert json.loads((d / "summary.json").read_text())["episodes"] == 2

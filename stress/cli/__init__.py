@@ -33,7 +33,6 @@ def error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     # No command, or only the demo's flags: the demo (``python -m stress --speed 20``).
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
@@ -41,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopSignals()
     try:
         with stop.installed():
+            parser = build_parser()
+            # An error the top-level parser finds after a command (an unknown
+            # flag) points at that command's help.
+            parser.help_for = f"{PROG} {argv[0]}" if argv[0] in COMMANDS else PROG
             try:
                 args = parser.parse_args(argv)
             except SystemExit as e:  # --help

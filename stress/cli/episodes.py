@@ -11,7 +11,7 @@ from typing import Sequence, TextIO
 from kthreads import Policy
 
 from ..config import DEMO_TIMING, RUN_TIMING, TIMING_FLAGS, Timing, build
-from ..episode import EpisodeConfig, EpisodeResult, run_episode, write_log
+from ..episode import EpisodeConfig, EpisodeResult, Interrupted, run_episode, write_log
 from ..scenarios import SCENARIOS, Scenario, get_scenario
 from ..signals import StopSignals
 from .output import OutputError, check_outputs, silence_stdout, stream_kernel_log, write_json
@@ -55,12 +55,6 @@ def timing_note(timing: Timing, out: TextIO) -> None:
               f"{timing.verdict_real_seconds:.0f} s of real time)", file=out)
 
 
-def one_episode(sc: Scenario, cfg: EpisodeConfig, stop: StopSignals) -> EpisodeResult:
-    """An episode that a stop signal unwinds (every thread joined) instead of interrupting."""
-    with stop.deferred():
-        return run_episode(sc, cfg, stop=stop.requested)
-
-
 def cmd_demo(args: argparse.Namespace, stop: StopSignals) -> int:
     out = sys.stdout
     t0 = time.monotonic()
@@ -68,19 +62,26 @@ def cmd_demo(args: argparse.Namespace, stop: StopSignals) -> int:
     sc = get_scenario(DEMO_SCENARIO)
     if not args.quiet:
         stream_kernel_log()
-    print(f"The OOM-reaper lab: scenario {sc.name}.\n{sc.story}\n"
-          f"(speed {timing.speed:g}x: one model second is {1000 / timing.speed:.0f} ms; "
-          f"hung_task_timeout_secs={timing.hung_task_timeout:g})", file=out)
-    timing_note(timing, out)
-    results = []
-    for policy in (Policy.NONE, Policy.PATCH1):
-        print(f"\n=== {sc.name} under policy {policy.value} ({POLICY_TITLES[policy]}) ===", file=out)
-        out.flush()
-        res = one_episode(sc, EpisodeConfig(policy=policy, timing=timing), stop)
-        print_episode(res, out)
-        results.append(res)
-    print(f"\n=== verdicts (demo took {time.monotonic() - t0:.2f} s) ===", file=out)
-    verdict_table(results, out)
+    # Polled: a stop signal unwinds the running episode (every thread joined)
+    # instead of interrupting it; no episode starts after it.
+    with stop.polled():
+        print(f"The OOM-reaper lab: scenario {sc.name}.\n{sc.story}\n"
+              f"(speed {timing.speed:g}x: one model second is {1000 / timing.speed:.0f} ms; "
+              f"hung_task_timeout_secs={timing.hung_task_timeout:g})", file=out)
+        timing_note(timing, out)
+        results = []
+        for policy in (Policy.NONE, Policy.PATCH1):
+            if stop.requested():
+                raise Interrupted()
+            print(f"\n=== {sc.name} under policy {policy.value} ({POLICY_TITLES[policy]}) ===", file=out)
+            out.flush()
+            res = run_episode(sc, EpisodeConfig(policy=policy, timing=timing), stop=stop.requested)
+            print_episode(res, out)
+            results.append(res)
+        print(f"\n=== verdicts (demo took {time.monotonic() - t0:.2f} s) ===", file=out)
+        verdict_table(results, out)
+    if stop.requested():
+        raise Interrupted()
     return ExitStatus.OK if all(r.expected for r in results) else ExitStatus.UNEXPECTED
 
 
@@ -98,30 +99,49 @@ def cmd_list(args: argparse.Namespace, stop: StopSignals) -> int:
 
 
 def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
-    check_outputs({"--json": args.json, "--log": args.log})
     sc = get_scenario(args.scenario)
     timing = build(RUN_TIMING, args, TIMING_FLAGS)
     cfg = EpisodeConfig(policy=args.policy, seed=args.seed, timing=timing)
+    check_outputs({"--json": args.json, "--log": args.log})
     if not args.quiet:
         stream_kernel_log()
-    print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
-          f"seed {cfg.seed} ===", flush=True)
-    timing_note(timing, sys.stdout)
-    res = one_episode(sc, cfg, stop)
-    pipe_closed = False
-    try:
-        print_episode(res, sys.stdout)
-        print()
-        verdict_table([res], sys.stdout)
-    except BrokenPipeError:  # whoever read stdout went away: the files are still wanted
-        silence_stdout()
-        pipe_closed = True
+    # Polled: a stop signal during the episode unwinds it (every thread joined,
+    # nothing written); one after it still gets every file written.
+    with stop.polled():
+        print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
+              f"seed {cfg.seed} ===", flush=True)
+        timing_note(timing, sys.stdout)
+        res = run_episode(sc, cfg, stop=stop.requested)
+        pipe_closed = False
+        try:
+            print_episode(res, sys.stdout)
+            print()
+            verdict_table([res], sys.stdout)
+        except BrokenPipeError:  # whoever read stdout went away: the files are still wanted
+            silence_stdout()
+            pipe_closed = True
+        failed = write_run_outputs(args, sc, cfg, res)
+    if failed:
+        raise OutputError("; ".join(failed))
+    if pipe_closed:
+        return ExitStatus.PIPE_CLOSED
+    if stop.requested():
+        raise Interrupted()
+    return ExitStatus.OK if res.expected else ExitStatus.UNEXPECTED
+
+
+def write_run_outputs(args: argparse.Namespace, sc: Scenario, cfg: EpisodeConfig,
+                      res: EpisodeResult) -> list[str]:
+    """Write ``--log`` and ``--json``; the failures, one line each."""
     failed: list[str] = []
     if args.log:
         try:
             write_log(res, args.log, {})
+            lost = res.kernel.tracer.lost() if res.kernel is not None else 0  # as written
             print(f"\nflight recorder written to {args.log}; explain it with: "
-                  f"python -m stress postmortem {args.log}")
+                  f"python -m stress postmortem {args.log}"
+                  + (f"\n(the ring wrapped: its {lost} oldest events are lost; --ring-size "
+                     f"{cfg.timing.ring_size} is too small for this episode)" if lost else ""))
         except OSError as e:
             failed.append(f"cannot write {args.log}: {e.strerror or e}")
     if args.json:
@@ -131,9 +151,4 @@ def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
             write_json(args.json, d)
         except OutputError as e:
             failed.append(str(e))
-    if failed:
-        raise OutputError("; ".join(failed))
-    if pipe_closed:
-        return ExitStatus.PIPE_CLOSED
-    return ExitStatus.OK if res.expected else ExitStatus.UNEXPECTED
-
+    return failed

@@ -39,7 +39,11 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str] | None 
                   directories: dict[str, str | None] | None = None) -> None:
     """Refuse output paths that cannot work, before anything runs: a missing or
     unwritable directory, a directory where a file goes, a path given twice, an input."""
+    for flag, p in {**outputs, **(directories or {})}.items():
+        if p is not None and p.strip() in ("", "-"):
+            raise UsageError(f"{flag} needs a file name, got {p!r} (for the terminal, name /dev/stdout)")
     given = {flag: Path(p) for flag, p in outputs.items() if p is not None}
+    made = [Path(d).resolve() for d in (directories or {}).values() if d is not None]
     for flag, path in given.items():
         if path.is_dir():
             raise UsageError(f"{flag} {path}: is a directory")
@@ -48,7 +52,9 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str] | None 
         # A regular file is written beside itself and renamed: its directory must be writable.
         written_through = path.is_symlink() or (path.exists() and not path.is_file())
         parent = path.parent
-        if not written_through and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        in_made = any(parent.resolve() == d or d in parent.resolve().parents for d in made)
+        if not written_through and not in_made and \
+                not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
             raise UsageError(f"{flag} {path}: cannot create a file in {str(parent)!r} "
                              f"({'not writable' if parent.is_dir() else 'no such directory'})")
     for flag, path in given.items():

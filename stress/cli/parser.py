@@ -30,12 +30,15 @@ class ExitStatus(enum.IntEnum):
 
 class Parser(argparse.ArgumentParser):
     """argparse that reports bad input as one line (exit status 2), naming the
-    ``--help`` of the command that was being parsed."""
+    ``--help`` of the command that was being parsed (``help_for``, when set,
+    names it for errors the top-level parser finds after a command)."""
+
+    help_for: str | None = None
 
     def error(self, message: str) -> NoReturn:
         # "argument --pressure: --pressure must be ...": say the flag once.
         message = re.sub(r"^argument (\S+): \1:? ", r"argument \1: ", message)
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        raise UsageError(f"{message} (see '{self.help_for or self.prog} --help')")
 
 
 def policy_type(text: str) -> Policy:

@@ -10,7 +10,7 @@ from pathlib import Path
 from kthreads import Policy
 
 from ..config import SOAK_TIMING, TIMING_FLAGS, WORKLOAD_FLAGS, build
-from ..episode import EpisodeResult, Keep
+from ..episode import EpisodeResult, Interrupted, Keep
 from ..outcomes import Grade
 from ..signals import StopSignals
 from ..soak import SoakConfig, SoakSettings, format_report, progress_printer, report_json, run_one, run_soak
@@ -104,13 +104,35 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: Sto
     settings = soak_settings(args, Keep.ALL)
     check_outputs({"--json": args.json}, directories={"--log-dir": args.log_dir})
     stream_kernel_log()
-    worst = ExitStatus.OK
-    results = []
+    with stop.polled():  # a stop signal ends the replays; those done are still reported
+        results, failed = replay_each(args, policies, settings, stop)
+        if args.json:
+            try:
+                write_json(args.json, {"replay": args.replay, "interrupted": stop.requested(),
+                                       "results": [r.to_json() for r in results]})
+            except OutputError as e:
+                failed.append(str(e))
+    if failed:
+        raise OutputError("; ".join(failed))
+    if stop.requested():
+        raise Interrupted()
+    forbidden = any(r.grade is Grade.FORBIDDEN for r in results)
+    return ExitStatus.UNEXPECTED if forbidden and args.fail_on == "forbidden" else ExitStatus.OK
+
+
+def replay_each(args: argparse.Namespace, policies: tuple[Policy, ...], settings: SoakSettings,
+                stop: StopSignals) -> tuple[list[EpisodeResult], list[str]]:
+    """Replay the seed under each policy, printing as it goes, until stopped."""
+    results: list[EpisodeResult] = []
     failed: list[str] = []
     for policy in policies:
+        if stop.requested():
+            break
         print(f"=== replay of soak seed {args.replay} under policy {policy.value} ===", flush=True)
-        with stop.deferred():
+        try:
             res = run_one(args.replay, policy, settings, stop=stop.requested)
+        except Interrupted:
+            break
         results.append(res)
         print(f"\n# verdict: {res.label} ({res.grade.value})")
         if args.log_dir:
@@ -127,13 +149,4 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: Sto
             print(f"# harness error: {res.error}")
         for b in res.breaches:
             print(f"# INVARIANT BREACH: {b}")
-        if res.grade is Grade.FORBIDDEN and args.fail_on == "forbidden":
-            worst = ExitStatus.UNEXPECTED
-    if args.json:
-        try:
-            write_json(args.json, {"replay": args.replay, "results": [r.to_json() for r in results]})
-        except OutputError as e:
-            failed.append(str(e))
-    if failed:
-        raise OutputError("; ".join(failed))
-    return worst
+    return results, failed

@@ -111,7 +111,7 @@ def wait_chain(r: Replay, start: Track) -> tuple[list[Track], list[LockState], s
     while len(tasks) <= MAX_HOPS:
         if t.alloc is not None:
             nofs = " with GFP_NOFS, which never calls the OOM killer" if _nofs(t) else ""
-            parts.append(f"which has looped in the page allocator since {t.alloc.start:.1f} s{nofs}")
+            parts.append(f"which has looped in the page allocator since {t.alloc.start:.3f} s{nofs}")
             break
         s = t.sleep
         lk = r.locks.get(int(s.detail.get("lock_id") or 0)) if s is not None else None
@@ -179,12 +179,12 @@ def lockup_evidence(r: Replay, window: float | None) -> Evidence:
         live = [t for t in r.users() if t.alive]
         # As the model's verdict: killable sleepers, which khungtaskd ignores,
         # stuck behind a task that loops in the allocator.
-        stuck = not any(t.uninterruptible for t in live) and \
-            any(t.alloc is not None for t in live) and \
-            all(t.sleep is not None or t.alloc is not None for t in live)
-        if not stuck:
-            missing.append("no hung-task report for a task still in D, and nobody looping in "
-                           "the allocator")
+        if any(t.uninterruptible for t in live):
+            missing.append("no hung-task report for a task still in D")
+        elif not any(t.alloc is not None for t in live):
+            missing.append("no hung-task report, and nobody loops in the allocator")
+        elif not all(t.sleep is not None or t.alloc is not None for t in live):
+            missing.append("no hung-task report, and a task can still run")
     return Evidence(not missing, missing)
 
 
@@ -264,7 +264,7 @@ def diagnose(r: Replay, window: float | None, partial: bool, problems: list[str]
     since = v.sleep.start if v.sleep is not None else (v.alloc.start if v.alloc else r.t_end)
     why = f"pid {v.pid} has TIF_MEMDIE" if v.memdie_since is not None else \
         f"pid {v.pid} is exiting with its mm"
-    sentence = (f"{v.who()} has been in {state} state for {r.t_end - since:.0f} s {hops}; "
+    sentence = (f"{v.who()} has been in {state} state for {r.t_end - since:.1f} s {hops}; "
                 f"the OOM killer aborted {r.aborts} times because {why}; {_reaper_status(r, v)}")
     return Diagnosis(outcome, shape, sentence, [b.pid for b in blockers], [t.pid for t in chain],
                      [lk.name for lk in locks], partial, problems)

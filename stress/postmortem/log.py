@@ -251,7 +251,7 @@ def _parse(line: bytes, no: int) -> Event:
     except RecursionError:
         raise _BadLine("nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, and integers too long to convert
-        raise _BadLine(f"not JSON: {str(e)[:60]}") from None
+        raise _BadLine(f"not JSON: {getattr(e, 'msg', str(e))[:60]}") from None  # the message, not the position
     extra = record.get("record") if isinstance(record, dict) else None
     extra = extra.get("extra") if isinstance(extra, dict) else None
     if not isinstance(extra, dict):

@@ -24,7 +24,7 @@ PROGRESS = frozenset({Ev.MM_PAGE_ALLOC, Ev.ALLOC_SUCCESS, Ev.SCHED_PROCESS_EXIT}
 #: The reaper is done with an mm it was handed.
 REAPER_DONE = frozenset({Ev.FINISH_TASK_REAPING, Ev.REAP_FAILED, Ev.REAP_RACED_EXIT})
 #: After these the run is over: the rest of the log is the harness, or unwinding.
-END_OF_RUN = frozenset({Ev.SHUTDOWN, Ev.VERDICT, Ev.LOCKUP_REPORT})
+END_OF_RUN = frozenset({Ev.SHUTDOWN, Ev.VERDICT})
 
 
 class TaskKind(enum.Enum):
@@ -394,6 +394,9 @@ class Replay:
 
     def on_verdict(self, e: Event) -> None:
         self.verdict = dict(e.fields, t=e.t)
+        # The model's own count at the verdict includes the rounds a looping
+        # allocator had not summarised yet: the one number everybody quotes.
+        self.aborts = e.integer("oom_aborts", self.aborts)
         self._marker(e, f"verdict: {e.get('outcome')}")
 
 

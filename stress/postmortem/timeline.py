@@ -90,7 +90,9 @@ def render_html(a: Analysis, width: int = 1100) -> str:
     ticks = []
     for i in range(11):
         tt = span * i / 10
-        ticks.append(f'<text class="tick" x="{x(tt):.1f}" y="{top - 24}">{tt:.2f}s</text>')
+        anchor = "end" if i == 10 else "middle" if i else "start"  # the last label inside the picture
+        ticks.append(f'<text class="tick" x="{x(tt):.1f}" y="{top - 24}" text-anchor="{anchor}">'
+                     f'{tt:.2f}s</text>')
     d = a.diagnosis
     legend = " ".join(f'<span class="key" style="background:{c}">{k}</span>' for k, c in STATE_COLOURS.items())
     partial = (f'<p id="partial" class="partial">Partial analysis: {escape("; ".join(d.problems))}</p>'
