@@ -8,6 +8,7 @@ so those tests run only under ``-m soak``.
 import io
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -56,13 +57,21 @@ def children(pid: int) -> set[int]:
 
 
 def gone(pids: set[int], within: float) -> bool:
+    """Every process in ``pids`` has ended (a zombie has ended) within ``within``
+    seconds: waited for through pidfds, which become readable when it ends."""
     end = time.monotonic() + within
-    while time.monotonic() < end:
-        if not any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text()
-                   .rsplit(")", 1)[1].split()[0] for pid in pids):
-            return True
-        time.sleep(0.05)
-    return False
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # already gone and reaped
+        try:
+            ready, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
+        finally:
+            os.close(fd)
+        if not ready:
+            return False
+    return True
 
 
 def stop_all(p: subprocess.Popen) -> None:
