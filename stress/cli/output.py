@@ -29,6 +29,7 @@ class OutputError(Exception):
 
 
 def _same(a: Path, b: Path) -> bool:
+    """The same file: one inode, or (not both there yet) one resolved path."""
     try:
         return a.exists() and b.exists() and a.samefile(b) or a.resolve() == b.resolve()
     except OSError:
@@ -71,7 +72,7 @@ def check_outputs(outputs: dict[str, str | None], inputs: dict[str, str] | None 
             continue
         path = Path(d)
         for other, file in given.items():
-            if _same(path, file) or path.resolve() == file.resolve():
+            if _same(path, file):
                 raise UsageError(f"{other} and {flag} name the same path {file}")
         if path.exists() and not path.is_dir():
             raise UsageError(f"{flag} {path}: not a directory")
