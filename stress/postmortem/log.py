@@ -136,10 +136,6 @@ class Event:
         value = self.fields.get(key)
         return default if value is None else as_int(value, key)
 
-    def number(self, key: str, default: float | None = None) -> float | None:
-        value = self.fields.get(key)
-        return default if value is None else as_number(value, key)
-
     def text(self, key: str, default: str | None = None) -> str | None:
         value = self.fields.get(key)
         if value is None:

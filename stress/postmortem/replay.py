@@ -22,7 +22,6 @@ from .log import MAX_NOTED, Event, FieldError, FlightLog
 #: a page was allocated, or a task exited.
 PROGRESS = frozenset({Ev.MM_PAGE_ALLOC, Ev.ALLOC_SUCCESS, Ev.SCHED_PROCESS_EXIT})
 #: The reaper is done with an mm it was handed.
-REAPER_DONE = frozenset({Ev.FINISH_TASK_REAPING, Ev.REAP_FAILED, Ev.REAP_RACED_EXIT})
 #: After these the run is over: the rest of the log is the harness, or unwinding.
 END_OF_RUN = frozenset({Ev.SHUTDOWN, Ev.VERDICT})
 
@@ -137,7 +136,6 @@ class Replay:
         self.oopses: list[str] = []
         self.last_progress: float | None = None
         self.last_event: Event | None = None
-        self.ended_by: Ev | None = None  # shutdown, verdict or lockup_report; None: the log just ends
         self.t_end = 0.0
         self.handlers: dict[Ev, Callable[[Event], None]] = {
             Ev.TASK_NEWTASK: self.on_task_newtask,
@@ -176,7 +174,6 @@ class Replay:
         for e in self.log.events:
             ev = e.ev
             if ev is Ev.SHUTDOWN:  # the plug was pulled: the rest is unwinding
-                self.ended_by = ev
                 self.t_end = max(self.t_end, e.t)  # nothing progressed up to here
                 break
             self.t_end = max(self.t_end, e.t)
@@ -195,7 +192,6 @@ class Replay:
                         self.problems.append(f"line {e.line}: malformed {e.name} record skipped "
                                              f"({type(err).__name__}: {str(err)[:60]})")
             if ev in END_OF_RUN:
-                self.ended_by = ev
                 break  # the episode is over; what follows is the harness, not the kernel
         if self.malformed > MAX_NOTED:
             self.problems.append(f"... and {self.malformed - MAX_NOTED} more malformed records skipped")

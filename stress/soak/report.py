@@ -31,7 +31,6 @@ class PolicyStats:
     labels: Counter = field(default_factory=Counter)
     forbidden: int = 0
     breaches: list[str] = field(default_factory=list)
-    wall: float = 0.0  # summed episode wall time
     replayable: list[EpisodeResult] = field(default_factory=list)  # lockups and forbidden ones
 
 
@@ -52,7 +51,6 @@ class SoakReport:
         st = self.per_policy[res.policy]
         st.episodes += 1
         st.labels[res.label] += 1
-        st.wall += res.wall_seconds
         if res.grade is Grade.FORBIDDEN:
             st.forbidden += 1
         st.breaches += [f"seed {res.seed}: {b}" for b in res.breaches]
