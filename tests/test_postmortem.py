@@ -19,6 +19,7 @@ from stress.postmortem import wait_chain as postmortem_chain
 from stress.scenarios import sleeps_on
 from stress.sequencer import Sequencer
 from stress.verdict import chain_from
+from util import records, write
 
 CASES = [(name, policy) for name in SCENARIOS for policy in Policy]
 
@@ -237,15 +238,6 @@ def test_a_chain_longer_than_one_lock_is_told_hop_by_hop(tmp_path):
     assert d.chain == [v.pid, m.pid, w.pid] and d.locks == ["lock_a", "lock_b"]
     assert (f"waiting for mutex lock_a held by pid {m.pid} (middle), which waits for mutex lock_b "
             f"held by pid {w.pid} (writer), which has looped in the page allocator") in d.sentence
-
-
-def records(path):
-    return [json.loads(line) for line in path.read_text().split("\n") if line]
-
-
-def write(path, recs):
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    return path
 
 
 def name_of(record):

@@ -10,6 +10,7 @@ from stress import EpisodeConfig, get_scenario, run_episode
 from stress.cli import ExitStatus, main
 from stress.outcomes import Outcome
 from stress.postmortem import LogError, analyze, dump_jsonl, format_text, load_jsonl, render_html
+from util import records, write
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +18,6 @@ def lockup(tmp_path_factory):
     p = tmp_path_factory.mktemp("rb") / "lockup.jsonl"
     run_episode(get_scenario("mmap-sem-writer"), EpisodeConfig(policy="patch1"), log_path=str(p))
     return p
-
-
-def records(path):
-    return [json.loads(line) for line in path.read_text().split("\n") if line]
-
-
-def write(path, recs):
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    return path
 
 
 def test_a_log_path_with_braces_is_a_path_not_a_template(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from kthreads import Completion, Task, return_to_user
 
 
@@ -22,3 +24,14 @@ def park_uninterruptible(done: Completion):
 
 def exited(*tasks: Task):
     return lambda: all(t.state_letter == "X" for t in tasks)
+
+
+def records(path):
+    """The JSON records of a flight-recorder log, one a line."""
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
+
+
+def write(path, recs):
+    """Write ``recs`` as a JSONL log; returns the path."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
