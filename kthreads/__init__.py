@@ -10,7 +10,8 @@ from loguru import logger
 from .atomic import (Atomic, Cell, atomic_dec_and_test, atomic_inc, atomic_inc_not_zero,
                      atomic_read, cmpxchg, xchg)
 from .completion import Completion
-from .errors import (BadPageState, Errno, LockBug, ModelBug, OomPanic, PlugPulled,
+from .cpu import Cpu, RunState, SpinLock
+from .errors import (BadPageState, Deadlock, Errno, LockBug, ModelBug, OomPanic, PlugPulled,
                      RefcountUnderflow, SigKill, UseAfterFree)
 from .events import Ev, TraceEvent
 from .gfp import (GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER,
@@ -29,6 +30,7 @@ from .page_alloc import alloc_pages, free_page
 from .policy import Policy
 from .rwsem import (RwSemaphore, down_read, down_read_killable, down_read_trylock, down_write,
                     down_write_killable, down_write_trylock, up_read, up_write)
+from .schedule import MODEL_VERSION, EventOrder, Sched, SchedConfig, Schedule, ScheduleKind
 from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_IDLE, TASK_INTERRUPTIBLE,
                     TASK_KILLABLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, SleepResult, Task,
                     TaskState, current, fatal_signal_pending, return_to_user, schedule_timeout,
@@ -51,6 +53,9 @@ __all__ = [
     "TASK_RUNNING", "TASK_UNINTERRUPTIBLE", "OOM_SCORE_ADJ_MAX", "OOM_SCORE_ADJ_MIN", "current",
     "fatal_signal_pending", "return_to_user", "schedule_timeout", "schedule_timeout_killable",
     "schedule_timeout_uninterruptible", "send_sigkill", "sleep_on",
+    # the controlled CPU and its schedules
+    "Cpu", "RunState", "SpinLock", "Sched", "SchedConfig", "Schedule", "ScheduleKind",
+    "EventOrder", "MODEL_VERSION",
     # locks, atomics, completions
     "Mutex", "mutex_lock", "mutex_lock_killable", "mutex_trylock", "mutex_unlock",
     "RwSemaphore", "down_read", "down_read_killable", "down_read_trylock", "down_write",
@@ -67,7 +72,7 @@ __all__ = [
     "OomControl", "mark_oom_victim", "oom_badness", "oom_kill_process", "out_of_memory",
     "select_bad_process",
     # errors
-    "BadPageState", "Errno", "LockBug", "ModelBug", "OomPanic", "PlugPulled", "RefcountUnderflow",
+    "BadPageState", "Deadlock", "Errno", "LockBug", "ModelBug", "OomPanic", "PlugPulled", "RefcountUnderflow",
     "SigKill", "UseAfterFree",
     # observing a run
     "Ev", "TraceEvent", "DmesgLine", "LogLevel", "lost_from", "KernelSnapshot", "LockSnapshot",

@@ -3,6 +3,8 @@
 CPython's GIL would make most of these single bytecodes atomic by accident;
 the model does not rely on that. Each cell carries its own ``threading.Lock``
 so that a read-modify-write is atomic by construction and visible by name.
+Every write is a scheduling point (``cpu.sched_point``); plain reads
+(READ_ONCE) are not.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Generic, TypeVar
 
+from .cpu import sched_point
 from .errors import RefcountUnderflow
 
 T = TypeVar("T")
@@ -32,15 +35,18 @@ class Atomic:
         return self._v
 
     def set(self, value: int) -> None:
+        sched_point()
         with self._lock:
             self._v = value
 
     def inc(self) -> int:
+        sched_point()
         with self._lock:
             self._v += 1
             return self._v
 
     def dec_return(self) -> int:
+        sched_point()
         with self._lock:
             if self._v <= 0:
                 raise RefcountUnderflow(f"{self.name} decremented below zero")
@@ -51,6 +57,7 @@ class Atomic:
         return self.dec_return() == 0
 
     def inc_not_zero(self) -> bool:
+        sched_point()
         with self._lock:
             if self._v == 0:
                 return False
@@ -74,11 +81,13 @@ class Cell(Generic[T]):
 
     def write(self, value: T | None) -> None:
         """WRITE_ONCE()."""
+        sched_point()
         with self._lock:
             self._v = value
 
     def cmpxchg(self, old: T | None, new: T | None) -> T | None:
         """Store ``new`` if the cell holds ``old`` (by identity); return what it held."""
+        sched_point()
         with self._lock:
             cur = self._v
             if cur is old:
@@ -86,6 +95,7 @@ class Cell(Generic[T]):
             return cur
 
     def xchg(self, new: T | None) -> T | None:
+        sched_point()
         with self._lock:
             cur, self._v = self._v, new
             return cur

@@ -12,8 +12,8 @@ unwinds into do_exit by itself).
 from __future__ import annotations
 
 import threading
-import time
 
+from .cpu import monotonic, sched_point
 from .errors import Errno, SigKill
 from .sched import Parker, SleepResult, TaskState, current, current_parker, sleep_on
 
@@ -33,6 +33,7 @@ class Completion:
         return f"<completion {self.name} done={self.done}>"
 
     def complete(self) -> None:
+        sched_point()
         with self._lock:
             if self.done != COMPLETE_ALL:
                 self.done += 1
@@ -41,6 +42,7 @@ class Completion:
             p.unpark()
 
     def complete_all(self) -> None:
+        sched_point()
         with self._lock:
             self.done = COMPLETE_ALL
             sleepers = list(self._sleepers)
@@ -51,6 +53,7 @@ class Completion:
         return self.done > 0
 
     def try_wait_for_completion(self) -> bool:
+        sched_point()
         with self._lock:
             if self.done == 0:
                 return False
@@ -77,10 +80,11 @@ class Completion:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` real seconds (harness threads and tasks)."""
-        return self._wait(TaskState.TASK_UNINTERRUPTIBLE, time.monotonic() + timeout) \
+        return self._wait(TaskState.TASK_UNINTERRUPTIBLE, monotonic() + timeout) \
             is SleepResult.WOKEN
 
     def _wait(self, state: TaskState, deadline: float | None) -> SleepResult:
+        sched_point()
         task = current()
         parker = task.parker if task is not None else current_parker()
         with self._lock:

@@ -59,3 +59,9 @@ class LockBug(ModelBug):
 
 class OomPanic(BaseException):
     """'Out of memory and no killable processes...': the run's panic outcome."""
+
+
+class Deadlock(RuntimeError):
+    """Controlled mode: the harness waits for something no runnable task or
+    pending timer can ever bring about. Carries the blocked tasks and what
+    each waits on."""

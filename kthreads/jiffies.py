@@ -9,7 +9,8 @@ milliseconds in a test (speed 50) and at a readable pace in a demo.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Callable
 
 HZ_MIN, HZ_MAX = 100, 1000
 #: No real sleep here is shorter than ~0.06 ms (docs/PERF-NOTES.md). A jiffy below
@@ -19,13 +20,21 @@ MIN_REAL_JIFFY = 1e-4
 
 @dataclass(frozen=True)
 class Clock:
-    """Maps model time onto the monotonic clock of this run."""
+    """Maps model time onto the monotonic clock of this run.
+
+    ``timebase`` is that clock: ``time.monotonic`` in free mode, the
+    controlled CPU's virtual time (which moves only when no task can run)
+    in controlled mode. ``t0`` defaults to its value at creation.
+    """
 
     hz: int = 100
     speed: float = 50.0
-    t0: float = field(default_factory=time.monotonic)
+    t0: float | None = None
+    timebase: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
+        if self.t0 is None:
+            object.__setattr__(self, "t0", self.timebase())
         if not HZ_MIN <= self.hz <= HZ_MAX:
             raise ValueError(f"HZ must be between {HZ_MIN} and {HZ_MAX}, got {self.hz}")
         if not self.speed > 0:
@@ -48,7 +57,11 @@ class Clock:
 
     def now(self) -> float:
         """Model seconds since boot."""
-        return (time.monotonic() - self.t0) * self.speed
+        return (self.timebase() - self.t0) * self.speed  # type: ignore[operator]
+
+    def monotonic(self) -> float:
+        """The clock deadlines are taken on (real seconds, or virtual ones)."""
+        return self.timebase()
 
     def jiffies(self) -> int:
         return int(self.now() * self.hz)
@@ -66,8 +79,8 @@ class Clock:
         return max(1, round(ms * self.hz / 1000))
 
     def deadline_after(self, j: float) -> float:
-        """Monotonic real deadline ``j`` jiffies from now."""
-        return time.monotonic() + self.jiffies_to_real(j)
+        """Deadline on ``monotonic()``, ``j`` jiffies from now."""
+        return self.timebase() + self.jiffies_to_real(j)
 
 
 def dmesg_stamp(seconds: float) -> str:

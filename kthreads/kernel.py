@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from .atomic import Atomic
+from .cpu import Cpu, RunState, SpinLock, _this, this_cpu
 from .errors import PlugPulled
 from .events import Ev
 from .exit import task_main
@@ -27,9 +28,11 @@ from .mutex import Mutex
 from .oom_reaper import Patch1Ops, ReaperState
 from .policy import Policy, PolicyOps
 from .rwsem import RwSemaphore
-from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, current
+from .schedule import EventOrder, SchedConfig, Schedule
+from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, current, task_state_letter
 from .snapshot import KernelSnapshot, ReaperStatus, take_snapshot
 from .stacktrace import thread_stacks
+from .strategy import Strategy, make_strategy
 from .trace import DmesgLine, LogLevel, Tracer
 from .zone import Zone
 
@@ -38,6 +41,15 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.NONE: PolicyOps,
     Policy.PATCH1: Patch1Ops,
 }
+
+def _actor_pid() -> int:
+    """Who is recording an event: the calling task's pid, 0 for the harness."""
+    try:
+        task = _this.task
+    except AttributeError:
+        return 0
+    return task.pid if task is not None else 0
+
 
 #: Real seconds pulling the plug waits for the decisions in flight (each
 #: takes microseconds; longer is a model bug, reported as a breach).
@@ -67,6 +79,9 @@ class KernelConfig:
     # Real seconds shutdown() waits for every thread to be joined. None: scale
     # with the run, max(5 s, 5 ms per thread).
     shutdown_timeout: float | None = None
+    # How tasks are scheduled: free (real threads as the OS runs them), or a
+    # controlled strategy with its seed (kthreads.cpu, kthreads.strategy).
+    sched: SchedConfig = SchedConfig()
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, Policy):
@@ -185,13 +200,19 @@ class Decision:
             if self._in_flight == 0:
                 self._cond.notify_all()
 
-    def close(self, deadline: float) -> bool:
+    def close(self, deadline: float, cpu: Cpu | None = None) -> bool:
         """No decision starts after this; wait (until ``deadline``, monotonic)
         for the ones in flight, but this thread's own. False on timeout: a
-        model bug kept a decision going for seconds."""
+        model bug kept a decision going for seconds.
+
+        On a controlled CPU the decisions in flight belong to tasks that are
+        not running: the caller lets them run until they are done."""
         mine = getattr(self._mine, "depth", 0)
         with self._cond:
             self._closed = True
+        if cpu is not None:
+            return cpu.wait_for(lambda: self._in_flight <= mine, DECISION_DEADLINE)
+        with self._cond:
             while self._in_flight > mine:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -206,14 +227,30 @@ class Kernel:
     def __init__(self, config: KernelConfig | None = None, **overrides: Any) -> None:
         config = replace(config or KernelConfig(), **overrides)
         self.config = config
-        self.clock = Clock(config.hz, config.speed)
+        # Controlled mode: the booting thread becomes the CPU's controller,
+        # and model time is the CPU's virtual time.
+        self.cpu: Cpu | None = None
+        self.strategy: Strategy | None = None
+        self.event_order: EventOrder | None = None
+        if config.sched.controlled:
+            self.strategy = make_strategy(config.sched)
+            self.cpu = Cpu(self.strategy)
+            self.cpu.describe_blocked = self.blocked_report
+            self.clock = Clock(config.hz, config.speed, timebase=self.cpu.monotonic)
+        else:
+            self.clock = Clock(config.hz, config.speed)
         self.tracer = Tracer(self.clock.now, config.ring_size, enabled=config.trace)
+        if self.cpu is not None:
+            self.tracer.on_event = self.cpu.event_point
+        elif config.trace:
+            self.event_order = EventOrder(_actor_pid)
+            self.tracer.on_event = self.event_order.note
         self.zone = Zone(config.nr_pages, config.wmark_min, config.wmark_low, config.wmark_high)
         self.stats = KernelStats()
         self.policy: Policy = config.policy
         self.policy_ops: PolicyOps = POLICY_OPS[config.policy]()
         # tasklist_lock: the task list and exit_notify's zombie bookkeeping.
-        self.tasklist_lock = threading.Lock()
+        self.tasklist_lock = SpinLock("tasklist_lock")
         self._tasks: dict[int, Task] = {}
         # Kernel threads take the low pids they get at boot; user processes
         # start at 100 so that their pids read the same under every policy.
@@ -270,11 +307,14 @@ class Kernel:
             self._threads.append(task.thread)
             if mm is not None and mm.owner is None:
                 mm.owner = task
-            self.tracer.record(Ev.TASK_NEWTASK, task.pid, task.comm, tgid=task.tgid,
-                               mm=mm.id if mm else None, kthread=bool(flags & PF.PF_KTHREAD),
-                               oom_score_adj=signal.oom_score_adj)
-            if start:
-                task.thread.start()
+        # Recorded outside tasklist_lock: an event is a scheduling point, and
+        # a spinlock is never held across one. Then started as start() does,
+        # so a shutdown in between runs the task down itself.
+        self.tracer.record(Ev.TASK_NEWTASK, task.pid, task.comm, tgid=task.tgid,
+                           mm=mm.id if mm else None, kthread=bool(flags & PF.PF_KTHREAD),
+                           oom_score_adj=signal.oom_score_adj)
+        if start:
+            self.start(task)
         return task
 
     def fork(self, comm: str, body: Body, *, vmas: Sequence[VmaSpec] = (),
@@ -393,17 +433,30 @@ class Kernel:
 
     def poke(self) -> None:
         """Tell wait_until() observers that model state changed."""
-        if self._observers:
+        if self.cpu is not None:
+            self.cpu.poke()
+        elif self._observers:
             with self._changed:
                 self._changed.notify_all()
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, *,
+                   idle_ok: bool = False) -> bool:
         """Wait up to ``timeout`` real seconds for ``predicate()`` over model state.
 
         Re-evaluated whenever the model pokes (a task sleeps or wakes, an
         OOM event, an exit), and at least every 10 ms in case a change did
         not poke. Returns the predicate's last value.
+
+        On a controlled CPU the wait drives the scheduler: the tasks run
+        until the predicate holds, and ``timeout`` is virtual time. When
+        nothing runnable is left and no timer can change that, it returns
+        False at once and ``stuck_report()`` says who is blocked on what,
+        unless ``idle_ok`` (a predicate over time itself, like a lockup
+        window): then time passes on.
         """
+        cpu = self.cpu
+        if cpu is not None and this_cpu() is cpu:
+            return cpu.wait_for(predicate, timeout, idle_ok)
         deadline = time.monotonic() + timeout
         with self._changed:
             self._observers += 1
@@ -416,6 +469,54 @@ class Kernel:
                 return True
             finally:
                 self._observers -= 1
+
+    # -- the controlled CPU ----------------------------------------------------
+    @property
+    def controlled(self) -> bool:
+        return self.cpu is not None
+
+    def schedule(self) -> Schedule | None:
+        """What decided this run's interleaving, to replay it: a controlled
+        run's switches, or a free run's event order (None with the flight
+        recorder off in free mode)."""
+        if self.cpu is not None:
+            return Schedule.from_switches(self.cpu.switches)
+        return self.event_order.schedule() if self.event_order is not None else None
+
+    def sched_summary(self) -> dict[str, Any]:
+        """The strategy and its figures (steps, switches, PCT's bound, a
+        replay's divergence); ``{"sched": "free"}`` in free mode."""
+        cfg = self.config.sched
+        out: dict[str, Any] = {"sched": cfg.strategy.value}
+        if self.cpu is not None and self.strategy is not None:
+            if cfg.strategy.value in ("random", "pct"):
+                out["sched_seed"] = cfg.seed
+            out.update(self.cpu.stats())
+            out.update(self.strategy.summary(self.cpu))
+        return out
+
+    def blocked_report(self) -> str:
+        """The blocked tasks and what each waits on (controlled mode)."""
+        cpu = self.cpu
+        if cpu is None:
+            return ""
+        out = []
+        for r in cpu.runners.values():
+            t = r.task
+            if r.state is not RunState.BLOCKED or t is None:
+                continue
+            wchan = t.wchan
+            what = getattr(wchan, "name", wchan)
+            owners = wchan.owner_pids() if hasattr(wchan, "owner_pids") else []
+            held = f" held by {', '.join(str(p) for p in owners)}" if owners else ""
+            out.append(f"{t.comm}/{t.pid} ({task_state_letter(t.state)}) on {what}{held}")
+        return "blocked: " + ("; ".join(out) if out else "nothing")
+
+    def stuck_report(self) -> str | None:
+        """Why the last controlled wait could not go on (None: it could)."""
+        if self.cpu is None:
+            return None
+        return self.cpu.stall or self.cpu.deadlock
 
     def report_bug(self, task: Task | None, e: BaseException) -> None:
         who = f"{task.comm}/{task.pid}" if task else "harness"
@@ -487,7 +588,8 @@ class Kernel:
         shutdown, also record the event and start the unstarted tasks."""
         # Waits for the decisions in flight (microseconds); the deadline only
         # guards against a model bug that keeps one going.
-        if not self._decision.close(deadline):
+        cpu = self.cpu if self.cpu is not None and this_cpu() is self.cpu else None
+        if not self._decision.close(deadline, cpu):
             self.breaches.append(f"a decision was still running {DECISION_DEADLINE:g} s after "
                                  f"the plug was pulled")
         if shutting_down:
@@ -501,6 +603,10 @@ class Kernel:
         with self.tasklist_lock:
             self.plug_pulled = True
             threads = list(self._threads)
+            if shutting_down and self.cpu is not None:
+                # From here on every thread runs free: unwinding is not part
+                # of the run, and it must not wait for a scheduler.
+                self.cpu.dissolve()
             if shutting_down:
                 for th in threads:
                     if th.ident is None:  # created with start=False: run it down

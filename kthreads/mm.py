@@ -15,11 +15,11 @@ Touching a freed mm raises ``UseAfterFree`` at once.
 from __future__ import annotations
 
 import enum
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .atomic import Atomic, atomic_dec_and_test, atomic_inc, atomic_inc_not_zero
+from .cpu import SpinLock
 from .errors import UseAfterFree
 from .events import Ev
 from .rwsem import RwSemaphore
@@ -122,7 +122,7 @@ class MM:
         # page_table_lock: zapping and faulting the same VMA concurrently
         # (reaper vs. page fault vs. exit_mmap) must not install, free or
         # count a page twice.
-        self.page_table_lock = threading.Lock()
+        self.page_table_lock = SpinLock("page_table_lock")
         self.freed = False
         self._next_addr = 0
         self.id = kernel.register_mm(self)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections import deque
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
+from .cpu import monotonic, sched_point
 from .errors import Errno, LockBug, SigKill
 from .handoff import HandoffLock
 from .lockdep import lock_acquired, lock_contended, lock_released
@@ -52,6 +52,7 @@ class Mutex(HandoffLock):
 
     def trylock(self) -> bool:
         """mutex_trylock(): True if taken."""
+        sched_point()
         me = current_holder()
         with self._wait_lock:
             if self.owner is not None or self._waiters:
@@ -63,6 +64,7 @@ class Mutex(HandoffLock):
 
     def unlock(self) -> None:
         """mutex_unlock(): hand the mutex to the first waiter, if any."""
+        sched_point()
         me = current_holder()
         with self._wait_lock:
             if self.owner is not me:
@@ -86,7 +88,7 @@ class Mutex(HandoffLock):
             if timeout != -1:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             return self.trylock()
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        deadline = None if timeout is None or timeout < 0 else monotonic() + timeout
         return self._lock(TaskState.TASK_UNINTERRUPTIBLE, deadline, at) is SleepResult.WOKEN
 
     def release(self) -> None:
@@ -123,6 +125,7 @@ class Mutex(HandoffLock):
 
     # -- internals ----------------------------------------------------------
     def _lock(self, state: TaskState, deadline: float | None, at: object) -> SleepResult:
+        sched_point()
         me = current_holder()
         with self._wait_lock:
             if self.owner is None and not self._waiters:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections import deque
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
+from .cpu import monotonic, sched_point
 from .errors import Errno, LockBug
 from .handoff import HandoffLock
 from .lockdep import lock_acquired, lock_contended, lock_released
@@ -56,6 +56,7 @@ class RwSemaphore(HandoffLock):
 
     # -- read side ----------------------------------------------------------
     def down_read_trylock(self) -> bool:
+        sched_point()
         try:
             me = _this.holder
         except AttributeError:
@@ -73,6 +74,7 @@ class RwSemaphore(HandoffLock):
 
     def down_read(self) -> None:
         """Sleeps TASK_UNINTERRUPTIBLE behind a writer or a queued writer."""
+        sched_point()
         try:
             me = _this.holder
         except AttributeError:
@@ -93,6 +95,7 @@ class RwSemaphore(HandoffLock):
         return 0 if res is SleepResult.WOKEN else -Errno.EINTR
 
     def up_read(self) -> None:
+        sched_point()
         try:
             me = _this.holder
         except AttributeError:
@@ -115,6 +118,7 @@ class RwSemaphore(HandoffLock):
 
     # -- write side ---------------------------------------------------------
     def down_write_trylock(self) -> bool:
+        sched_point()
         me = current_holder()
         with self._wait_lock:
             if self.owner is not None or self._readers or self._waiters:
@@ -125,6 +129,7 @@ class RwSemaphore(HandoffLock):
         return True
 
     def down_write(self) -> None:
+        sched_point()
         try:
             me = _this.holder
         except AttributeError:
@@ -145,6 +150,7 @@ class RwSemaphore(HandoffLock):
         return 0 if res is SleepResult.WOKEN else -Errno.EINTR
 
     def up_write(self) -> None:
+        sched_point()
         try:
             me = _this.holder
         except AttributeError:
@@ -227,6 +233,7 @@ class RwSemaphore(HandoffLock):
 
     # -- internals ----------------------------------------------------------
     def _down(self, write: bool, state: TaskState, deadline: float | None, at: object) -> SleepResult:
+        sched_point()
         me = current_holder()
         with self._wait_lock:
             if self.owner is me:
@@ -285,7 +292,7 @@ class RwSemaphore(HandoffLock):
 def _deadline(timeout: float | None) -> float | None:
     if timeout is None or timeout < 0:
         return None
-    return time.monotonic() + timeout
+    return monotonic() + timeout
 
 
 def down_read(sem: RwSemaphore) -> None:

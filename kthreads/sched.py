@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .cpu import Parker, SpinLock, _this, monotonic, this_init
 from .errors import Errno, PlugPulled, SigKill
 from .events import Ev
 
@@ -27,31 +27,6 @@ if TYPE_CHECKING:
     from .kernel import Kernel
     from .lockdep import HeldLock
     from .mm import MM
-
-
-class Parker:
-    """A binary wake-up permit (LockSupport.park/unpark), on a bare Lock.
-
-    ``unpark()`` leaves a permit; ``park()`` consumes one or blocks until one
-    arrives. A wake that lands between a sleeper's last condition check and
-    its ``park()`` is therefore never lost, and it costs one Lock operation
-    where an Event costs a Condition and a fresh lock on every wait.
-    """
-
-    __slots__ = ("_permit",)
-
-    def __init__(self) -> None:
-        self._permit = threading.Lock()
-        self._permit.acquire()  # no permit yet
-
-    def unpark(self) -> None:
-        try:
-            self._permit.release()
-        except RuntimeError:
-            pass  # a permit is already waiting: wakes do not accumulate
-
-    def park(self, timeout: float | None = None) -> bool:
-        return self._permit.acquire(True, -1 if timeout is None else timeout)
 
 
 class TaskState(enum.IntFlag):
@@ -134,7 +109,7 @@ class Task:
         self.mm: Optional["MM"] = mm
         # task_lock(): a spinlock, never held across a sleep. It orders
         # exit_mm() clearing ->mm against the OOM killer reading it.
-        self.alloc_lock = threading.Lock()
+        self.alloc_lock = SpinLock("alloc_lock")
         self.flags = flags
         self.state = TaskState.TASK_RUNNING
         self.tif_memdie = False
@@ -152,8 +127,11 @@ class Task:
         self.alloc_gfp: int | None = None
         self.error: BaseException | None = None
         # Every waker unparks it; the sleeper rechecks its condition after
-        # each park (see sleep_on).
-        self.parker = Parker()
+        # each park (see sleep_on). On a controlled CPU the parker is its
+        # runner's: parking blocks it there, unparking makes it ready.
+        cpu = kernel.cpu
+        self.runner = cpu.new_runner(pid, f"{self.comm}/{pid}", self) if cpu is not None else None
+        self.parker: Parker = self.runner.parker if self.runner is not None else Parker()
         self.thread = TaskThread(self, entry)
         signal.threads.append(self)
 
@@ -189,25 +167,28 @@ class TaskThread(threading.Thread):
         self.task = task
         self.entry = entry
 
+    def start(self) -> None:
+        """Start the thread; on a controlled CPU its task becomes ready (it
+        runs when the strategy hands it the CPU)."""
+        task = self.task
+        if task.runner is not None:
+            task.kernel.cpu.start(task.runner)
+        super().start()
+
     def run(self) -> None:
-        _this.task = _this.holder = self.task
-        _this.parker = self.task.parker
-        self.entry(self.task)
-
-
-#: Per-thread ``current``, the model's per-CPU ``current_task``: which task
-#: (if any) the calling OS thread is, and who it is as a lock holder. Not run
-#: state: it says nothing about any Kernel. A plain thread-local attribute is
-#: read in ~70 ns, where threading.current_thread() costs ~150 ns, on every
-#: lock operation.
-_this = threading.local()
-
-
-def _this_init() -> None:
-    """First use of the model from a thread that is not a task."""
-    _this.task = None
-    _this.holder = threading.current_thread()
-    _this.parker = Parker()
+        task = self.task
+        _this.task = _this.holder = task
+        _this.parker = task.parker
+        _this.cpu = _this.runner = None
+        cpu = task.kernel.cpu
+        if task.runner is None:
+            self.entry(task)
+            return
+        cpu.enter(task.runner)  # first thing: wait for the CPU
+        try:
+            self.entry(task)
+        finally:
+            cpu.exit(task.runner)
 
 
 def current() -> Task | None:
@@ -215,7 +196,7 @@ def current() -> Task | None:
     try:
         return _this.task
     except AttributeError:
-        _this_init()
+        this_init()
         return None
 
 
@@ -224,7 +205,7 @@ def current_holder() -> object:
     try:
         return _this.holder
     except AttributeError:
-        _this_init()
+        this_init()
         return _this.holder
 
 
@@ -232,7 +213,7 @@ def current_parker() -> "Parker":
     try:
         return _this.parker
     except AttributeError:
-        _this_init()
+        this_init()
         return _this.parker
 
 
@@ -282,7 +263,8 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
     """The model's one wait primitive.
 
     Sleeps in ``state`` until ``until()`` is true (rechecked after every
-    wake), the ``deadline`` (``time.monotonic()`` seconds) passes, or a
+    wake), the ``deadline`` (``kernel.clock.monotonic()`` seconds: real time, or
+    virtual time on a controlled CPU) passes, or a
     signal arrives that ``state`` lets in. With ``until=None`` it is
     ``schedule_timeout()``: it sleeps until the deadline or a signal.
     Whatever the state, a pulled plug raises ``PlugPulled``.
@@ -317,13 +299,9 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
                 raise PlugPulled()
             if wakeable and task.sigkill_pending:
                 return SleepResult.INTERRUPTED
-            if deadline is None:
-                parker.park()
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return SleepResult.TIMED_OUT
-                parker.park(remaining)
+            if deadline is not None and deadline <= kernel.clock.monotonic():
+                return SleepResult.TIMED_OUT
+            parker.park(deadline)
             task.nvcsw += 1
     finally:
         task.state = TaskState.TASK_RUNNING
@@ -337,15 +315,11 @@ def _sleep_bare(until: Callable[[], bool] | None, deadline: float | None,
     while True:
         if until is not None and until():
             return SleepResult.WOKEN
-        if deadline is None:
-            if until is None:
-                raise ValueError("a harness thread cannot sleep forever")
-            parker.park()
-            continue
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline is None and until is None:
+            raise ValueError("a harness thread cannot sleep forever")
+        if deadline is not None and deadline <= monotonic():
             return SleepResult.TIMED_OUT
-        parker.park(remaining)
+        parker.park(deadline)
 
 
 def schedule_timeout(state: TaskState, jiffies: float, wchan: object = "schedule_timeout") -> SleepResult:

@@ -20,6 +20,8 @@ import traceback
 from types import FrameType
 from typing import TYPE_CHECKING, Iterable
 
+from . import cpu
+
 if TYPE_CHECKING:
     from .sched import Task
 
@@ -38,6 +40,10 @@ class TIF(enum.IntFlag):
 
     TIF_SIGPENDING = 1 << 2
     TIF_MEMDIE = 1 << 18
+
+
+#: The controlled CPU's source file, whose frames no call trace shows.
+_CPU_FILE = cpu.__file__
 
 
 def current_frames() -> dict[int, FrameType]:
@@ -66,7 +72,10 @@ def _call_trace(frame: FrameType | None, depth: int) -> list[str]:
         # co_qualname (3.11+) names the class too: "Mutex.__enter__". Never
         # read another thread's f_locals here: that frame is running.
         name = getattr(code, "co_qualname", code.co_name)
-        if "threading" not in code.co_filename and name not in ("run", "task_main") and \
+        # Left out: threading's and the controlled CPU's machinery (a sleep
+        # ends in sleep_on either way), the thread's entry, private helpers.
+        if "threading" not in code.co_filename and code.co_filename != _CPU_FILE and \
+                code.co_name not in ("run", "task_main") and \
                 not (code.co_name.startswith("_") and not code.co_name.startswith("__")):
             names.append(f"{name}+{frame.f_lineno}")
         frame = frame.f_back

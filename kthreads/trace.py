@@ -17,6 +17,7 @@ order, ahead of itself. So a looping allocator does not flood the ring.
 from __future__ import annotations
 
 import enum
+import hashlib
 import itertools
 import threading
 from collections import deque
@@ -98,6 +99,16 @@ class Tracer:
         # increments and decrements from losing one another.
         self._holders = 0
         self._holders_lock = threading.Lock()
+        # Called first thing for every event and printk while recording: a
+        # scheduling point on a controlled CPU, the event-order recorder in
+        # free mode (kthreads.schedule.EventOrder.note).
+        self.on_event: Callable[[], None] | None = None
+        # The event digest: a hash over every event put in the ring (name,
+        # pid, comm, fields, model time; nothing of the wall clock), so that
+        # two runs can be compared even when the ring wrapped. Updated under
+        # _append_lock with the append, so the digest follows the ring's order.
+        self._digest = hashlib.blake2b(digest_size=16)
+        self._append_lock = threading.Lock()
 
     @property
     def ring_size(self) -> int:
@@ -105,6 +116,13 @@ class Tracer:
 
     def record(self, event: str, pid: int = 0, comm: str = "", **fields: Any) -> None:
         if self.enabled:
+            hook = self.on_event
+            if hook is not None:
+                hook()
+                # On a controlled CPU the hook may have waited for a turn
+                # while the recording ended (the shutdown event).
+                if not self.enabled:
+                    return
             if self._holders:
                 held = getattr(self._local, "held", None)
                 if held is not None:
@@ -112,7 +130,18 @@ class Tracer:
                         held.events.append(HeldEvent(self._now(), event, pid, comm, fields))
                         return
                     self._flush_held(held)
-            self._ring.append((next(self._seq), self._now(), event, pid, comm, fields))
+            self._append(self._now(), event, pid, comm, fields)
+
+    def _append(self, t: float, event: str, pid: int, comm: str, fields: dict[str, Any]) -> None:
+        with self._append_lock:
+            self._ring.append((next(self._seq), t, event, pid, comm, fields))
+            self._digest.update(f"{t:.9f}|{event}|{pid}|{comm}|{fields!r}\n".encode())
+
+    @property
+    def digest(self) -> str:
+        """The event digest so far (hex)."""
+        with self._append_lock:
+            return self._digest.hexdigest()
 
     # -- holding back a retry loop's routine events --------------------------------
     def hold_back(self, routine: Collection[str],
@@ -143,7 +172,7 @@ class Tracer:
         if held.on_flush is not None:
             held.on_flush()
         for e in held.events:
-            self._ring.append((next(self._seq), e.t, e.name, e.pid, e.comm, e.fields))
+            self._append(e.t, e.name, e.pid, e.comm, e.fields)
 
     def _end_hold(self) -> None:
         self._local.held = None
@@ -166,14 +195,16 @@ class Tracer:
 
     def printk(self, text: str, level: LogLevel = LogLevel.KERN_INFO,
                pid: int = 0, comm: str = "") -> DmesgLine:
+        hook = self.on_event
+        if hook is not None and self.enabled:
+            hook()
         line = DmesgLine(self._now(), level, text)
         self._dmesg.append(line)
         if self._holders:
             held = getattr(self._local, "held", None)
             if held is not None:  # a printk is never routine
                 self._flush_held(held)
-        self._ring.append((next(self._seq), line.seconds, Ev.PRINTK, pid, comm,
-                           {"level": level.name, "text": text}))
+        self._append(line.seconds, Ev.PRINTK, pid, comm, {"level": level.name, "text": text})
         logger.log(level.value, "{}", str(line))
         return line
 

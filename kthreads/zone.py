@@ -28,6 +28,7 @@ import enum
 import threading
 from array import array
 
+from .cpu import sched_point
 from .errors import BadPageState
 
 #: ``_head`` when no page is free; a free page linking to it ends the list.
@@ -127,6 +128,7 @@ class Zone:
     # -- taking pages -------------------------------------------------------------
     def rmqueue(self, owner: object, flags: AllocFlags) -> int | None:
         """Take one page if the watermark allows it (zone_watermark_ok)."""
+        sched_point()
         mark = self.wmark[flags]
         lock = self.lock
         lock.acquire()
@@ -151,6 +153,7 @@ class Zone:
 
     def rmqueue_bulk(self, owner: object, count: int, flags: AllocFlags) -> list[int] | None:
         """Take ``count`` pages under one zone->lock hold, all or none."""
+        sched_point()
         mark = self.wmark[flags]
         with self.lock:
             if count <= 0 or self._nr_free - count < mark:
@@ -189,6 +192,7 @@ class Zone:
 
     def free_page(self, pfn: int, owner: object) -> None:
         """__free_pages(): the page must be owned by ``owner``."""
+        sched_point()
         lock = self.lock
         lock.acquire()
         try:
@@ -214,6 +218,7 @@ class Zone:
         Every page is checked before any is freed, so a bad batch leaves the
         zone untouched.
         """
+        sched_point()
         if not pfns:
             return
         n = self.nr_pages

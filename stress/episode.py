@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from kthreads import Ev, Kernel, Policy, ShutdownReport, Task
+from kthreads import Ev, Kernel, Policy, SchedConfig, ShutdownReport, Task
 
 from .config import RUN_TIMING, Timing
 from .explain import explain
@@ -92,6 +92,7 @@ class EpisodeConfig:
     timing: Timing = RUN_TIMING
     trace: bool = True  # the flight recorder; off only to measure its cost
     shutdown_timeout: float | None = None  # real seconds to join every thread (None: the kernel's default)
+    sched: SchedConfig = SchedConfig()  # free, or a controlled strategy and its seed
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, Policy):
@@ -190,7 +191,7 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
     extra = {} if cfg.shutdown_timeout is None else {"shutdown_timeout": cfg.shutdown_timeout}
     k = Kernel(nr_pages=driver.nr_pages, policy=cfg.policy, speed=timing.speed, hz=timing.hz,
                hung_task_timeout=timing.hung_task_timeout, ring_size=timing.ring_size,
-               trace=cfg.trace, **extra)
+               trace=cfg.trace, sched=cfg.sched, **extra)
     roles: Roles = {}
     verdict: Verdict | None = None
     error: str | None = None
@@ -247,7 +248,9 @@ def await_verdict(k: Kernel, timing: Timing,
             return seen[0] is not Outcome.UNDETERMINED
         return False
 
-    k.wait_until(over, timing.deadline)
+    # idle_ok: a lockup is declared only once its window has passed, so
+    # time must go on when every task is stuck.
+    k.wait_until(over, timing.deadline, idle_ok=True)
     if stopped():
         raise Interrupted()
     verdict = conclude(k, users, window, since, seen[0] if seen else Outcome.UNDETERMINED)

@@ -1,0 +1,535 @@
+"""The CPU the model's threads run on: per-thread ``current``, the parker
+every sleep ends in, spinlocks, and the controlled scheduler.
+
+Free mode (no ``Cpu``): every task thread runs whenever the OS and the GIL
+let it, and model time is real time scaled.
+
+Controlled mode (a ``Cpu``): every task is still its own ``threading.Thread``,
+but exactly one of them (or the harness thread that booted the kernel, the
+*controller*) holds the CPU and runs model code. The holder gives it up only
+at a scheduling point:
+
+* ``point()``: a lock, rwsem, mutex or completion operation, an atomic, a
+  cmpxchg, a page allocation or free (the strategy may switch there);
+* ``event_point()``: a flight-recorder event (the same, and where a replay
+  of a free run holds each task back until its recorded turn);
+* ``block()``: the task sleeps (its parker parks);
+* ``exit()``: the task's thread ends.
+
+Handing over is one binary semaphore (the *baton*) released for the next
+runner while the previous one waits on its own. Only the holder touches the
+scheduler's state, so the fast path of a point takes no lock.
+
+Model time is virtual: ``vnow`` moves only when no runner is ready, and then
+jumps to the earliest timer. When no runner is ready and no timer but the
+controller's own is pending, the run is deadlocked, and the controller's
+wait fails at once with ``Deadlock``.
+
+The controller is not part of the system under test: when it is ready (its
+wait's predicate became true) it runs at the next point, whatever the
+strategy (a replay follows its recording instead).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import Deadlock, LockBug
+
+if TYPE_CHECKING:
+    from .strategy import Strategy
+
+#: Per-thread ``current`` (the model's per-CPU ``current_task``): which task,
+#: if any, the calling OS thread is (``task``), who it is as a lock holder
+#: (``holder``), the parker it sleeps on (``parker``), and in controlled mode
+#: the ``Cpu`` it runs on (``cpu``) and its ``Runner`` there (``runner``).
+#: Not run state: it says nothing about any Kernel. A plain thread-local
+#: attribute is read in ~70 ns, where threading.current_thread() costs
+#: ~150 ns, on every lock operation.
+_this = threading.local()
+
+#: Real seconds the controller waits for the CPU to come back when its own
+#: wait has no real-time bound of its own (a lock taken from the harness).
+CONTROLLER_GUARD = 30.0
+
+
+class Parker:
+    """A binary wake-up permit (LockSupport.park/unpark), on a bare Lock.
+
+    ``unpark()`` leaves a permit; ``park()`` consumes one or blocks until one
+    arrives. A wake that lands between a sleeper's last condition check and
+    its ``park()`` is therefore never lost, and it costs one Lock operation
+    where an Event costs a Condition and a fresh lock on every wait.
+    """
+
+    __slots__ = ("_permit",)
+
+    def __init__(self) -> None:
+        self._permit = threading.Lock()
+        self._permit.acquire()  # no permit yet
+
+    def unpark(self) -> None:
+        try:
+            self._permit.release()
+        except RuntimeError:
+            pass  # a permit is already waiting: wakes do not accumulate
+
+    def park(self, deadline: float | None = None) -> bool:
+        """Wait for a permit until ``deadline`` (``time.monotonic()``); False on timeout."""
+        if deadline is None:
+            return self._permit.acquire()
+        return self._permit.acquire(True, max(0.0, deadline - time.monotonic()))
+
+
+def this_init() -> None:
+    """First use of the model from a thread that is not a task."""
+    _this.task = None
+    _this.holder = threading.current_thread()
+    _this.parker = Parker()
+    _this.cpu = None
+    _this.runner = None
+
+
+def this_cpu() -> "Cpu | None":
+    """The controlled CPU the calling thread runs on (None in free mode)."""
+    try:
+        cpu = _this.cpu
+    except AttributeError:
+        return None
+    return cpu if cpu is not None and not cpu.dissolved else None
+
+
+def monotonic() -> float:
+    """The calling thread's clock for real-second deadlines: the virtual one
+    on a controlled CPU, ``time.monotonic()`` otherwise."""
+    cpu = this_cpu()
+    return cpu.vnow if cpu is not None else time.monotonic()
+
+
+def sched_point() -> None:
+    """A scheduling point: on a controlled CPU the strategy may switch here."""
+    try:
+        cpu = _this.cpu
+    except AttributeError:
+        return
+    if cpu is not None:
+        cpu.point()
+
+
+def preempt_disable() -> None:
+    try:
+        r = _this.runner
+    except AttributeError:
+        return
+    if r is not None:
+        r.preempt_count += 1
+
+
+def preempt_enable() -> None:
+    try:
+        r = _this.runner
+    except AttributeError:
+        return
+    if r is not None:
+        r.preempt_count -= 1
+
+
+class SpinLock:
+    """``spinlock_t``: held for a few operations, never across a sleep.
+
+    A real lock underneath. On a controlled CPU holding one disables
+    preemption, as in the kernel: no scheduling point switches runners while
+    it is held (another runner would spin on it for ever), and sleeping with
+    one held is a bug (``LockBug``, "scheduling while atomic").
+    """
+
+    __slots__ = ("_lock", "name")
+
+    def __init__(self, name: str = "spinlock") -> None:
+        self._lock = threading.Lock()
+        self.name = name
+
+    def acquire(self) -> bool:
+        self._lock.acquire()
+        preempt_disable()
+        return True
+
+    def release(self) -> None:
+        preempt_enable()
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> "SpinLock":
+        return self if self.acquire() else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class RunState(enum.Enum):
+    NEW = "new"  # created, not started
+    READY = "ready"  # may run, waiting for the CPU
+    RUNNING = "running"  # holds the CPU
+    BLOCKED = "blocked"  # asleep until a wake or its timer
+    DONE = "done"  # its thread has ended
+
+
+class Runner:
+    """One thread on the controlled CPU: a task, or the controller (pid 0)."""
+
+    __slots__ = ("pid", "name", "order", "baton", "parker", "state", "permit", "deadline",
+                 "timed_out", "prio", "preempt_count", "watch", "idle_ok", "deadlocked", "gated",
+                 "task")
+
+    def __init__(self, cpu: "Cpu", pid: int, name: str, order: int, task: Any = None) -> None:
+        self.pid = pid
+        self.name = name
+        self.order = order  # creation order: the tie-break wherever one is needed
+        # Released by whoever hands this runner the CPU; acquired by the
+        # runner to wait for it. A permit, so a hand-over never gets lost.
+        self.baton = threading.Lock()
+        self.baton.acquire()
+        self.parker = ControlledParker(cpu, self)
+        self.state = RunState.NEW
+        self.permit = False  # a wake that came while it was not blocked
+        self.deadline: float | None = None  # its timer (virtual monotonic)
+        self.timed_out = False
+        self.prio = 0.0  # PCT's priority
+        self.preempt_count = 0
+        self.watch: Callable[[], bool] | None = None  # the controller's wait predicate
+        self.idle_ok = False  # the controller's wait may let time pass with nothing runnable
+        self.deadlocked = False
+        self.gated = False  # held back at an event until its recorded turn
+        self.task = task
+
+    def __repr__(self) -> str:
+        return f"<Runner {self.name} {self.state.value}>"
+
+
+class ControlledParker(Parker):
+    """A runner's parker: parking blocks it on the CPU, unparking makes it
+    ready. Once the CPU is dissolved (the plug is pulled) it is a plain
+    Parker again, so unwinding threads run free."""
+
+    __slots__ = ("cpu", "runner")
+
+    def __init__(self, cpu: "Cpu", runner: Runner) -> None:
+        super().__init__()
+        self.cpu = cpu
+        self.runner = runner
+
+    def unpark(self) -> None:
+        cpu = self.cpu
+        if not cpu.dissolved:
+            cpu.wake(self.runner)
+        super().unpark()  # the permit a dissolved CPU's park() finds
+
+    def park(self, deadline: float | None = None) -> bool:
+        cpu = self.cpu
+        if not cpu.dissolved:
+            return cpu.block(self.runner, deadline)
+        # Dissolved: unwinding. Virtual deadlines mean nothing any more;
+        # poll, so a sleeper with a deadline still returns.
+        return self._permit.acquire(True, -1 if deadline is None else 0.01)
+
+
+class Cpu:
+    """The controlled CPU of one kernel (see the module docstring)."""
+
+    #: Virtual real-time seconds between two looks of a waiting controller at
+    #: its predicate (a poke may not come; a time-based predicate needs time).
+    RECHECK = 0.01
+
+    def __init__(self, strategy: "Strategy") -> None:
+        self.strategy = strategy
+        # Guards hand-overs against dissolve() and a stalled controller taking
+        # the CPU back; the fast path of a point never takes it.
+        self._lock = threading.Lock()
+        self.vnow = 0.0  # virtual time, in real-time seconds since boot
+        self.runners: dict[int, Runner] = {}
+        self.steps = 0  # scheduling points passed
+        self.events = 0  # of which flight-recorder events
+        self.nr_switches = 0
+        self.switches: list[list[int]] = []  # [step, pid] each time another runner got the CPU
+        self.dissolved = False
+        self.quiet = 0  # > 0 while a predicate of the controller runs on a task's thread
+        self.deadlock: str | None = None
+        self.stall: str | None = None
+        # Set by the kernel: the blocked tasks and what each waits on.
+        self.describe_blocked: Callable[[], str] = lambda: ""
+        self._guard_end: float | None = None
+        if not hasattr(_this, "holder"):
+            this_init()
+        self._owner = threading.current_thread()
+        self._saved = (_this.cpu, _this.runner, _this.parker)
+        c = Runner(self, 0, "harness", 0)
+        c.state = RunState.RUNNING
+        c.prio = float("inf")
+        self.controller = c
+        self.current = c
+        self.runners[0] = c
+        _this.cpu, _this.runner, _this.parker = self, c, c.parker
+
+    def monotonic(self) -> float:
+        """Virtual time: the controlled kernel's clock reads it."""
+        return self.vnow
+
+    # -- runners ------------------------------------------------------------
+    def new_runner(self, pid: int, name: str, task: Any) -> Runner:
+        r = Runner(self, pid, name, len(self.runners), task)
+        self.runners[pid] = r
+        self.strategy.on_new(self, r)
+        return r
+
+    def start(self, r: Runner) -> None:
+        """The runner's thread is being started: it may run from now on."""
+        if r.state is RunState.NEW:
+            r.state = RunState.READY
+            self.strategy.on_ready(self, r)
+
+    def enter(self, r: Runner) -> None:
+        """On the runner's own thread, first thing: wait for the CPU."""
+        _this.cpu, _this.runner = self, r
+        if not self.dissolved:
+            r.baton.acquire()
+
+    def exit(self, r: Runner) -> None:
+        """On the runner's own thread, last thing: give the CPU away for good."""
+        with self._lock:
+            if self.dissolved:
+                return
+            self.steps += 1  # every decision has a step of its own, for replay
+            r.state = RunState.DONE
+            nxt = self._next_locked()
+            if nxt is not None:
+                self._run_locked(nxt)
+        if nxt is not None:
+            nxt.baton.release()
+
+    def ready(self) -> list[Runner]:
+        return [r for r in self.runners.values() if r.state is RunState.READY]
+
+    @property
+    def nr_tasks(self) -> int:
+        """Runners that are tasks (PCT's n)."""
+        return len(self.runners) - 1
+
+    # -- scheduling points --------------------------------------------------
+    def point(self) -> None:
+        if self.quiet or self.dissolved:
+            return
+        me = self.current
+        self.steps += 1
+        if me.preempt_count:
+            return
+        nxt = self.strategy.at_point(self, me)
+        if nxt is not None and nxt is not me:
+            self._switch(me, nxt)
+
+    def event_point(self) -> None:
+        if self.quiet or self.dissolved:
+            return
+        me = self.current
+        self.steps += 1
+        self.events += 1
+        self.strategy.at_event(self, me)
+
+    def yield_to(self, me: Runner, nxt: Runner) -> None:
+        """``me`` stays ready and hands the CPU to ``nxt`` (a strategy's switch)."""
+        self._switch(me, nxt)
+
+    def _switch(self, me: Runner, nxt: Runner) -> None:
+        with self._lock:
+            if self.dissolved:
+                return
+            me.state = RunState.READY
+            self._run_locked(nxt)
+        nxt.baton.release()
+        self._await_turn(me)
+
+    def _run_locked(self, nxt: Runner) -> None:
+        nxt.state = RunState.RUNNING
+        if nxt is not self.current:
+            self.current = nxt
+            self.nr_switches += 1
+            self.switches.append([self.steps, nxt.pid])
+            self.strategy.on_run(self, nxt)
+
+    def _await_turn(self, me: Runner) -> None:
+        if me is not self.controller:
+            me.baton.acquire()
+            return
+        end = self._guard_end if self._guard_end is not None else time.monotonic() + CONTROLLER_GUARD
+        if not me.baton.acquire(True, max(0.0, end - time.monotonic())):
+            self._stalled(end)
+
+    def _stalled(self, end: float) -> None:
+        """The controller's real-time guard ran out with a task on the CPU:
+        a loop without a scheduling point. Dissolve, so the harness can pull
+        the plug; the caller's wait fails."""
+        with self._lock:
+            holder = self.current
+        self.stall = (f"{holder.name} held the CPU past the harness's real-time deadline "
+                      f"(a loop without a scheduling point?)")
+        self.dissolve()
+
+    # -- sleeping and waking ------------------------------------------------
+    def block(self, me: Runner, deadline: float | None) -> bool:
+        """``me`` sleeps until woken (True) or ``deadline`` passes (False)."""
+        if me.permit:
+            me.permit = False
+            return True
+        if me.preempt_count:
+            raise LockBug(f"scheduling while atomic: {me.name} sleeps holding a spinlock")
+        with self._lock:
+            if self.dissolved:
+                return True
+            self.steps += 1  # every decision has a step of its own, for replay
+            me.state = RunState.BLOCKED
+            me.deadline = deadline
+            me.timed_out = False
+            nxt = self._next_locked()
+            if nxt is me:
+                me.state = RunState.RUNNING
+                self.current = me
+            elif nxt is not None:
+                self._run_locked(nxt)
+        if nxt is not me:
+            if nxt is not None:
+                nxt.baton.release()
+            self._await_turn(me)
+        if self.dissolved:
+            return True
+        if me.deadlocked:
+            me.deadlocked = False
+            raise Deadlock(self.deadlock or "deadlock")
+        if me.timed_out:
+            me.timed_out = False
+            return False
+        return True
+
+    def wake(self, r: Runner) -> None:
+        st = r.state
+        if st is RunState.BLOCKED:
+            r.state = RunState.READY
+            r.deadline = None
+            r.timed_out = False
+            self.strategy.on_ready(self, r)
+        elif st is not RunState.DONE:
+            r.timed_out = False
+            r.permit = True
+
+    def poke(self) -> None:
+        """Model state changed: wake the controller if what it waits for holds."""
+        c = self.controller
+        pred = c.watch
+        if pred is None or c.state is not RunState.BLOCKED or self.quiet or self.dissolved:
+            return
+        self.quiet += 1
+        try:
+            ok = pred()
+        except Exception:
+            ok = True  # let the controller evaluate it on its own thread, and fail there
+        finally:
+            self.quiet -= 1
+        if ok:
+            self.wake(c)
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float, idle_ok: bool = False) -> bool:
+        """The caller waits (``timeout`` virtual real-time seconds) until
+        ``pred()``, letting the others run. False if it does not hold by then,
+        or at once when nothing left can run (``deadlock`` says why), unless
+        ``idle_ok``: then time passes on to the deadline."""
+        me = self.current
+        deadline = self.vnow + timeout
+        saved_guard = self._guard_end
+        if me is self.controller:
+            self._guard_end = time.monotonic() + max(5.0, timeout)
+        try:
+            while not pred():
+                if self.dissolved or self.vnow >= deadline:
+                    return bool(pred())
+                if me is self.controller:
+                    me.watch, me.idle_ok = pred, idle_ok
+                try:
+                    self.block(me, min(deadline, self.vnow + self.RECHECK))
+                except Deadlock:
+                    return bool(pred())
+                finally:
+                    me.watch, me.idle_ok = None, False
+            return True
+        finally:
+            self._guard_end = saved_guard
+
+    # -- choosing who runs ----------------------------------------------------
+    def _next_locked(self) -> Runner | None:
+        """Who runs now that the current runner blocked or exited. Fires
+        timers (moving virtual time) when nobody is ready; None if nobody
+        can ever run again (and nobody waits to be told)."""
+        ready = self.ready()
+        if not ready:
+            ready = self._fire_timers_locked()
+            if not ready:
+                return None
+        if len(ready) == 1:
+            return ready[0]
+        return self.strategy.pick(self, ready)
+
+    def _fire_timers_locked(self) -> list[Runner]:
+        c = self.controller
+        timed = [r for r in self.runners.values()
+                 if r.state is RunState.BLOCKED and r.deadline is not None]
+        if c.state is RunState.BLOCKED and not c.idle_ok and all(r is c for r in timed):
+            # Nothing but the harness's own timer can move: whatever it waits
+            # for will never happen. Say so now, not at its deadline.
+            self.deadlock = self.describe_blocked()
+            c.deadlocked = True
+            c.state = RunState.READY
+            c.deadline = None
+            return [c]
+        if not timed:
+            self.deadlock = self.describe_blocked()
+            return []
+        self.advance_locked(min(r.deadline for r in timed))  # type: ignore[type-var]
+        return self.ready()
+
+    def advance_locked(self, t: float) -> None:
+        """Move virtual time to ``t`` (never back) and fire every timer due."""
+        if t > self.vnow:
+            self.vnow = t
+        for r in self.runners.values():
+            if r.state is RunState.BLOCKED and r.deadline is not None and r.deadline <= self.vnow:
+                r.state = RunState.READY
+                r.deadline = None
+                r.timed_out = True
+                self.strategy.on_ready(self, r)
+
+    def advance_to(self, t: float) -> None:
+        with self._lock:
+            self.advance_locked(t)
+
+    # -- the end --------------------------------------------------------------
+    def dissolve(self) -> None:
+        """Stop controlling: every thread runs free from now on (the plug is
+        pulled, or the controller gave up). Idempotent."""
+        with self._lock:
+            if self.dissolved:
+                return
+            self.dissolved = True
+            runners = list(self.runners.values())
+        for r in runners:
+            try:
+                r.baton.release()
+            except RuntimeError:
+                pass  # it already had the baton
+        if threading.current_thread() is self._owner:
+            _this.cpu, _this.runner, _this.parker = self._saved
+
+    def stats(self) -> dict[str, Any]:
+        return {"steps": self.steps, "events": self.events, "switches": self.nr_switches,
+                "tasks": self.nr_tasks, "virtual_seconds": self.vnow}

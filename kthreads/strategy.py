@@ -1,0 +1,313 @@
+"""Who runs next on a controlled CPU: the seeded scheduling strategies.
+
+* ``random``: at every scheduling point, a uniform choice among the running
+  task and the ready ones.
+* ``pct``: Probabilistic Concurrency Testing (Burckhardt, Kothari, Musuvathi,
+  Nagarakatte, ASPLOS 2010). Each task gets a random priority when it is
+  created; the highest-priority ready task runs; at d-1 change points drawn
+  uniformly from the first k steps the running task's priority drops below
+  every initial one. A bug of depth d is found with probability at least
+  1/(n k^(d-1)) per run, n tasks and k steps.
+* ``replay``: the switches a controlled run recorded, at the same steps.
+* ``follow``: a free run's recorded event order, each task held back at its
+  events until its recorded turn (``schedule.EventOrder``).
+
+The controller (the harness, pid 0) is an observer: when it is ready it runs
+at the next point under every strategy but ``replay``, which follows its
+recording, and ``follow``, which holds it at its events like any task.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from typing import TYPE_CHECKING, Any
+
+from .cpu import RunState, Runner
+from .schedule import Sched, SchedConfig, Schedule
+
+if TYPE_CHECKING:
+    from .cpu import Cpu
+
+#: How far ahead ``follow`` looks for a task's own event when it cannot wait
+#: for its turn (it holds a spinlock) or its turn cannot come.
+FOLLOW_LOOKAHEAD = 512
+
+
+class Strategy:
+    """The base: run the current task until it blocks; the controller first."""
+
+    name = "base"
+
+    def on_new(self, cpu: "Cpu", r: Runner) -> None:
+        pass
+
+    def on_ready(self, cpu: "Cpu", r: Runner) -> None:
+        pass
+
+    def on_run(self, cpu: "Cpu", r: Runner) -> None:
+        pass
+
+    def at_point(self, cpu: "Cpu", me: Runner) -> Runner | None:
+        c = cpu.controller
+        if c.state is RunState.READY and not c.gated:
+            return c
+        return None
+
+    def at_event(self, cpu: "Cpu", me: Runner) -> None:
+        nxt = self.at_point(cpu, me)
+        if nxt is not None and nxt is not me and not me.preempt_count:
+            cpu.yield_to(me, nxt)
+
+    def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
+        for r in ready:
+            if r is cpu.controller and not r.gated:
+                return r
+        return min(ready, key=lambda r: r.order)
+
+    def summary(self, cpu: "Cpu") -> dict[str, Any]:
+        return {}
+
+
+class RandomStrategy(Strategy):
+    name = Sched.RANDOM.value
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def at_point(self, cpu: "Cpu", me: Runner) -> Runner | None:
+        c = super().at_point(cpu, me)
+        if c is not None:
+            return c
+        ready = cpu.ready()
+        if not ready:
+            return None
+        i = self.rng.randrange(len(ready) + 1)
+        return None if i == len(ready) else ready[i]
+
+    def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
+        c = cpu.controller
+        if c in ready:
+            return c
+        return ready[self.rng.randrange(len(ready))]
+
+
+class PctStrategy(Strategy):
+    name = Sched.PCT.value
+
+    def __init__(self, seed: int, depth: int, steps: int) -> None:
+        if depth < 1:
+            raise ValueError(f"PCT depth must be at least 1, got {depth}")
+        self.rng = random.Random(seed)
+        self.depth = depth
+        self.k_estimate = max(steps, depth)
+        # The d-1 change points, in task steps (the controller's do not count).
+        self.change_points = sorted(self.rng.sample(range(1, self.k_estimate + 1), depth - 1))
+        self._next = 0
+        self.task_steps = 0
+        self.changes_done = 0
+        self.preempt = False  # a ready task outranks the running one
+
+    def on_new(self, cpu: "Cpu", r: Runner) -> None:
+        # Initial priorities are d + U[0,1): distinct with probability 1,
+        # a uniform random order, and all above the d-1 lowered ones.
+        r.prio = self.depth + self.rng.random()
+
+    def on_ready(self, cpu: "Cpu", r: Runner) -> None:
+        if r.prio > cpu.current.prio:
+            self.preempt = True
+
+    def at_point(self, cpu: "Cpu", me: Runner) -> Runner | None:
+        c = super().at_point(cpu, me)
+        if c is not None:
+            return c
+        if me is cpu.controller:
+            return None
+        self.task_steps += 1
+        cps = self.change_points
+        if self._next < len(cps) and self.task_steps >= cps[self._next]:
+            self._next += 1
+            self.changes_done += 1
+            me.prio = self.depth - self.changes_done  # below every initial priority
+            self.preempt = True
+        if not self.preempt:
+            return None
+        self.preempt = False
+        best = me
+        for r in cpu.runners.values():
+            if r.state is RunState.READY and r.prio > best.prio:
+                best = r
+        return best
+
+    def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
+        self.preempt = False
+        return max(ready, key=lambda r: r.prio)
+
+    def bound(self, n: int, k: int) -> float:
+        """PCT's guarantee for a bug of depth d: 1/(n k^(d-1))."""
+        return 1.0 / (max(n, 1) * max(k, 1) ** (self.depth - 1))
+
+    def summary(self, cpu: "Cpu") -> dict[str, Any]:
+        n, k = cpu.nr_tasks, self.task_steps
+        return {"pct_depth": self.depth, "pct_n": n, "pct_k": k, "pct_bound": self.bound(n, k),
+                "pct_changes": self.changes_done}
+
+
+class ReplayStrategy(Strategy):
+    """The recorded switches, at the recorded steps. A step where the
+    recording and the run disagree is the divergence (first one kept)."""
+
+    name = Sched.REPLAY.value
+
+    def __init__(self, switches: list[list[int]]) -> None:
+        self.switches = switches
+        self.i = 0
+        self.diverged_at: int | None = None  # the step
+
+    def _due(self, cpu: "Cpu") -> Runner | None:
+        sw = self.switches
+        if self.i < len(sw) and sw[self.i][0] == cpu.steps:
+            r = cpu.runners.get(sw[self.i][1])
+            if r is not None and r.state is RunState.READY:
+                return r
+        return None
+
+    def on_run(self, cpu: "Cpu", r: Runner) -> None:
+        sw = self.switches
+        if self.i < len(sw) and sw[self.i] == [cpu.steps, r.pid]:
+            self.i += 1
+        elif self.diverged_at is None:
+            self.diverged_at = cpu.steps
+
+    def at_point(self, cpu: "Cpu", me: Runner) -> Runner | None:
+        return self._due(cpu)
+
+    def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
+        r = self._due(cpu)
+        if r is not None:
+            return r
+        # No switch recorded here: the runner that blocked ran on (its own
+        # timer fired with others').
+        return cpu.current if cpu.current in ready else min(ready, key=lambda x: x.order)
+
+    def summary(self, cpu: "Cpu") -> dict[str, Any]:
+        return {"replay_diverged_at_step": self.diverged_at,
+                "replay_followed": self.i, "replay_recorded": len(self.switches)}
+
+
+class FollowStrategy(Strategy):
+    """A free run's event order: before each event, the task whose event is
+    next in the recording runs; the others wait at their events."""
+
+    name = Sched.FOLLOW.value
+
+    def __init__(self, runs: list[list[int]]) -> None:
+        actors = array("i")
+        for pid, n in runs:
+            actors.extend([pid] * n)
+        self.actors = actors
+        self.c = 0  # the next recorded event
+        self.taken: set[int] = set()  # events consumed ahead of their turn
+        self.diverged_at: int | None = None  # the recorded event index
+        self.out_of_turn = 0  # events the run made that the recording had elsewhere or not at all
+
+    def expected(self) -> int | None:
+        a, c, taken = self.actors, self.c, self.taken
+        while c < len(a) and c in taken:
+            taken.discard(c)
+            c += 1
+        self.c = c
+        return a[c] if c < len(a) else None
+
+    def _consume(self) -> None:
+        self.c += 1
+
+    def _take_ahead(self, me: Runner) -> None:
+        """``me`` makes an event out of turn: match it with its own next one
+        in the recording, near enough; else the run has diverged."""
+        a, c = self.actors, self.c
+        for j in range(c + 1, min(len(a), c + FOLLOW_LOOKAHEAD)):
+            if a[j] == me.pid and j not in self.taken:
+                self.taken.add(j)
+                return
+        self.out_of_turn += 1
+        if self.diverged_at is None:
+            self.diverged_at = c
+
+    def at_point(self, cpu: "Cpu", me: Runner) -> Runner | None:
+        return super().at_point(cpu, me) if self.expected() is None else None
+
+    def at_event(self, cpu: "Cpu", me: Runner) -> None:
+        while True:
+            exp = self.expected()
+            if exp is None:  # the recording is over: run on as the base strategy
+                return super().at_event(cpu, me)
+            if exp == me.pid:
+                self._consume()
+                return
+            if me.preempt_count:
+                self._take_ahead(me)
+                return
+            x = cpu.runners.get(exp)
+            if x is not None and x.state is RunState.BLOCKED and x.deadline is not None:
+                cpu.advance_to(x.deadline)  # its timer is what woke it in the free run
+            if x is not None and x.state is RunState.READY:
+                self._hold(cpu, me, x)
+                continue
+            # Its turn cannot come yet: somebody must wake it. Let a runner
+            # that is not waiting for its turn go on; if none, the run diverged.
+            y = next((r for r in cpu.runners.values()
+                      if r.state is RunState.READY and not r.gated), None)
+            if y is None:
+                self._take_ahead(me)
+                return
+            self._hold(cpu, me, y)
+
+    def _hold(self, cpu: "Cpu", me: Runner, nxt: Runner) -> None:
+        me.gated = True
+        try:
+            cpu.yield_to(me, nxt)
+        finally:
+            me.gated = False
+
+    def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
+        exp = self.expected()
+        if exp is None:
+            return super().pick(cpu, ready)
+        x = cpu.runners.get(exp)
+        if x is not None and x.state is RunState.BLOCKED and x.deadline is not None:
+            cpu.advance_locked(x.deadline)
+        if x is not None and x.state is RunState.READY:
+            return x
+        free = [r for r in cpu.runners.values() if r.state is RunState.READY and not r.gated]
+        if free:
+            return min(free, key=lambda r: r.order)
+        ready = cpu.ready()
+        return min(ready, key=lambda r: self._distance(r.pid))
+
+    def _distance(self, pid: int) -> int:
+        a, c = self.actors, self.c
+        for j in range(c, min(len(a), c + FOLLOW_LOOKAHEAD)):
+            if a[j] == pid:
+                return j - c
+        return FOLLOW_LOOKAHEAD
+
+    def summary(self, cpu: "Cpu") -> dict[str, Any]:
+        return {"follow_diverged_at_event": self.diverged_at, "follow_out_of_turn": self.out_of_turn,
+                "follow_followed": min(self.c, len(self.actors)), "follow_recorded": len(self.actors)}
+
+
+def make_strategy(cfg: SchedConfig) -> Strategy:
+    s = cfg.strategy
+    if s is Sched.RANDOM:
+        return RandomStrategy(cfg.seed)
+    if s is Sched.PCT:
+        return PctStrategy(cfg.seed, cfg.pct_depth, cfg.pct_steps)
+    if s in (Sched.REPLAY, Sched.FOLLOW):
+        sched: Schedule | None = cfg.schedule
+        if sched is None:
+            raise ValueError(f"--sched {s.value} needs a recorded schedule")
+        if s is Sched.REPLAY:
+            return ReplayStrategy([list(x) for x in sched.switches])
+        return FollowStrategy([list(x) for x in sched.actors])
+    raise ValueError(f"{s.value} is not a controlled strategy")
