@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import random
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -134,6 +134,17 @@ class EpisodeResult:
     shutdown: str = ""  # the shutdown report (with the stacks of threads that did not stop)
     lockup_window: float = 0.0  # model seconds, as the verdict used it
     notes: list[str] = field(default_factory=list)  # what went wrong around the episode (a log not written)
+    # How it was scheduled, and what replays it: the strategy ("free",
+    # "random", "pct", "replay", "follow"), its seed (random, pct), PCT's
+    # guarantee 1/(n k^(d-1)), the CPU's figures, the hash of every
+    # flight-recorder event, and the recorded schedule (Schedule.to_json()).
+    sched: str = "free"
+    sched_seed: int | None = None
+    pct_bound: float | None = None
+    sched_stats: dict[str, Any] = field(default_factory=dict)
+    event_digest: str = ""
+    schedule: dict[str, Any] | None = None
+    timing: dict[str, Any] = field(default_factory=dict)  # the Timing it ran with (for a replay)
     # The kernel itself, for callers that want to look further; never pickled
     # or written out (the soak drops it before a result leaves its worker).
     kernel: Kernel | None = field(default=None, repr=False, compare=False)
@@ -219,7 +230,9 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
         shape=verdict.shape, grade=grade, model_seconds=model_seconds,
         wall_seconds=time.monotonic() - t0, error=error, breaches=breaches,
         roles={name: t.pid for name, t in roles.items()}, explanation=verdict.explanation,
-        counters=verdict.counters, shutdown=report.format(), lockup_window=timing.window, kernel=k)
+        counters=verdict.counters, shutdown=report.format(), lockup_window=timing.window,
+        timing=asdict(timing), kernel=k)
+    fill_sched(k, res)
     fill_timings(k, res, roles.get("victim"))
     if keep is Keep.ALL or (keep is Keep.INTERESTING and res.interesting):
         res.dmesg, res.trace = dmesg, format_trace(k)
@@ -292,11 +305,25 @@ def write_log(res: EpisodeResult, path: str | Path, meta: dict[str, Any]) -> Pat
     path = Path(path)
     source = {} if isinstance(res.name, str) and res.name.startswith("soak seed") else {"scenario": res.name}
     header = {**source, "seed": res.seed, "outcome": res.outcome.value, "label": res.label,
-              "grade": res.grade.value, "lockup_window": res.lockup_window, **meta}
+              "grade": res.grade.value, "lockup_window": res.lockup_window, "sched": res.sched,
+              "sched_seed": res.sched_seed, "pct_bound": res.pct_bound, "sched_stats": res.sched_stats,
+              "event_digest": res.event_digest, "schedule": res.schedule, "timing": res.timing, **meta}
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced_atomically(path) as staged:
         dump_jsonl(res.kernel, staged, header)
     return path
+
+
+def fill_sched(k: Kernel, res: EpisodeResult) -> None:
+    """The schedule and digest, once the recording has ended (at shutdown)."""
+    summary = k.sched_summary()
+    res.sched = summary.pop("sched")
+    res.sched_seed = summary.pop("sched_seed", None)
+    res.pct_bound = summary.get("pct_bound")
+    res.sched_stats = summary
+    res.event_digest = k.tracer.digest
+    schedule = k.schedule()
+    res.schedule = schedule.to_json() if schedule is not None else None
 
 
 def fill_timings(k: Kernel, res: EpisodeResult, victim: Task | None) -> None:

@@ -8,13 +8,14 @@ import sys
 import time
 from typing import Sequence, TextIO
 
-from kthreads import Policy
+from kthreads import Policy, SchedConfig
 
 from ..config import DEMO_TIMING, RUN_TIMING, TIMING_FLAGS, Timing, build
 from ..episode import EpisodeConfig, EpisodeResult, Interrupted, run_episode, write_log
+from ..recording import Recording, load_recording
 from ..scenarios import SCENARIOS, Scenario, get_scenario
 from ..signals import StopSignals
-from .output import OutputError, check_outputs, silence_stdout, stream_kernel_log, write_json
+from .output import OutputError, UsageError, check_outputs, silence_stdout, stream_kernel_log, write_json
 from .parser import ExitStatus
 
 DEMO_SCENARIO = "lockup-mutex"
@@ -98,10 +99,58 @@ def cmd_list(args: argparse.Namespace, stop: StopSignals) -> int:
     return ExitStatus.OK
 
 
+def sched_config(args: argparse.Namespace) -> SchedConfig:
+    """The scheduling flags as a SchedConfig (checked by the parser one by one)."""
+    return SchedConfig(args.sched, seed=args.sched_seed, pct_depth=args.pct_depth)
+
+
+def run_config(args: argparse.Namespace) -> tuple[Scenario, EpisodeConfig, Recording | None]:
+    """What ``run`` runs: the scenario and flags given, or a recording to replay."""
+    if args.replay is None:
+        if args.scenario is None:
+            raise UsageError("give a SCENARIO (see 'python -m stress list') or --replay FILE "
+                             "(see 'python -m stress run --help')")
+        timing = build(RUN_TIMING, args, TIMING_FLAGS)
+        return (get_scenario(args.scenario),
+                EpisodeConfig(policy=args.policy or Policy.PATCH1, seed=args.seed, timing=timing,
+                              sched=sched_config(args)), None)
+    rec = load_recording(args.replay)
+    if rec.scenario is None:
+        raise UsageError(f"{args.replay} records a soak episode: replay it with "
+                         f"'python -m stress soak --replay {args.replay}'")
+    if rec.scenario not in SCENARIOS:
+        raise UsageError(f"{args.replay} records scenario {rec.scenario!r}, which this version does not have")
+    if args.scenario is not None and args.scenario != rec.scenario:
+        raise UsageError(f"{args.replay} records scenario {rec.scenario}, not {args.scenario}")
+    if args.policy is not None and args.policy is not rec.policy:
+        raise UsageError(f"{args.replay} records policy {rec.policy.value}, not {args.policy.value}")
+    return (get_scenario(rec.scenario),
+            EpisodeConfig(policy=rec.policy, seed=rec.seed, timing=rec.timing, sched=rec.replay_config), rec)
+
+
+def replay_verdict(rec: Recording, res: EpisodeResult, out: TextIO) -> bool:
+    """Compare a replay with its recording; True if it reproduced it."""
+    same_outcome = rec.label is None or res.label == rec.label
+    exact = rec.sched != "free"
+    same = same_outcome and (not exact or res.event_digest == rec.event_digest)
+    stats = res.sched_stats
+    if exact:
+        detail = ("the same event digest" if res.event_digest == rec.event_digest else
+                  f"event digest {res.event_digest} where the recording has {rec.event_digest}"
+                  + (f"; the schedule diverged at step {stats['replay_diverged_at_step']}"
+                     if stats.get("replay_diverged_at_step") is not None else ""))
+    else:
+        div = stats.get("follow_diverged_at_event")
+        detail = (f"followed {stats.get('follow_followed', 0)} of {stats.get('follow_recorded', 0)} "
+                  f"recorded events" + (f"; diverged at recorded event {div}" if div is not None else ""))
+    print(f"\n# replay of {rec.path} ({rec.sched} run): {res.label}, recorded {rec.label}; {detail}: "
+          f"{'REPRODUCED' if same else 'NOT REPRODUCED'}", file=out)
+    return same
+
+
 def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
-    sc = get_scenario(args.scenario)
-    timing = build(RUN_TIMING, args, TIMING_FLAGS)
-    cfg = EpisodeConfig(policy=args.policy, seed=args.seed, timing=timing)
+    sc, cfg, rec = run_config(args)
+    timing = cfg.timing
     check_outputs({"--json": args.json, "--log": args.log})
     if not args.quiet:
         stream_kernel_log()
@@ -109,12 +158,16 @@ def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
     # nothing written); one after it still gets every file written.
     with stop.polled():
         print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
-              f"seed {cfg.seed} ===", flush=True)
+              f"seed {cfg.seed}, sched {sched_label(cfg.sched)} ===", flush=True)
         timing_note(timing, sys.stdout)
         res = run_episode(sc, cfg, stop=stop.requested)
         pipe_closed = False
+        reproduced = True
         try:
             print_episode(res, sys.stdout)
+            print_sched(res, sys.stdout)
+            if rec is not None:
+                reproduced = replay_verdict(rec, res, sys.stdout)
             print()
             verdict_table([res], sys.stdout)
         except BrokenPipeError:  # whoever read stdout went away: the files are still wanted
@@ -127,7 +180,29 @@ def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
         return ExitStatus.PIPE_CLOSED
     if stop.requested():
         raise Interrupted()
-    return ExitStatus.OK if res.expected else ExitStatus.UNEXPECTED
+    return ExitStatus.OK if res.expected and reproduced else ExitStatus.UNEXPECTED
+
+
+def sched_label(sched: SchedConfig) -> str:
+    if sched.strategy.value in ("random", "pct"):
+        extra = f", depth {sched.pct_depth}" if sched.strategy.value == "pct" else ""
+        return f"{sched.strategy.value} (seed {sched.seed}{extra})"
+    return sched.strategy.value
+
+
+def print_sched(res: EpisodeResult, out: TextIO) -> None:
+    """One line of the lab's about the scheduling: what replays the run."""
+    st = res.sched_stats
+    if res.sched == "free":
+        print(f"# sched: free (real threads); event digest {res.event_digest}; --log or --json "
+              f"keeps the event order, and 'run --replay FILE' re-runs it", file=out)
+        return
+    line = (f"# sched: {res.sched}; {st.get('steps', 0)} scheduling points, {st.get('switches', 0)} "
+            f"switches, {st.get('tasks', 0)} tasks; event digest {res.event_digest}")
+    if res.pct_bound is not None:
+        line += (f"; PCT guarantee for a bug of depth {st['pct_depth']}: 1/(n k^(d-1)) with "
+                 f"n={st['pct_n']} k={st['pct_k']}: {res.pct_bound:.3g}")
+    print(line, file=out)
 
 
 def write_run_outputs(args: argparse.Namespace, sc: Scenario, cfg: EpisodeConfig,

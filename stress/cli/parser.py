@@ -9,7 +9,7 @@ import enum
 import re
 from typing import NoReturn
 
-from kthreads import Policy
+from kthreads import Policy, Sched
 
 from ..config import (DEMO_TIMING, RUN_TIMING, SOAK_TIMING, TIMING_FLAGS, WORKLOAD_FLAGS, Timing,
                       add_flags, int_in, number_in)
@@ -18,6 +18,9 @@ from ..workload import WorkloadParams
 from .output import UsageError
 
 PROG = "python -m stress"
+#: The soak's default mode: controlled PCT finds every lockup shape more often
+#: per second than free threads do (benchmarks/sched.py; README).
+SOAK_SCHED = Sched.PCT
 
 
 class ExitStatus(enum.IntEnum):
@@ -66,6 +69,32 @@ def add_timing(p: argparse.ArgumentParser, preset: Timing, title: str = "timing"
     add_flags(p.add_argument_group(title), TIMING_FLAGS, preset)
 
 
+#: What --sched accepts (replay and follow are what --replay uses).
+SCHED_CHOICES = (Sched.FREE, Sched.RANDOM, Sched.PCT)
+
+
+def sched_type(text: str) -> Sched:
+    try:
+        s = Sched.parse(text)
+    except ValueError:
+        s = None
+    if s not in SCHED_CHOICES:
+        raise argparse.ArgumentTypeError(f"unknown strategy {text!r} (choose from "
+                                         f"{', '.join(c.value for c in SCHED_CHOICES)})")
+    return s
+
+
+def add_sched(p: argparse.ArgumentParser, default: Sched, what: str) -> None:
+    g = p.add_argument_group("scheduling")
+    g.add_argument("--sched", type=sched_type, default=default, metavar="MODE",
+                   help=f"free: real threads as the OS runs them; random | pct: one task at a time "
+                        f"on virtual time, the strategy seeded (default {default.value}{what})")
+    g.add_argument("--sched-seed", type=int_in("--sched-seed", 0, 2 ** 63 - 1), default=0, metavar="N",
+                   help="the strategy's seed (default 0)")
+    g.add_argument("--pct-depth", type=int_in("--pct-depth", 1, 64), default=3, metavar="D",
+                   help="PCT's bug depth d: d-1 priority change points (default 3)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog=PROG,
                     description="Watch the Linux 4.6 OOM-reaper lockup happen on real threads, "
@@ -83,15 +112,20 @@ def build_parser() -> Parser:
 
     run = sub.add_parser("run", help="one episode of one scenario",
                          description="Run one scenario under one policy and print its log and verdict.")
-    run.add_argument("scenario", type=scenario_type, metavar="SCENARIO", help=f"one of: {', '.join(SCENARIOS)}")
-    run.add_argument("--policy", type=policy_type, default=Policy.PATCH1,
+    run.add_argument("scenario", type=scenario_type, metavar="SCENARIO", nargs="?",
+                     help=f"one of: {', '.join(SCENARIOS)} (optional with --replay)")
+    run.add_argument("--policy", type=policy_type, default=None,
                      help=f"{' | '.join(p.value for p in Policy)} (default patch1)")
     run.add_argument("--seed", type=int_in("--seed", 0, 2 ** 63 - 1), default=0,
                      help="varies the sizes a little, deterministically (default 0)")
     run.add_argument("--json", metavar="FILE", help="write the result as JSON")
     run.add_argument("--log", metavar="FILE", help="write the flight recorder (JSONL) for 'postmortem'")
     run.add_argument("-q", "--quiet", action="store_true", help="do not stream the kernel log")
+    run.add_argument("--replay", metavar="FILE",
+                     help="re-run a recorded episode exactly: a result from 'run --json' or a log "
+                          "from 'run --log'")
     add_timing(run, RUN_TIMING)
+    add_sched(run, Sched.FREE, "")
 
     add_soak_parser(sub)
 
@@ -119,8 +153,9 @@ def add_soak_parser(sub: argparse._SubParsersAction) -> None:
                      help="episodes per policy (default 100)")
     how.add_argument("--seconds", type=number_in("--seconds", 0.0, 7 * 86400.0, lo_open=True), metavar="S",
                      help="run for S seconds of wall time instead")
-    how.add_argument("--replay", type=int_in("--replay", 0, 2 ** 63 - 1), metavar="SEED",
-                     help="rerun one episode in this process and print its log")
+    how.add_argument("--replay", metavar="SEED|FILE",
+                     help="rerun one episode in this process and print its log: a seed (exact "
+                          "under --sched random|pct), or a log from --log-dir (exact in both modes)")
     p.add_argument("--seed", type=int_in("--seed", 0, 2 ** 62), default=argparse.SUPPRESS,
                    help="first episode seed (default 0)")
     p.add_argument("--jobs", type=int_in("--jobs", 0, 256), default=argparse.SUPPRESS, metavar="J",
@@ -133,6 +168,7 @@ def add_soak_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit 1 on a forbidden outcome or breach (default), or never")
     add_flags(p.add_argument_group("workload"), WORKLOAD_FLAGS, WorkloadParams())
     add_timing(p, SOAK_TIMING, "episode")
+    add_sched(p, SOAK_SCHED, "; each episode's seed is derived from N and the workload seed")
     e = p.add_argument_group("runner")
     e.add_argument("--episode-timeout", type=number_in("--episode-timeout", 1.0, 3600.0),
                    default=argparse.SUPPRESS, metavar="SECS",

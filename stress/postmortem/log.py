@@ -75,7 +75,13 @@ def dump_jsonl(k: Kernel, path: str | Path, meta: dict[str, Any]) -> Path:
     log = logger.bind(flight=token)
     try:
         events = k.tracer.events()
-        config = {key: _plain(value) for key, value in dataclasses.asdict(k.config).items()}
+        config = {key: _plain(value) for key, value in dataclasses.asdict(k.config).items()
+                  if key != "sched"}
+        # The strategy and its parameters; the schedule itself is in the
+        # header once (``schedule``), not again here.
+        sched = k.config.sched
+        config["sched"] = {"strategy": sched.strategy.value, "seed": sched.seed,
+                           "pct_depth": sched.pct_depth, "pct_steps": sched.pct_steps}
         header = dict(meta, version=FORMAT_VERSION, hz=k.clock.hz, speed=k.clock.speed,
                       nr_pages=k.zone.nr_pages, policy=k.policy.value,
                       hung_task_timeout=k.config.hung_task_timeout, config=config,
