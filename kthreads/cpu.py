@@ -176,6 +176,7 @@ class RunState(enum.Enum):
     READY = "ready"  # may run, waiting for the CPU
     RUNNING = "running"  # holds the CPU
     BLOCKED = "blocked"  # asleep until a wake or its timer
+    HELD = "held"  # runnable, but its turn never comes (a followed free run that ended)
     DONE = "done"  # its thread has ended
 
 
@@ -413,6 +414,21 @@ class Cpu:
             return False
         return True
 
+    def hold(self, me: Runner) -> None:
+        """``me`` could run but must not: it waits for the CPU to be dissolved
+        (the free run being followed never ran it again before its end)."""
+        with self._lock:
+            if self.dissolved:
+                return
+            self.steps += 1
+            me.state = RunState.HELD
+            nxt = self._next_locked()
+            if nxt is not None:
+                self._run_locked(nxt)
+        if nxt is not None:
+            nxt.baton.release()
+        self._await_turn(me)
+
     def wake(self, r: Runner) -> None:
         st = r.state
         if st is RunState.BLOCKED:
@@ -420,7 +436,7 @@ class Cpu:
             r.deadline = None
             r.timed_out = False
             self.strategy.on_ready(self, r)
-        elif st is not RunState.DONE:
+        elif st is not RunState.DONE and st is not RunState.HELD:
             r.timed_out = False
             r.permit = True
 

@@ -233,7 +233,7 @@ class Kernel:
         self.strategy: Strategy | None = None
         self.event_order: EventOrder | None = None
         if config.sched.controlled:
-            self.strategy = make_strategy(config.sched)
+            self.strategy = make_strategy(config.sched, config.speed)
             self.cpu = Cpu(self.strategy)
             self.cpu.describe_blocked = self.blocked_report
             self.clock = Clock(config.hz, config.speed, timebase=self.cpu.monotonic)
@@ -243,7 +243,7 @@ class Kernel:
         if self.cpu is not None:
             self.tracer.on_event = self.cpu.event_point
         elif config.trace:
-            self.event_order = EventOrder(_actor_pid)
+            self.event_order = EventOrder(_actor_pid, self.clock.now)
             self.tracer.on_event = self.event_order.note
         self.zone = Zone(config.nr_pages, config.wmark_min, config.wmark_low, config.wmark_high)
         self.stats = KernelStats()

@@ -304,9 +304,13 @@ def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None =
             parker.park(deadline)
             task.nvcsw += 1
     finally:
+        # Recorded while the task still reads as asleep: on a controlled CPU
+        # the event is a scheduling point, and a task held there (a followed
+        # free run in which it was woken but never ran again) must look as
+        # it did in that run.
+        tr.record(Ev.SCHED_WAKE, task.pid, task.comm)
         task.state = TaskState.TASK_RUNNING
         task.wchan = None
-        tr.record(Ev.SCHED_WAKE, task.pid, task.comm)
         kernel.poke()
 
 

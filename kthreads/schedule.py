@@ -8,8 +8,11 @@ run recorded, enough to run it again:
   went to another runner (pid 0 is the harness);
 * a free run records its *event order*: the pid that recorded each
   flight-recorder event (0: the harness), run-length encoded as
-  ``[pid, count]`` pairs. Complete even when the ring wraps, and counted
-  when a retry loop's routine events are held back and dropped.
+  ``[pid, count, t]`` with ``t`` the model time (microseconds) of the run's
+  first event. Complete even when the ring wraps, and counted when a retry
+  loop's routine events are held back and dropped. The times matter: in a
+  free run a task may not get a CPU for a while (the machine was busy), and
+  what khungtaskd or a lockup window sees depends on how long.
 
 (workload seed, policy, strategy, schedule seed) decides a controlled run;
 its ``Schedule`` replays it with ``Sched.REPLAY``, and a free run's replays
@@ -57,7 +60,7 @@ class ScheduleKind(str, enum.Enum):
 class Schedule:
     kind: ScheduleKind
     switches: tuple[tuple[int, int], ...] = ()  # (step, pid)
-    actors: tuple[tuple[int, int], ...] = ()  # (pid, count)
+    actors: tuple[tuple[int, int, int], ...] = ()  # (pid, count, model microseconds)
 
     @classmethod
     def from_switches(cls, switches: list[list[int]]) -> "Schedule":
@@ -82,14 +85,15 @@ class Schedule:
             kind = ScheduleKind(d.get("kind"))
         except ValueError:
             raise ValueError(f"unknown schedule kind {d.get('kind')!r}") from None
-        key = "switches" if kind is ScheduleKind.SWITCHES else "actors"
+        key, width = ("switches", 2) if kind is ScheduleKind.SWITCHES else ("actors", 3)
         items = d.get(key)
         if not isinstance(items, list) or not all(
-                isinstance(x, list) and len(x) == 2 and all(isinstance(v, int) and v >= 0 for v in x)
+                isinstance(x, list) and len(x) == width and
+                all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in x)
                 for x in items):
-            raise ValueError(f"the schedule's {key} must be a list of pairs of integers >= 0")
-        pairs = tuple((a, b) for a, b in items)
-        return cls(kind, switches=pairs) if kind is ScheduleKind.SWITCHES else cls(kind, actors=pairs)
+            raise ValueError(f"the schedule's {key} must be a list of {width}-lists of integers >= 0")
+        rows = tuple(tuple(x) for x in items)
+        return cls(kind, switches=rows) if kind is ScheduleKind.SWITCHES else cls(kind, actors=rows)
 
 
 @dataclass(frozen=True)
@@ -129,14 +133,15 @@ class SchedConfig:
 class EventOrder:
     """A free run's event order, as it is recorded (run-length encoded)."""
 
-    __slots__ = ("_lock", "runs", "_actor")
+    __slots__ = ("_lock", "runs", "_actor", "_now")
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, now: Any) -> None:
         # Two threads recording at once must not both extend the same run
         # or interleave an append with an increment.
         self._lock = threading.Lock()
         self.runs: list[list[int]] = []
         self._actor = actor  # () -> pid of the calling thread's task, 0 for the harness
+        self._now = now  # () -> model seconds
 
     def note(self) -> None:
         pid = self._actor()
@@ -145,8 +150,8 @@ class EventOrder:
             if runs and runs[-1][0] == pid:
                 runs[-1][1] += 1
             else:
-                runs.append([pid, 1])
+                runs.append([pid, 1, max(0, int(self._now() * 1e6))])
 
     def schedule(self) -> Schedule:
         with self._lock:
-            return Schedule(ScheduleKind.EVENTS, actors=tuple((p, n) for p, n in self.runs))
+            return Schedule(ScheduleKind.EVENTS, actors=tuple((p, n, t) for p, n, t in self.runs))

@@ -197,56 +197,84 @@ class ReplayStrategy(Strategy):
 
 class FollowStrategy(Strategy):
     """A free run's event order: before each event, the task whose event is
-    next in the recording runs; the others wait at their events."""
+    next in the recording runs; the others wait at their events.
+
+    The harness's own events (a fork, the verdict) come when its predicate
+    holds, which the recording cannot force: while the harness waits, the
+    next *task* event in the recording is the expected one, and the
+    harness's entries wait for it."""
 
     name = Sched.FOLLOW.value
 
-    def __init__(self, runs: list[list[int]]) -> None:
+    def __init__(self, runs: list[list[int]], speed: float) -> None:
         actors = array("i")
-        for pid, n in runs:
+        # Where each run of one task's events starts, and the model time it
+        # started at in the free run: virtual time is moved up to it there,
+        # so the gaps of the free run (a task that got no CPU for a while)
+        # are seen by khungtaskd and the lockup window as they were.
+        self.starts: dict[int, float] = {}
+        for pid, n, t_us in runs:
+            self.starts[len(actors)] = t_us / 1e6 / speed  # virtual (real-time) seconds
             actors.extend([pid] * n)
         self.actors = actors
-        self.c = 0  # the next recorded event
-        self.taken: set[int] = set()  # events consumed ahead of their turn
+        self.c = 0  # the first recorded event not yet made
+        self.taken: set[int] = set()  # events made ahead of the cursor
         self.diverged_at: int | None = None  # the recorded event index
         self.out_of_turn = 0  # events the run made that the recording had elsewhere or not at all
 
-    def expected(self) -> int | None:
-        a, c, taken = self.actors, self.c, self.taken
-        while c < len(a) and c in taken:
-            taken.discard(c)
-            c += 1
-        self.c = c
-        return a[c] if c < len(a) else None
+    def _expected(self, cpu: "Cpu") -> tuple[int, int] | None:
+        """(index, pid) of the recorded event due next, or None when the
+        recording holds nothing more that a runner can make now."""
+        a, taken = self.actors, self.taken
+        while self.c < len(a) and self.c in taken:
+            taken.discard(self.c)
+            self.c += 1
+        harness_waits = cpu.controller.state is RunState.BLOCKED
+        j = self.c
+        while j < len(a) and (j in taken or (harness_waits and a[j] == 0)):
+            j += 1
+        return (j, a[j]) if j < len(a) else None
 
-    def _consume(self) -> None:
-        self.c += 1
+    def _consume(self, j: int) -> None:
+        if j == self.c:
+            self.c += 1
+        else:
+            self.taken.add(j)
 
-    def _take_ahead(self, me: Runner) -> None:
+    def _take_ahead(self, me: Runner, start: int) -> None:
         """``me`` makes an event out of turn: match it with its own next one
         in the recording, near enough; else the run has diverged."""
-        a, c = self.actors, self.c
-        for j in range(c + 1, min(len(a), c + FOLLOW_LOOKAHEAD)):
+        a = self.actors
+        for j in range(start + 1, min(len(a), start + FOLLOW_LOOKAHEAD)):
             if a[j] == me.pid and j not in self.taken:
                 self.taken.add(j)
                 return
         self.out_of_turn += 1
         if self.diverged_at is None:
-            self.diverged_at = c
+            self.diverged_at = start
 
     def at_point(self, cpu: "Cpu", me: Runner) -> Runner | None:
-        return super().at_point(cpu, me) if self.expected() is None else None
+        return super().at_point(cpu, me) if self._expected(cpu) is None else None
 
     def at_event(self, cpu: "Cpu", me: Runner) -> None:
         while True:
-            exp = self.expected()
-            if exp is None:  # the recording is over: run on as the base strategy
-                return super().at_event(cpu, me)
+            due = self._expected(cpu)
+            if due is None:
+                if self.diverged_at is None and me is not cpu.controller:
+                    # The free run never ran this task again before it ended
+                    # (its verdict came first): it waits here, as it did there.
+                    cpu.hold(me)
+                    return
+                return super().at_event(cpu, me)  # diverged: run on as the base strategy
+            j, exp = due
             if exp == me.pid:
-                self._consume()
+                self._consume(j)
+                t = self.starts.get(j)
+                if t is not None:
+                    cpu.advance_to(t)
                 return
             if me.preempt_count:
-                self._take_ahead(me)
+                self._take_ahead(me, j)
                 return
             x = cpu.runners.get(exp)
             if x is not None and x.state is RunState.BLOCKED and x.deadline is not None:
@@ -259,7 +287,7 @@ class FollowStrategy(Strategy):
             y = next((r for r in cpu.runners.values()
                       if r.state is RunState.READY and not r.gated), None)
             if y is None:
-                self._take_ahead(me)
+                self._take_ahead(me, j)
                 return
             self._hold(cpu, me, y)
 
@@ -271,10 +299,10 @@ class FollowStrategy(Strategy):
             me.gated = False
 
     def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
-        exp = self.expected()
-        if exp is None:
+        due = self._expected(cpu)
+        if due is None:
             return super().pick(cpu, ready)
-        x = cpu.runners.get(exp)
+        x = cpu.runners.get(due[1])
         if x is not None and x.state is RunState.BLOCKED and x.deadline is not None:
             cpu.advance_locked(x.deadline)
         if x is not None and x.state is RunState.READY:
@@ -282,14 +310,13 @@ class FollowStrategy(Strategy):
         free = [r for r in cpu.runners.values() if r.state is RunState.READY and not r.gated]
         if free:
             return min(free, key=lambda r: r.order)
-        ready = cpu.ready()
-        return min(ready, key=lambda r: self._distance(r.pid))
+        return min(cpu.ready(), key=lambda r: self._distance(due[0], r.pid))
 
-    def _distance(self, pid: int) -> int:
-        a, c = self.actors, self.c
-        for j in range(c, min(len(a), c + FOLLOW_LOOKAHEAD)):
+    def _distance(self, start: int, pid: int) -> int:
+        a = self.actors
+        for j in range(start, min(len(a), start + FOLLOW_LOOKAHEAD)):
             if a[j] == pid:
-                return j - c
+                return j - start
         return FOLLOW_LOOKAHEAD
 
     def summary(self, cpu: "Cpu") -> dict[str, Any]:
@@ -297,7 +324,9 @@ class FollowStrategy(Strategy):
                 "follow_followed": min(self.c, len(self.actors)), "follow_recorded": len(self.actors)}
 
 
-def make_strategy(cfg: SchedConfig) -> Strategy:
+def make_strategy(cfg: SchedConfig, speed: float = 1.0) -> Strategy:
+    """The strategy ``cfg`` names; ``speed`` maps a followed free run's model
+    times onto virtual time."""
     s = cfg.strategy
     if s is Sched.RANDOM:
         return RandomStrategy(cfg.seed)
@@ -309,5 +338,5 @@ def make_strategy(cfg: SchedConfig) -> Strategy:
             raise ValueError(f"--sched {s.value} needs a recorded schedule")
         if s is Sched.REPLAY:
             return ReplayStrategy([list(x) for x in sched.switches])
-        return FollowStrategy([list(x) for x in sched.actors])
+        return FollowStrategy([list(x) for x in sched.actors], speed)
     raise ValueError(f"{s.value} is not a controlled strategy")

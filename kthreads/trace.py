@@ -104,11 +104,15 @@ class Tracer:
         # free mode (kthreads.schedule.EventOrder.note).
         self.on_event: Callable[[], None] | None = None
         # The event digest: a hash over every event put in the ring (name,
-        # pid, comm, fields, model time; nothing of the wall clock), so that
-        # two runs can be compared even when the ring wrapped. Updated under
-        # _append_lock with the append, so the digest follows the ring's order.
-        self._digest = hashlib.blake2b(digest_size=16)
-        self._append_lock = threading.Lock()
+        # pid, comm, fields, model time; nothing of the wall clock), in ring
+        # order, so that two runs can be compared even when the ring wrapped.
+        # Hashing costs microseconds an event, so it is deferred: an event is
+        # hashed when the ring is about to overwrite it, the rest when the
+        # digest is read. (In free mode two threads appending to a full ring
+        # at once may hash one evicted event twice; a free run's digest is
+        # for the record, only controlled runs are compared by it, and there
+        # one thread appends at a time.)
+        self._evicted = hashlib.blake2b(digest_size=16)
 
     @property
     def ring_size(self) -> int:
@@ -133,15 +137,18 @@ class Tracer:
             self._append(self._now(), event, pid, comm, fields)
 
     def _append(self, t: float, event: str, pid: int, comm: str, fields: dict[str, Any]) -> None:
-        with self._append_lock:
-            self._ring.append((next(self._seq), t, event, pid, comm, fields))
-            self._digest.update(f"{t:.9f}|{event}|{pid}|{comm}|{fields!r}\n".encode())
+        ring = self._ring
+        if len(ring) == ring.maxlen:
+            _hash_event(self._evicted, ring[0])
+        ring.append((next(self._seq), t, event, pid, comm, fields))
 
     @property
     def digest(self) -> str:
-        """The event digest so far (hex)."""
-        with self._append_lock:
-            return self._digest.hexdigest()
+        """The event digest of everything recorded so far (hex)."""
+        h = self._evicted.copy()
+        for e in list(self._ring):
+            _hash_event(h, e)
+        return h.hexdigest()
 
     # -- holding back a retry loop's routine events --------------------------------
     def hold_back(self, routine: Collection[str],
@@ -213,6 +220,11 @@ class Tracer:
 
     def iter_text(self) -> Iterator[str]:
         return (str(line) for line in list(self._dmesg))
+
+
+def _hash_event(h: Any, e: EventTuple) -> None:
+    _, t, name, pid, comm, fields = e
+    h.update(f"{t:.9f}|{name}|{pid}|{comm}|{fields!r}\n".encode())
 
 
 def lost_from(events: list[TraceEvent]) -> int:

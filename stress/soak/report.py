@@ -3,6 +3,7 @@ the live progress line, and the kernel logs of kept episodes."""
 
 from __future__ import annotations
 
+import hashlib
 import signal
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,16 @@ class PolicyStats:
     forbidden: int = 0
     breaches: list[str] = field(default_factory=list)
     replayable: list[EpisodeResult] = field(default_factory=list)  # lockups and forbidden ones
+    digests: dict[int, str] = field(default_factory=dict)  # workload seed -> the episode's event digest
+
+    @property
+    def digest(self) -> str:
+        """One hash over the episodes' event digests, in seed order: the same
+        whatever the number of workers or the order episodes finished in."""
+        h = hashlib.blake2b(digest_size=16)
+        for seed in sorted(self.digests):
+            h.update(f"{seed}:{self.digests[seed]}\n".encode())
+        return h.hexdigest()
 
 
 @dataclass
@@ -51,6 +62,7 @@ class SoakReport:
         st = self.per_policy[res.policy]
         st.episodes += 1
         st.labels[res.label] += 1
+        st.digests[res.seed] = res.event_digest
         if res.grade is Grade.FORBIDDEN:
             st.forbidden += 1
         st.breaches += [f"seed {res.seed}: {b}" for b in res.breaches]
@@ -70,6 +82,12 @@ class SoakReport:
     @property
     def stopped_by(self) -> str:
         return signal.Signals(self.signal).name if self.signal else ""
+
+    @property
+    def replay_share(self) -> float | None:
+        """Replays of recorded lockups that reproduced them, of those attempted."""
+        runs = sum(c["runs"] for c in self.replay_checks)
+        return sum(c["reproduced"] for c in self.replay_checks) / runs if runs else None
 
 
 def grade_of(policy: str, lbl: str) -> str:
@@ -116,6 +134,7 @@ def format_report(report: SoakReport, out: TextIO) -> None:
                   f"({100 * locks / oom:.1f}%)", file=out)
         print(f"  invariant checks: {n * len(INVARIANT_FAMILIES)} ({len(INVARIANT_FAMILIES)} per "
               f"episode), breaches: {len(st.breaches)}", file=out)
+        print(f"  digest over the episodes' event digests: {st.digest}", file=out)
         for b in st.breaches[:10]:
             print(f"    BREACH {b}", file=out)
         shown = [r for r in st.replayable if r.grade is Grade.FORBIDDEN][:10] + \
@@ -133,9 +152,16 @@ def format_report(report: SoakReport, out: TextIO) -> None:
     if report.replay_checks:
         ok = sum(c["reproduced"] for c in report.replay_checks)
         runs = sum(c["runs"] for c in report.replay_checks)
-        print(f"\nreplays: {len(report.replay_checks)} recorded episodes rerun up to "
-              f"{max(c['runs'] for c in report.replay_checks)} times each reproduced their outcome in "
-              f"{ok}/{runs} runs ({100 * ok / runs:.0f}%)", file=out)
+        how = ("from their seed and schedule seed (same outcome and event digest)"
+               if cfg.settings.sched.controlled else
+               "on the controlled CPU, following their recorded event order (same outcome)")
+        print(f"\nreplays: {len(report.replay_checks)} recorded lockups rerun up to "
+              f"{max(c['runs'] for c in report.replay_checks)} times each {how}: "
+              f"{ok}/{runs} reproduced ({100 * ok / runs:.0f}%)", file=out)
+        for c in report.replay_checks:
+            if c["reproduced"] < c["runs"]:
+                print(f"  not reproduced: seed {c['seed']} {c['policy']} {c['outcome']}: "
+                      f"{'; '.join(c['divergences'][:2])}", file=out)
     for note in report.notes[:5]:
         print(f"note: {note}", file=out)
     if len(report.notes) > 5:
@@ -156,10 +182,14 @@ def report_json(report: SoakReport) -> dict[str, Any]:
             "episodes_per_second": n / report.wall_seconds if report.wall_seconds else 0.0,
             "never_seen_upper_bound_95": rule_of_three(n) if n else None,
             "breaches": st.breaches,
+            "digest": st.digest,
         }
     settings = asdict(cfg.settings)
     settings.pop("inject")
     settings["keep"] = cfg.settings.keep.value
+    sched = cfg.settings.sched
+    settings["sched"] = {"strategy": sched.strategy.value, "seed": sched.seed,
+                         "pct_depth": sched.pct_depth, "pct_steps": sched.pct_steps}
     return {
         "seed": cfg.seed, "episodes": report.total, "policies": pols,
         "invariant_checks": report.total * len(INVARIANT_FAMILIES),
@@ -168,6 +198,8 @@ def report_json(report: SoakReport) -> dict[str, Any]:
                      "command": replay_command(r.seed, r.policy, cfg.settings)}
                     for st in report.per_policy.values() for r in st.replayable],
         "replay_checks": report.replay_checks,
+        "replay_share": report.replay_share,
+        "sched": sched.strategy.value,
         "harness_failures": report.harness_failures,
         "workers": cfg.workers, "wall_seconds": report.wall_seconds,
         "empty_episodes_per_second_per_core": report.empty_rate,

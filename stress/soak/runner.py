@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from kthreads import Kernel, Policy
+from kthreads import Kernel, Policy, SchedConfig, Schedule
 
 from ..config import ConfigError
 from ..episode import EpisodeResult, Interrupted, Keep
@@ -47,7 +47,7 @@ class SoakConfig:
     settings: SoakSettings = SoakSettings()
     episode_timeout: float = 30.0  # real seconds before a worker is declared hung
     verify_replays: int = 3  # reruns of each replayable episode (up to max_verify episodes)
-    max_verify: int = 8
+    max_verify: int = 40
 
     def __post_init__(self) -> None:
         if not self.policies:
@@ -234,30 +234,53 @@ def stop_workers(slots: list[Slot], record: Callable[[EpisodeResult], None]) -> 
         s.queue.clear()
 
 
+def replayed(rec: EpisodeResult, again: EpisodeResult, exact: bool) -> str | None:
+    """None if ``again`` reproduced ``rec``; else where it went another way."""
+    if again.label != rec.label:
+        st = again.sched_stats
+        where = st.get("follow_diverged_at_event", st.get("replay_diverged_at_step"))
+        return (f"{again.label} instead"
+                + (f", diverged at recorded {'event' if not exact else 'step'} {where}"
+                   if where is not None else ""))
+    if exact and again.event_digest != rec.event_digest:
+        return f"same outcome, event digest {again.event_digest} instead of {rec.event_digest}"
+    return None
+
+
 def verify_replays(report: SoakReport, cfg: SoakConfig, stop: StopSignals, budget: float = 30.0) -> None:
-    """Rerun recorded lockups in this process: how often does a seed reproduce?
-    Results go into ``report.replay_checks`` as they come (kept when stopped);
-    at most ``budget`` real seconds are spent."""
+    """Rerun recorded lockups in this process from what the soak printed for
+    them: a controlled one from its seed and schedule seed (it must give the
+    same outcome and event digest), a free one on the controlled CPU following
+    its recorded event order (the same outcome). Results go into
+    ``report.replay_checks`` as they come (kept when stopped); at most
+    ``budget`` real seconds are spent."""
     if cfg.verify_replays <= 0:
         return
     settings = replace(cfg.settings, keep=Keep.NONE, log_dir=None, inject=())
+    exact = settings.sched.controlled
     picked: list[EpisodeResult] = []
     for st in report.per_policy.values():
-        picked += st.replayable[: max(1, cfg.max_verify // len(report.per_policy))]
+        lockups = [r for r in st.replayable if r.outcome.is_lockup and (exact or r.schedule)]
+        picked += lockups[: max(1, cfg.max_verify // len(report.per_policy))]
     deadline = time.monotonic() + budget
     for rec in picked:
         same = runs = 0
+        divergences: list[str] = []
+        sched = None if exact else SchedConfig.replaying(Schedule.from_json(rec.schedule))
         for _ in range(cfg.verify_replays):
             if time.monotonic() > deadline:
                 break
             runs += 1
             try:
-                again = run_one(rec.seed, Policy(rec.policy), settings, stop=stop.requested)
+                again = run_one(rec.seed, Policy(rec.policy), settings, stop=stop.requested, sched=sched)
             except Interrupted:
                 return
-            same += again.label == rec.label
+            why = replayed(rec, again, exact)
+            same += why is None
+            if why is not None:
+                divergences.append(why)
         if runs:
             report.replay_checks.append({"seed": rec.seed, "policy": rec.policy, "outcome": rec.label,
-                                         "reproduced": same, "runs": runs})
+                                         "reproduced": same, "runs": runs, "divergences": divergences})
         if time.monotonic() > deadline:
             break

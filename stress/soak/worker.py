@@ -15,16 +15,16 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Callable
 
-from kthreads import Policy
+from kthreads import Policy, SchedConfig
 
 from ..episode import EpisodeConfig, EpisodeResult, Keep, WorkloadDriver, run_episode, write_log
 from ..signals import STOP_SIGNALS
-from .settings import SoakSettings, replay_command
+from .settings import SoakSettings, episode_sched, replay_command
 
 #: Real seconds a worker whose parent died gives its running episode to
 #: unwind (every thread joined) before it exits anyway.
@@ -83,9 +83,10 @@ def stop_requested() -> bool:
 
 
 def run_one(seed: int, policy: Policy, settings: SoakSettings,
-            stop: Callable[[], bool] = stop_requested) -> EpisodeResult:
+            stop: Callable[[], bool] = stop_requested, sched: SchedConfig | None = None) -> EpisodeResult:
     """One soak episode in the calling process; raises ``Interrupted`` once
-    ``stop()`` holds (its threads are joined first)."""
+    ``stop()`` holds (its threads are joined first). ``sched`` overrides the
+    episode's own schedule (a replay of a recorded one)."""
     for kind, injected in settings.inject:
         if injected == seed and kind == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -93,12 +94,16 @@ def run_one(seed: int, policy: Policy, settings: SoakSettings,
             while True:  # until the parent's episode timeout kills this worker
                 time.sleep(1)
     driver = WorkloadDriver.from_seed(seed, settings.params)
-    cfg = EpisodeConfig(policy=policy, seed=seed, timing=settings.timing, trace=settings.trace)
+    cfg = EpisodeConfig(policy=policy, seed=seed, timing=settings.timing, trace=settings.trace,
+                        sched=sched if sched is not None else episode_sched(settings.sched, seed))
     res = run_episode(driver, cfg, keep=settings.keep, stop=stop)
     if settings.log_dir and (settings.keep is Keep.ALL or res.interesting):
         path = Path(settings.log_dir) / f"seed{seed}-{policy.value}.jsonl"
         try:
-            write_log(res, path, {"replay": replay_command(seed, policy.value, settings)})
+            write_log(res, path, {"replay": replay_command(seed, policy.value, settings),
+                                  "workload": asdict(settings.params)})
         except OSError as e:
             res.notes.append(f"flight recorder not written to {path}: {e.strerror or e}")
+    if not res.interesting:
+        res.schedule = None  # only what may be replayed crosses the process boundary
     return res.detached()
