@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kthreads import Policy
+from kthreads import Policy, Sched, SchedConfig
 from stress.cli import ExitStatus, main
 from stress.config import Timing
 from stress.episode import Keep
@@ -276,6 +276,8 @@ def test_replay_commands_carry_the_workload_flags():
     cmd = replay_command(7, "none", s)
     assert cmd == ("python -m stress soak --replay 7 --policy none --processes 6-8 --pressure 3 "
                    "--locks 1 --speed 50")
+    assert replay_command(7, "none", SoakSettings(sched=SchedConfig(Sched.RANDOM, seed=5))) == \
+        "python -m stress soak --replay 7 --policy none --sched random --sched-seed 5"
     assert replay_command(7, "none", SoakSettings()) == "python -m stress soak --replay 7 --policy none"
 
 

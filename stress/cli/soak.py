@@ -135,7 +135,8 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: Sto
         results, failed, unreproduced = replay_each(args, seed, policies, settings, stop, rec)
         if args.json:
             try:
-                write_json(args.json, {"replay": args.replay, "interrupted": stop.requested(),
+                write_json(args.json, {"replay": args.replay if rec is not None else seed,
+                                       "interrupted": stop.requested(),
                                        "results": [r.to_json() for r in results]})
             except OutputError as e:
                 failed.append(str(e))

@@ -42,12 +42,13 @@ def settings_flags(settings: SoakSettings) -> list[str]:
 
 
 def sched_flags(settings: SoakSettings) -> list[str]:
-    s = settings.sched
-    out = ["--sched", s.strategy.value]
-    if s.controlled:
+    """The scheduling flags that differ from the soak's defaults."""
+    s, default = settings.sched, SoakSettings().sched
+    out = [] if s.strategy is default.strategy else ["--sched", s.strategy.value]
+    if s.controlled and s.seed != default.seed:
         out += ["--sched-seed", str(s.seed)]
-        if s.strategy is Sched.PCT and s.pct_depth != SchedConfig().pct_depth:
-            out += ["--pct-depth", str(s.pct_depth)]
+    if s.strategy is Sched.PCT and s.pct_depth != default.pct_depth:
+        out += ["--pct-depth", str(s.pct_depth)]
     return out
 
 
