@@ -259,6 +259,7 @@ class Cpu:
         self.switches: list[list[int]] = []  # [step, pid] each time another runner got the CPU
         self.dissolved = False
         self.quiet = 0  # > 0 while a predicate of the controller runs on a task's thread
+        self.holding = True  # False once the plug is being pulled: nobody is held any more
         self.deadlock: str | None = None
         self.stall: str | None = None
         # Set by the kernel: the blocked tasks and what each waits on.
@@ -415,10 +416,10 @@ class Cpu:
         return True
 
     def hold(self, me: Runner) -> None:
-        """``me`` could run but must not: it waits for the CPU to be dissolved
+        """``me`` could run but must not: it waits until the plug is pulled
         (the free run being followed never ran it again before its end)."""
         with self._lock:
-            if self.dissolved:
+            if self.dissolved or not self.holding:
                 return
             self.steps += 1
             me.state = RunState.HELD
@@ -428,6 +429,15 @@ class Cpu:
         if nxt is not None:
             nxt.baton.release()
         self._await_turn(me)
+
+    def release_held(self) -> None:
+        """The plug is being pulled: the held runners may run again (one of
+        them may be inside a decision the pull waits for)."""
+        self.holding = False
+        for r in self.runners.values():
+            if r.state is RunState.HELD:
+                r.state = RunState.READY
+                self.strategy.on_ready(self, r)
 
     def wake(self, r: Runner) -> None:
         st = r.state

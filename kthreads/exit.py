@@ -110,5 +110,8 @@ def exit_notify(task: Task) -> None:
         # exit is counted only if it finished before the pull.
         if not kernel.plug_pulled:
             kernel.stats.task_exits += 1
+        # Recorded with the state change, preemption off: nobody (the
+        # harness deciding a verdict included) sees the task dead before
+        # its exit is in the log.
+        kernel.tracer.record(Ev.SCHED_PROCESS_EXIT, task.pid, task.comm, reason=task.exit_reason)
     kernel.note_progress()
-    kernel.tracer.record(Ev.SCHED_PROCESS_EXIT, task.pid, task.comm, reason=task.exit_reason)

@@ -589,6 +589,8 @@ class Kernel:
         # Waits for the decisions in flight (microseconds); the deadline only
         # guards against a model bug that keeps one going.
         cpu = self.cpu if self.cpu is not None and this_cpu() is self.cpu else None
+        if cpu is not None:
+            cpu.release_held()
         if not self._decision.close(deadline, cpu):
             self.breaches.append(f"a decision was still running {DECISION_DEADLINE:g} s after "
                                  f"the plug was pulled")

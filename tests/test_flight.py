@@ -5,7 +5,7 @@ import json
 from kthreads import Completion, Kernel, VmaSpec
 from stress import EpisodeConfig, Outcome, get_scenario, run_episode
 from stress.postmortem import dump_jsonl, load_jsonl
-from util import park_killable
+from util import CONTROLLED, park_killable
 
 
 def test_ring_wrap_is_accounted_and_marked_partial(tmp_path):
@@ -28,7 +28,7 @@ def test_dump_round_trips_every_event_and_keeps_consoles_quiet(tmp_path, capfd):
 
     sink = logger.add(lambda m: None, level="TRACE")  # another sink must not get flight records
     try:
-        res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="patch1"),
+        res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy="patch1"),
                           log_path=str(tmp_path / "lm.jsonl"))
     finally:
         logger.remove(sink)
@@ -54,7 +54,7 @@ def test_recorder_off_keeps_only_printk():
 
 
 def test_lockup_report_has_every_task_the_locks_and_the_chain(tmp_path):
-    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="none"),
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy="none"),
                       log_path=str(tmp_path / "l.jsonl"))
     log = load_jsonl(tmp_path / "l.jsonl")
     rep = next(e for e in log.events if e.name == "lockup_report").fields

@@ -19,7 +19,7 @@ from stress.postmortem import wait_chain as postmortem_chain
 from stress.scenarios import sleeps_on
 from stress.sequencer import Sequencer
 from stress.verdict import chain_from
-from util import records, write
+from util import CONTROLLED, records, write
 
 CASES = [(name, policy) for name in SCENARIOS for policy in Policy]
 
@@ -46,7 +46,7 @@ def assert_agrees(log):
 @pytest.mark.parametrize("name, policy", CASES, ids=[f"{n}-{p.value}" for n, p in CASES])
 def test_diagnosis_from_the_log_equals_the_models_verdict(name, policy, tmp_path):
     path = tmp_path / "e.jsonl"
-    res = run_episode(get_scenario(name), EpisodeConfig(policy=policy), log_path=str(path))
+    res = run_episode(get_scenario(name), EpisodeConfig(sched=CONTROLLED, policy=policy), log_path=str(path))
     a = assert_agrees(load_jsonl(path))
     assert a.diagnosis.outcome == res.outcome.value
 
@@ -54,7 +54,7 @@ def test_diagnosis_from_the_log_equals_the_models_verdict(name, policy, tmp_path
 def test_wording_per_shape(tmp_path):
     def diag(name, policy):
         p = tmp_path / f"{name}-{policy}.jsonl"
-        run_episode(get_scenario(name), EpisodeConfig(policy=policy), log_path=str(p))
+        run_episode(get_scenario(name), EpisodeConfig(sched=CONTROLLED, policy=policy), log_path=str(p))
         return analyze(load_jsonl(p)).diagnosis.sentence
 
     s = diag("lockup-mutex", "none")
@@ -72,7 +72,7 @@ def test_soak_episodes_agree_too(tmp_path):
         for policy in Policy:
             path = tmp_path / f"seed{seed}-{policy.value}.jsonl"
             res = run_episode(WorkloadDriver.from_seed(seed, WorkloadParams()),
-                              EpisodeConfig(policy=policy, seed=seed, timing=SOAK_TIMING), log_path=path)
+                              EpisodeConfig(sched=CONTROLLED, policy=policy, seed=seed, timing=SOAK_TIMING), log_path=path)
             log = load_jsonl(path)
             assert log.header["lockup_window"] == SOAK_TIMING.window
             assert format_text(analyze(log)).splitlines()[0].endswith(
@@ -85,7 +85,7 @@ def test_soak_episodes_agree_too(tmp_path):
 @pytest.fixture(scope="module")
 def lockup_log(tmp_path_factory):
     p = tmp_path_factory.mktemp("pm") / "lockup.jsonl"
-    run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="none"), log_path=str(p))
+    run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy="none"), log_path=str(p))
     return p
 
 
@@ -247,7 +247,7 @@ def name_of(record):
 @pytest.fixture(scope="module")
 def recovered_log(tmp_path_factory):
     p = tmp_path_factory.mktemp("pm") / "recovered.jsonl"
-    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="patch1"), log_path=str(p))
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy="patch1"), log_path=str(p))
     assert res.outcome is Outcome.RECOVERED_BY_REAPER
     return p
 

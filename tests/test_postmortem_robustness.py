@@ -10,13 +10,13 @@ from stress import EpisodeConfig, get_scenario, run_episode
 from stress.cli import ExitStatus, main
 from stress.outcomes import Outcome
 from stress.postmortem import LogError, analyze, dump_jsonl, format_text, load_jsonl, render_html
-from util import records, write
+from util import CONTROLLED, records, write
 
 
 @pytest.fixture(scope="module")
 def lockup(tmp_path_factory):
     p = tmp_path_factory.mktemp("rb") / "lockup.jsonl"
-    run_episode(get_scenario("mmap-sem-writer"), EpisodeConfig(policy="patch1"), log_path=str(p))
+    run_episode(get_scenario("mmap-sem-writer"), EpisodeConfig(sched=CONTROLLED, policy="patch1"), log_path=str(p))
     return p
 
 
@@ -44,7 +44,7 @@ def test_the_replay_stops_at_the_verdict_even_without_a_shutdown_record(lockup, 
 
 def test_a_wrapped_ring_is_partial_and_never_a_confident_wrong_story(tmp_path):
     p = tmp_path / "w.jsonl"
-    run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy="none"), log_path=str(p))
+    run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy="none"), log_path=str(p))
     recs = records(p)
     header, events = recs[0], recs[1:]
     kept = events[len(events) // 2:]

@@ -5,6 +5,7 @@ import pytest
 from kthreads import Policy
 from stress import EpisodeConfig, Outcome, SCENARIOS, get_scenario, run_episode
 from stress.postmortem import load_jsonl
+from util import CONTROLLED, SCHEDS
 
 CASES = [(name, policy) for name in SCENARIOS for policy in Policy]
 
@@ -17,10 +18,11 @@ def events(res, name):
     return [line for line in res.trace if f": {name}:" in line]
 
 
+@pytest.mark.parametrize("sched", SCHEDS, ids=[f"{s.strategy.value}{s.seed}" for s in SCHEDS])
 @pytest.mark.parametrize("name, policy", CASES, ids=[f"{n}-{p.value}" for n, p in CASES])
-def test_scenario_outcome_is_the_declared_one(name, policy):
+def test_scenario_outcome_is_the_declared_one(name, policy, sched):
     sc = get_scenario(name)
-    res = run_episode(sc, EpisodeConfig(policy=policy))
+    res = run_episode(sc, EpisodeConfig(sched=sched, policy=policy))
     assert res.error is None
     assert res.breaches == []
     assert res.grade.ok, (res.outcome, res.explanation, res.dmesg[-20:])
@@ -49,25 +51,27 @@ def test_scenario_outcome_is_the_declared_one(name, policy):
 def test_lockup_mutex_patch1_reaps_while_the_victim_still_sleeps_and_every_page_returns(tmp_path):
     from stress.postmortem import load_jsonl
 
-    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy=Policy.PATCH1),
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy=Policy.PATCH1),
                       log_path=str(tmp_path / "l.jsonl"))
     assert res.outcome is Outcome.RECOVERED_BY_REAPER
     v, w = res.roles["victim"], res.roles["writer"]
     log = load_jsonl(tmp_path / "l.jsonl").events
-    finish = next(e.t for e in log if e.name == "finish_task_reaping")
-    victim_wakes = next(e.t for e in log if e.name == "sched_wake" and e.pid == v)
-    writer_gets = next(e.t for e in log if e.name == "alloc_success" and e.pid == w)
+    kill = next(e.seq for e in log if e.name == "oom_kill")
+    finish = next(e.seq for e in log if e.name == "finish_task_reaping")
+    victim_wakes = next(e.seq for e in log if e.name == "sched_wake" and e.pid == v)
+    writer_gets = next(e.seq for e in log if e.name == "alloc_success" and e.pid == w)
     # The memory came back while the victim still slept in D on inode_lock;
-    # then the writer's allocation succeeded, and only then the victim woke.
-    assert res.kill_at < finish < writer_gets < victim_wakes
-    assert res.kill_at < res.freed_at <= res.recovered_at
+    # then the writer's allocation succeeded, and only then the victim woke
+    # (in the log's order: on the controlled CPU no time passes while tasks run).
+    assert kill < finish < writer_gets < victim_wakes
+    assert res.kill_at <= res.freed_at <= res.recovered_at
     assert res.counters["pages_reaped"] > 900
     assert res.breaches == []  # includes "every page back in the zone" after shutdown
     assert events(res, "finish_task_reaping") and events(res, "mark_victim")
 
 
 def test_reaper_retries_ten_times_hz_over_10_apart_then_gives_up():
-    cfg = EpisodeConfig(policy=Policy.PATCH1)
+    cfg = EpisodeConfig(sched=CONTROLLED, policy=Policy.PATCH1)
     res = run_episode(get_scenario("mmap-sem-writer"), cfg)
     assert res.outcome is Outcome.REAP_FAILED_LOCKUP
     skips = events(res, "skip_task_reaping")
@@ -81,7 +85,7 @@ def test_reaper_retries_ten_times_hz_over_10_apart_then_gives_up():
 
 
 def test_second_victim_is_dropped_because_the_slot_is_busy():
-    res = run_episode(get_scenario("second-victim"), EpisodeConfig(policy=Policy.PATCH1))
+    res = run_episode(get_scenario("second-victim"), EpisodeConfig(sched=CONTROLLED, policy=Policy.PATCH1))
     assert res.outcome is Outcome.LOCKUP
     assert res.counters["reap_dropped"] == 1
     dropped = events(res, "reap_dropped")
@@ -90,7 +94,7 @@ def test_second_victim_is_dropped_because_the_slot_is_busy():
 
 
 def test_shared_mm_unkillable_is_killed_but_never_reaped():
-    res = run_episode(get_scenario("shared-mm-unkillable"), EpisodeConfig(policy=Policy.PATCH1))
+    res = run_episode(get_scenario("shared-mm-unkillable"), EpisodeConfig(sched=CONTROLLED, policy=Policy.PATCH1))
     assert res.outcome is Outcome.LOCKUP
     assert events(res, "oom_reap_forbidden") and not events(res, "wake_reaper")
     assert res.counters["reaper_attempts"] == 0
@@ -98,7 +102,7 @@ def test_shared_mm_unkillable_is_killed_but_never_reaped():
 
 def test_exit_race_never_touches_a_freed_mm():
     for seed in range(5):
-        res = run_episode(get_scenario("exit-race"), EpisodeConfig(policy=Policy.PATCH1, seed=seed))
+        res = run_episode(get_scenario("exit-race"), EpisodeConfig(sched=CONTROLLED, policy=Policy.PATCH1, seed=seed))
         assert res.outcome in (Outcome.VICTIM_EXITED, Outcome.RECOVERED_BY_REAPER)
         assert res.breaches == [] and res.error is None
         assert res.counters["reaper_skipped"] >= 1
@@ -106,7 +110,7 @@ def test_exit_race_never_touches_a_freed_mm():
 
 
 def test_no_killable_task_panics_promptly():
-    res = run_episode(get_scenario("no-killable-task"), EpisodeConfig(policy=Policy.PATCH1))
+    res = run_episode(get_scenario("no-killable-task"), EpisodeConfig(sched=CONTROLLED, policy=Policy.PATCH1))
     assert res.outcome is Outcome.OOM_PANIC
     assert res.model_seconds < 2.0  # well before any lockup window
 
@@ -117,7 +121,7 @@ def test_unknown_scenario_names_the_valid_ones():
 
 
 def test_an_episode_returns_its_kernel_and_shutdown_report():
-    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(policy=Policy.NONE))
+    res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy=Policy.NONE))
     assert res.kernel is not None and res.kernel.plug_pulled
     assert res.kernel.reaper_status().reaped == 0 and not res.kernel.reaper_status().running
     assert res.shutdown.startswith("shutdown: joined ")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from kthreads import Completion, Task, return_to_user
+from kthreads import Completion, Sched, SchedConfig, Task, return_to_user
+
+#: Tests that assert the outcome of a concurrent run run it on the controlled
+#: CPU with a fixed seed: the interleaving is decided, so they cannot flake.
+CONTROLLED = SchedConfig(Sched.PCT, seed=0)
+#: More interleavings for the tests that check every scenario's outcome.
+SCHEDS = (SchedConfig(Sched.PCT, seed=0), SchedConfig(Sched.PCT, seed=1), SchedConfig(Sched.RANDOM, seed=0))
 
 
 def park_killable(done: Completion):
