@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from kthreads import Completion, Kernel, current
+from kthreads import Completion, Deadlock, Kernel, current
 
 
 class StepTimeout(RuntimeError):
@@ -33,11 +33,15 @@ class Sequencer:
         return StepTimeout(why)
 
     def until(self, what: str, predicate: Callable[[], bool], timeout: float | None = None) -> None:
-        """Wait (real seconds) until ``predicate()`` holds over model state."""
+        """Wait (real seconds; virtual ones on the controlled CPU, where a
+        step that nothing can bring about fails at once, naming the blocked
+        tasks) until ``predicate()`` holds over model state."""
         self._check()
         t = self.timeout if timeout is None else timeout
         if not self.kernel.wait_until(predicate, t):
-            raise self._break(f"step {len(self.steps) + 1} '{what}' did not happen within {t:g} s "
+            stuck = self.kernel.stuck_report()
+            when = (f"and cannot: {stuck}" if stuck else f"within {t:g} s")
+            raise self._break(f"step {len(self.steps) + 1} '{what}' did not happen {when} "
                               f"(after: {', '.join(self.steps) or 'start'})")
         self.steps.append(what)
 
@@ -54,7 +58,11 @@ class Sequencer:
         """In a task (or the harness): block until gate ``name`` is released."""
         self._check()
         t = self.timeout if timeout is None else timeout
-        if not self.gate(name).wait(t):
+        try:
+            released = self.gate(name).wait(t)
+        except Deadlock as e:  # the harness, on the controlled CPU: nobody left to release it
+            raise self._break(f"the harness waits for gate '{name}', which nobody can release: {e}") from None
+        if not released:
             where = f"{current().comm}" if current() is not None else "the harness"
             raise self._break(f"{where} waited {t:g} s for gate '{name}', never released")
         self._check()

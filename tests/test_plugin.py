@@ -213,3 +213,51 @@ def test_bad_kernel_config(kernel):
     assert "kernel_config: KernelConfig.__init__() got an unexpected keyword argument 'polcy'" in out
     assert "During handling" not in out
     assert "def kernel(" not in out and "def _step_timeout(" not in out  # one line, no plugin traceback
+
+
+def test_the_same_tests_run_on_the_controlled_cpu(pytester):
+    # The plugin, the sequencer and their waits are the same in both modes;
+    # on the controlled CPU the interleaving, and so the outcome, is decided.
+    controlled = LOCKUP_TEST.replace("from kthreads import", "from kthreads import Sched, SchedConfig,") \
+        .replace('policy="patch1")', 'policy="patch1", sched=SchedConfig(Sched.PCT, seed=3))') \
+        .replace('hung_task_timeout=2)', 'hung_task_timeout=2, sched=SchedConfig(Sched.RANDOM, seed=1))')
+    assert controlled.count("SchedConfig(Sched.") == 2
+    pytester.makepyfile(controlled)
+    res = pytester.runpytest_subprocess("-p", "no:randomly", "-rA")
+    res.assert_outcomes(passed=1, failed=1)
+    out = res.stdout.str()
+    assert "lockup (mutex): pid" in out and "waiting for mutex inode_lock held by pid" in out
+    assert "'victim exits' did not happen within 1 s" in out
+
+
+def test_a_step_nothing_can_bring_about_fails_at_once_naming_the_blocked_tasks(pytester):
+    pytester.makepyfile('''
+import pytest
+from kthreads import Mutex, Sched, SchedConfig
+
+@pytest.mark.kernel_config(hung_task_timeout=0, sched=SchedConfig(Sched.PCT, seed=0))
+def test_abba(kernel, sequencer):
+    a, b = Mutex("a", kernel), Mutex("b", kernel)
+
+    def ab(t):
+        with a:
+            sequencer.wait("both hold one")
+            with b:
+                pass
+
+    def ba(t):
+        with b:
+            sequencer.wait("both hold one")
+            with a:
+                pass
+
+    t1, t2 = kernel.fork("ab", ab), kernel.fork("ba", ba)
+    sequencer.until("each holds one", lambda: a.owner is t1 and b.owner is t2)
+    sequencer.release("both hold one")
+    sequencer.until("both exited", lambda: t1.state_letter == t2.state_letter == "X", timeout=3600)
+''')
+    res = pytester.runpytest_subprocess("-p", "no:randomly", "--durations=1")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert ("step 3 'both exited' did not happen and cannot: blocked: ab/100 (D) on b held by 101; "
+            "ba/101 (D) on a held by 100") in out
