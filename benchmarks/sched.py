@@ -179,6 +179,7 @@ class ModeRun:
     wall: float = 0.0
     cpu: float = 0.0
     labels: Counter = field(default_factory=Counter)
+    label_wall: Counter = field(default_factory=Counter)  # wall seconds by label
     lockups: int = 0
     failed: int = 0  # run_episode raised
     steps: int = 0
@@ -196,6 +197,8 @@ class ModeRun:
         return {"episodes": self.episodes, "wall_seconds": self.wall, "cpu_seconds": self.cpu,
                 "episodes_per_s": self.rate, "lockups": self.lockups, "failed": self.failed,
                 "labels": dict(sorted(self.labels.items())),
+                "wall_ms_by_label": {k: self.label_wall[k] / v * 1e3
+                                     for k, v in sorted(self.labels.items())},
                 "mean_steps": self.steps / n, "mean_switches": self.switches / n,
                 "mean_events": self.events / n, "mean_model_seconds": self.model_seconds / n}
 
@@ -224,6 +227,7 @@ def measure_throughput(st: SoakSettings, seeds: int, strategy: Sched,
                     run.labels["(failed)"] += 1
                     continue
                 run.labels[res.label] += 1
+                run.label_wall[res.label] += wall
                 run.lockups += res.outcome.is_lockup
                 run.model_seconds += res.model_seconds
                 run.steps += summary.get("steps", 0)
@@ -462,15 +466,15 @@ def measure_micro(repeats: int, points: int, handoffs: int,
     for m in MICROS:  # warm-up round, small
         try:
             m.run(min(points, 5000), min(handoffs, 500))
-        except BenchError as e:
-            anomalies.note(f"micro warm-up {m.key}", str(e))
+        except Exception as e:
+            anomalies.note(f"micro warm-up {m.key}", f"{type(e).__name__}: {e}")
     for r in range(repeats):
         k = r % len(MICROS)
         for m in MICROS[k:] + MICROS[:k]:
             try:
                 samples[m.key].append(m.run(points, handoffs))
-            except BenchError as e:
-                anomalies.note(f"micro {m.key} round {r}", str(e))
+            except Exception as e:  # BenchError, or a model failure: reported, not raised
+                anomalies.note(f"micro {m.key} round {r}", f"{type(e).__name__}: {e}")
     return samples
 
 
@@ -530,6 +534,12 @@ def print_throughput(tp: dict[str, dict[str, ModeRun]], strategy: Sched, st: Soa
         p(f"   {pol:<7} controlled/free throughput: {_fmt(ratio, '.2f')}x; lockups found: "
           f"free {modes['free'].lockups}, controlled {modes['controlled'].lockups} "
           f"(of {modes['free'].episodes} seeds)")
+        f, c = modes["free"], modes["controlled"]
+        common = sorted(set(f.labels) & set(c.labels), key=lambda k: -(f.labels[k] + c.labels[k]))
+        if common:  # the same kind of episode in both modes: per-episode cost, mix aside
+            p(f"   {'':<7} wall ms/ep by label, free/controlled: " + "; ".join(
+                f"{k} {f.label_wall[k] / f.labels[k] * 1e3:.1f}/"
+                f"{c.label_wall[k] / c.labels[k] * 1e3:.1f}" for k in common))
         out[pol] = {m: modes[m].to_json() for m in MODES}
         out[pol]["ratio_controlled_over_free"] = ratio
     ratio = _ratio(tot["controlled"].rate, tot["free"].rate)
@@ -609,6 +619,8 @@ def print_search(searches: list[Search], max_seeds: int, max_seconds: float) -> 
         found = f"seed {s.seed}: {s.label}" if s.found else f"NOT FOUND (stopped by {s.stopped_by})"
         n = str(s.seeds_run) if s.found else f">{s.seeds_run}"
         p(f"   {s.target:<22} {s.policy:<7} {s.mode:<11} {n:>9} {s.wall:8.2f}  {found}")
+    p("   (a free search is not reproducible: its first find varies from run to run; a "
+      "controlled one is, given the seeds)")
     by = {(s.target, s.mode): s for s in searches}
     for t in TARGETS:
         f, c = by.get((t.text, "free")), by.get((t.text, "controlled"))
@@ -677,20 +689,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       "points": args.points, "handoffs": args.handoffs,
                                       "timing": asdict(st.timing)}}
     tp = None
+    took: dict[str, float] = {}
     if not args.skip_throughput:
+        ts = time.monotonic()
         tp = measure_throughput(st, args.seeds, args.strategy, anomalies)
         doc["throughput"] = print_throughput(tp, args.strategy, st, args.seeds)
-        print()
+        took["throughput"] = time.monotonic() - ts
+        print(f"   (took {took['throughput']:.1f} s)\n")
     if not args.skip_micro:
+        ts = time.monotonic()
         samples = measure_micro(args.repeats, args.points, args.handoffs, anomalies)
         doc["micro"] = print_micro(samples, args.repeats, args.points, args.handoffs, tp)
-        print()
+        took["micro"] = time.monotonic() - ts
+        print(f"   (took {took['micro']:.1f} s)\n")
     if not args.skip_search:
+        ts = time.monotonic()
         searches = [search_first(st, t, mode, args.strategy, args.max_seeds,
                                  args.max_search_seconds, anomalies)
                     for t in TARGETS for mode in MODES]
         doc["search"] = print_search(searches, args.max_seeds, args.max_search_seconds)
-        print()
+        took["search"] = time.monotonic() - ts
+        print(f"   (took {took['search']:.1f} s)\n")
+    doc["section_seconds"] = took
     print(f"Anomalies: {len(anomalies.items) or 'none'}")
     for a in anomalies.items[:50]:
         print(f"   {a}")
@@ -714,4 +734,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the episode in flight was unwound and joined by run_episode
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

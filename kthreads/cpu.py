@@ -265,6 +265,7 @@ class Cpu:
         # Set by the kernel: the blocked tasks and what each waits on.
         self.describe_blocked: Callable[[], str] = lambda: ""
         self._guard_end: float | None = None
+        self._last_look: tuple[float, int] | None = None  # see poke()
         if not hasattr(_this, "holder"):
             this_init()
         self._owner = threading.current_thread()
@@ -450,12 +451,23 @@ class Cpu:
             r.timed_out = False
             r.permit = True
 
-    def poke(self) -> None:
-        """Model state changed: wake the controller if what it waits for holds."""
+    def poke(self, exits: int = 0) -> None:
+        """Model state changed: wake the controller if what it waits for holds.
+
+        A wait that lets time pass (``idle_ok``: a verdict over a window) is
+        looked at again only once time has moved or a task has exited since
+        its last look (``exits`` counts them): what it waits for (every task
+        gone, a lockup window passed) changes with nothing else, and looking
+        at every sleep and wake cost more than the rest of the scheduling."""
         c = self.controller
         pred = c.watch
         if pred is None or c.state is not RunState.BLOCKED or self.quiet or self.dissolved:
             return
+        if c.idle_ok:
+            key = (self.vnow, exits)
+            if key == self._last_look:
+                return
+            self._last_look = key
         self.quiet += 1
         try:
             ok = pred()

@@ -434,7 +434,7 @@ class Kernel:
     def poke(self) -> None:
         """Tell wait_until() observers that model state changed."""
         if self.cpu is not None:
-            self.cpu.poke()
+            self.cpu.poke(self.stats.task_exits + self.plug_pulled)
         elif self._observers:
             with self._changed:
                 self._changed.notify_all()
