@@ -224,7 +224,10 @@ class FollowStrategy(Strategy):
 
     def _expected(self, cpu: "Cpu") -> tuple[int, int] | None:
         """(index, pid) of the recorded event due next, or None when the
-        recording holds nothing more that a runner can make now."""
+        recording holds nothing more that a runner can make now (or the run
+        has diverged from it: from there on it runs as the base strategy)."""
+        if self.diverged_at is not None:
+            return None
         a, taken = self.actors, self.taken
         while self.c < len(a) and self.c in taken:
             taken.discard(self.c)
