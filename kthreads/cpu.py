@@ -51,9 +51,10 @@ if TYPE_CHECKING:
 #: ~150 ns, on every lock operation.
 _this = threading.local()
 
-#: Real seconds the controller waits for the CPU to come back when its own
-#: wait has no real-time bound of its own (a lock taken from the harness).
-CONTROLLER_GUARD = 30.0
+#: Real seconds the controller waits for the CPU to come back while no
+#: scheduling point passes: longer means a task loops without one (a model
+#: bug), and the CPU is dissolved so that the harness can pull the plug.
+STALL_SECONDS = 5.0
 
 
 class Parker:
@@ -185,7 +186,7 @@ class Runner:
 
     __slots__ = ("pid", "name", "order", "baton", "parker", "state", "permit", "deadline",
                  "timed_out", "prio", "preempt_count", "watch", "idle_ok", "deadlocked", "gated",
-                 "task")
+                 "decisions", "task")
 
     def __init__(self, cpu: "Cpu", pid: int, name: str, order: int, task: Any = None) -> None:
         self.pid = pid
@@ -206,6 +207,7 @@ class Runner:
         self.idle_ok = False  # the controller's wait may let time pass with nothing runnable
         self.deadlocked = False
         self.gated = False  # held back at an event until its recorded turn
+        self.decisions = 0  # model decisions in flight (kernel.Decision), never held inside one
         self.task = task
 
     def __repr__(self) -> str:
@@ -264,7 +266,6 @@ class Cpu:
         self.stall: str | None = None
         # Set by the kernel: the blocked tasks and what each waits on.
         self.describe_blocked: Callable[[], str] = lambda: ""
-        self._guard_end: float | None = None
         self._last_look: tuple[float, int] | None = None  # see poke()
         if not hasattr(_this, "holder"):
             this_init()
@@ -367,18 +368,23 @@ class Cpu:
         if me is not self.controller:
             me.baton.acquire()
             return
-        end = self._guard_end if self._guard_end is not None else time.monotonic() + CONTROLLER_GUARD
-        if not me.baton.acquire(True, max(0.0, end - time.monotonic())):
-            self._stalled(end)
+        # However long the tasks run, they pass scheduling points; a stretch
+        # of STALL_SECONDS without one is a loop that never gives the CPU up.
+        steps = self.steps
+        while not me.baton.acquire(True, STALL_SECONDS):
+            if self.steps == steps:
+                self._stalled()
+                return
+            steps = self.steps
 
-    def _stalled(self, end: float) -> None:
-        """The controller's real-time guard ran out with a task on the CPU:
-        a loop without a scheduling point. Dissolve, so the harness can pull
-        the plug; the caller's wait fails."""
+    def _stalled(self) -> None:
+        """No scheduling point for STALL_SECONDS with a task on the CPU: a
+        loop without one. Dissolve, so that the harness can pull the plug;
+        the caller's wait fails, and ``stall`` says why."""
         with self._lock:
             holder = self.current
-        self.stall = (f"{holder.name} held the CPU past the harness's real-time deadline "
-                      f"(a loop without a scheduling point?)")
+        self.stall = (f"{holder.name} held the CPU for {STALL_SECONDS:g} s of real time without a "
+                      f"scheduling point (a loop that never sleeps, locks or records?)")
         self.dissolve()
 
     # -- sleeping and waking ------------------------------------------------
@@ -485,24 +491,19 @@ class Cpu:
         ``idle_ok``: then time passes on to the deadline."""
         me = self.current
         deadline = self.vnow + timeout
-        saved_guard = self._guard_end
-        if me is self.controller:
-            self._guard_end = time.monotonic() + max(5.0, timeout)
-        try:
-            while not pred():
-                if self.dissolved or self.vnow >= deadline:
-                    return bool(pred())
-                if me is self.controller:
-                    me.watch, me.idle_ok = pred, idle_ok
-                try:
-                    self.block(me, min(deadline, self.vnow + self.RECHECK))
-                except Deadlock:
-                    return bool(pred())
-                finally:
-                    me.watch, me.idle_ok = None, False
-            return True
-        finally:
-            self._guard_end = saved_guard
+        self.deadlock = None  # what this wait finds, not what an earlier one found
+        while not pred():
+            if self.dissolved or self.vnow >= deadline:
+                return bool(pred())
+            if me is self.controller:
+                me.watch, me.idle_ok = pred, idle_ok
+            try:
+                self.block(me, min(deadline, self.vnow + self.RECHECK))
+            except Deadlock:
+                return bool(pred())
+            finally:
+                me.watch, me.idle_ok = None, False
+        return True
 
     # -- choosing who runs ----------------------------------------------------
     def _next_locked(self) -> Runner | None:
@@ -569,5 +570,8 @@ class Cpu:
             _this.cpu, _this.runner, _this.parker = self._saved
 
     def stats(self) -> dict[str, Any]:
-        return {"steps": self.steps, "events": self.events, "switches": self.nr_switches,
-                "tasks": self.nr_tasks, "virtual_seconds": self.vnow}
+        out: dict[str, Any] = {"steps": self.steps, "events": self.events, "switches": self.nr_switches,
+                               "tasks": self.nr_tasks, "virtual_seconds": self.vnow}
+        if self.stall:
+            out["stall"] = self.stall
+        return out

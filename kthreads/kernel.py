@@ -192,9 +192,15 @@ class Decision:
                 raise PlugPulled()
             self._in_flight += 1
         self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        r = getattr(_this, "runner", None)
+        if r is not None:
+            r.decisions += 1
 
     def __exit__(self, *exc: object) -> None:
         self._mine.depth -= 1
+        r = getattr(_this, "runner", None)
+        if r is not None:
+            r.decisions -= 1
         with self._cond:
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -503,6 +509,9 @@ class Kernel:
         out = []
         for r in cpu.runners.values():
             t = r.task
+            if r.state is RunState.HELD and t is not None:
+                out.append(f"{t.comm}/{t.pid} held (the followed run never ran it again)")
+                continue
             if r.state is not RunState.BLOCKED or t is None:
                 continue
             wchan = t.wchan

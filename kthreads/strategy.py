@@ -260,10 +260,12 @@ class FollowStrategy(Strategy):
         return super().at_point(cpu, me) if self._expected(cpu) is None else None
 
     def at_event(self, cpu: "Cpu", me: Runner) -> None:
-        while True:
+        while not cpu.dissolved:
             due = self._expected(cpu)
             if due is None:
-                if self.diverged_at is None and me is not cpu.controller:
+                # Never inside a decision: the pull of the plug waits for it,
+                # and its end (khungtaskd's report) is what the verdict reads.
+                if self.diverged_at is None and me is not cpu.controller and not me.decisions:
                     # The free run never ran this task again before it ended
                     # (its verdict came first): it waits here, as it did there.
                     cpu.hold(me)

@@ -269,9 +269,16 @@ def await_verdict(k: Kernel, timing: Timing,
     verdict = conclude(k, users, window, since, seen[0] if seen else Outcome.UNDETERMINED)
     error = None
     if verdict.outcome is Outcome.UNDETERMINED:
-        error = (f"no verdict within {timing.deadline:.1f} s of real time (model time "
-                 f"{k.clock.now():.2f} s): the machine is too slow for --speed {timing.speed:g}, "
-                 f"or the harness is broken")
+        stall = k.cpu.stall if k.cpu is not None else None
+        if stall:
+            error = f"the controlled CPU stalled: {stall}"
+        elif k.controlled:
+            error = (f"no verdict within {timing.deadline:.1f} s of virtual time (model time "
+                     f"{k.clock.now():.2f} s): the run never settled")
+        else:
+            error = (f"no verdict within {timing.deadline:.1f} s of real time (model time "
+                     f"{k.clock.now():.2f} s): the machine is too slow for --speed {timing.speed:g}, "
+                     f"or the harness is broken")
     return verdict, error
 
 
