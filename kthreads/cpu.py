@@ -46,10 +46,12 @@ if TYPE_CHECKING:
 #: if any, the calling OS thread is (``task``), who it is as a lock holder
 #: (``holder``), the parker it sleeps on (``parker``), and in controlled mode
 #: the ``Cpu`` it runs on (``cpu``) and its ``Runner`` there (``runner``).
-#: Not run state: it says nothing about any Kernel. A plain thread-local
-#: attribute is read in ~70 ns, where threading.current_thread() costs
-#: ~150 ns, on every lock operation.
-_this = threading.local()
+#: It is the thread's own state, never shared: a task thread sets it when it
+#: starts; a harness thread's ``cpu`` and ``runner`` are set when it boots a
+#: controlled kernel and restored when that kernel's CPU is dissolved (or
+#: its boot fails). A plain thread-local attribute is read in ~70 ns, where
+#: threading.current_thread() costs ~150 ns, on every lock operation.
+this_thread = threading.local()
 
 #: Real seconds the controller waits for the CPU to come back while no
 #: scheduling point passes: longer means a task loops without one (a model
@@ -87,17 +89,17 @@ class Parker:
 
 def this_init() -> None:
     """First use of the model from a thread that is not a task."""
-    _this.task = None
-    _this.holder = threading.current_thread()
-    _this.parker = Parker()
-    _this.cpu = None
-    _this.runner = None
+    this_thread.task = None
+    this_thread.holder = threading.current_thread()
+    this_thread.parker = Parker()
+    this_thread.cpu = None
+    this_thread.runner = None
 
 
 def this_cpu() -> "Cpu | None":
     """The controlled CPU the calling thread runs on (None in free mode)."""
     try:
-        cpu = _this.cpu
+        cpu = this_thread.cpu
     except AttributeError:
         return None
     return cpu if cpu is not None and not cpu.dissolved else None
@@ -113,7 +115,7 @@ def monotonic() -> float:
 def sched_point() -> None:
     """A scheduling point: on a controlled CPU the strategy may switch here."""
     try:
-        cpu = _this.cpu
+        cpu = this_thread.cpu
     except AttributeError:
         return
     if cpu is not None:
@@ -122,7 +124,7 @@ def sched_point() -> None:
 
 def preempt_disable() -> None:
     try:
-        r = _this.runner
+        r = this_thread.runner
     except AttributeError:
         return
     if r is not None:
@@ -131,7 +133,7 @@ def preempt_disable() -> None:
 
 def preempt_enable() -> None:
     try:
-        r = _this.runner
+        r = this_thread.runner
     except AttributeError:
         return
     if r is not None:
@@ -166,10 +168,21 @@ class SpinLock:
         return self._lock.locked()
 
     def __enter__(self) -> "SpinLock":
-        return self if self.acquire() else self
+        self.acquire()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _hand(nxt: Runner) -> None:
+    """Give ``nxt`` the CPU: release its baton (outside ``_lock``, so that
+    the woken thread does not wait for it). A stall's dissolve() may have
+    released it a moment before: the permit is there, nothing is lost."""
+    try:
+        nxt.baton.release()
+    except RuntimeError:
+        pass
 
 
 class RunState(enum.Enum):
@@ -267,17 +280,17 @@ class Cpu:
         # Set by the kernel: the blocked tasks and what each waits on.
         self.describe_blocked: Callable[[], str] = lambda: ""
         self._last_look: tuple[float, int] | None = None  # see poke()
-        if not hasattr(_this, "holder"):
+        if not hasattr(this_thread, "holder"):
             this_init()
         self._owner = threading.current_thread()
-        self._saved = (_this.cpu, _this.runner, _this.parker)
+        self._saved = (this_thread.cpu, this_thread.runner, this_thread.parker)
         c = Runner(self, 0, "harness", 0)
         c.state = RunState.RUNNING
         c.prio = float("inf")
         self.controller = c
         self.current = c
         self.runners[0] = c
-        _this.cpu, _this.runner, _this.parker = self, c, c.parker
+        this_thread.cpu, this_thread.runner, this_thread.parker = self, c, c.parker
 
     def monotonic(self) -> float:
         """Virtual time: the controlled kernel's clock reads it."""
@@ -298,7 +311,7 @@ class Cpu:
 
     def enter(self, r: Runner) -> None:
         """On the runner's own thread, first thing: wait for the CPU."""
-        _this.cpu, _this.runner = self, r
+        this_thread.cpu, this_thread.runner = self, r
         if not self.dissolved:
             r.baton.acquire()
 
@@ -313,7 +326,7 @@ class Cpu:
             if nxt is not None:
                 self._run_locked(nxt)
         if nxt is not None:
-            nxt.baton.release()
+            _hand(nxt)
 
     def ready(self) -> list[Runner]:
         return [r for r in self.runners.values() if r.state is RunState.READY]
@@ -353,7 +366,7 @@ class Cpu:
                 return
             me.state = RunState.READY
             self._run_locked(nxt)
-        nxt.baton.release()
+        _hand(nxt)
         self._await_turn(me)
 
     def _run_locked(self, nxt: Runner) -> None:
@@ -371,11 +384,17 @@ class Cpu:
         # However long the tasks run, they pass scheduling points; a stretch
         # of STALL_SECONDS without one is a loop that never gives the CPU up.
         steps = self.steps
-        while not me.baton.acquire(True, STALL_SECONDS):
-            if self.steps == steps:
-                self._stalled()
-                return
-            steps = self.steps
+        try:
+            while not me.baton.acquire(True, STALL_SECONDS):
+                if self.steps == steps:
+                    self._stalled()
+                    return
+                steps = self.steps
+        except BaseException:
+            # Ctrl-C in the harness while a task holds the CPU: the harness
+            # will run on (and pull the plug) beside it, so stop controlling.
+            self.dissolve()
+            raise
 
     def _stalled(self) -> None:
         """No scheduling point for STALL_SECONDS with a task on the CPU: a
@@ -410,7 +429,7 @@ class Cpu:
                 self._run_locked(nxt)
         if nxt is not me:
             if nxt is not None:
-                nxt.baton.release()
+                _hand(nxt)
             self._await_turn(me)
         if self.dissolved:
             return True
@@ -425,6 +444,8 @@ class Cpu:
     def hold(self, me: Runner) -> None:
         """``me`` could run but must not: it waits until the plug is pulled
         (the free run being followed never ran it again before its end)."""
+        if me.preempt_count:
+            raise LockBug(f"{me.name} held back holding a spinlock: nobody else could take it")
         with self._lock:
             if self.dissolved or not self.holding:
                 return
@@ -434,12 +455,12 @@ class Cpu:
             if nxt is not None:
                 self._run_locked(nxt)
         if nxt is not None:
-            nxt.baton.release()
+            _hand(nxt)
         self._await_turn(me)
 
     def release_held(self) -> None:
-        """The plug is being pulled: the held runners may run again (one of
-        them may be inside a decision the pull waits for)."""
+        """The plug is being pulled: the held runners may run again, and
+        unwind with the others."""
         self.holding = False
         for r in self.runners.values():
             if r.state is RunState.HELD:
@@ -567,7 +588,7 @@ class Cpu:
             except RuntimeError:
                 pass  # it already had the baton
         if threading.current_thread() is self._owner:
-            _this.cpu, _this.runner, _this.parker = self._saved
+            this_thread.cpu, this_thread.runner, this_thread.parker = self._saved
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"steps": self.steps, "events": self.events, "switches": self.nr_switches,

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from .atomic import Atomic
-from .cpu import Cpu, RunState, SpinLock, _this, this_cpu
+from .cpu import Cpu, RunState, SpinLock, this_thread, this_cpu
 from .errors import PlugPulled
 from .events import Ev
 from .exit import task_main
@@ -45,7 +45,7 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
 def _actor_pid() -> int:
     """Who is recording an event: the calling task's pid, 0 for the harness."""
     try:
-        task = _this.task
+        task = this_thread.task
     except AttributeError:
         return 0
     return task.pid if task is not None else 0
@@ -192,13 +192,13 @@ class Decision:
                 raise PlugPulled()
             self._in_flight += 1
         self._mine.depth = getattr(self._mine, "depth", 0) + 1
-        r = getattr(_this, "runner", None)
+        r = getattr(this_thread, "runner", None)
         if r is not None:
             r.decisions += 1
 
     def __exit__(self, *exc: object) -> None:
         self._mine.depth -= 1
-        r = getattr(_this, "runner", None)
+        r = getattr(this_thread, "runner", None)
         if r is not None:
             r.decisions -= 1
         with self._cond:
@@ -239,8 +239,20 @@ class Kernel:
         self.strategy: Strategy | None = None
         self.event_order: EventOrder | None = None
         if config.sched.controlled:
+            if this_cpu() is not None:
+                raise ValueError("this thread already drives a controlled kernel: shut it down first")
             self.strategy = make_strategy(config.sched, config.speed)
             self.cpu = Cpu(self.strategy)
+        try:
+            self._boot(config)
+        except BaseException:
+            # The booting thread became the CPU's controller: give it back.
+            if self.cpu is not None:
+                self.cpu.dissolve()
+            raise
+
+    def _boot(self, config: KernelConfig) -> None:
+        if self.cpu is not None:
             self.cpu.describe_blocked = self.blocked_report
             self.clock = Clock(config.hz, config.speed, timebase=self.cpu.monotonic)
         else:
@@ -601,8 +613,10 @@ class Kernel:
         if cpu is not None:
             cpu.release_held()
         if not self._decision.close(deadline, cpu):
-            self.breaches.append(f"a decision was still running {DECISION_DEADLINE:g} s after "
-                                 f"the plug was pulled")
+            self.breaches.append(
+                f"a decision was still running {DECISION_DEADLINE:g} s after the plug was pulled"
+                if cpu is None else
+                f"a decision could not finish once the plug was pulled ({self.stuck_report() or 'stuck'})")
         if shutting_down:
             # Marks the end of the run in the flight recorder, and ends the
             # recording: what follows is the harness unwinding threads, not the

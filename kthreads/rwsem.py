@@ -26,7 +26,7 @@ from .cpu import monotonic, sched_point
 from .errors import Errno, LockBug
 from .handoff import HandoffLock
 from .lockdep import lock_acquired, lock_contended, lock_released
-from .sched import (SleepResult, Task, TaskState, Waiter, _this, current_holder, holder_name,
+from .sched import (SleepResult, Task, TaskState, Waiter, this_thread, current_holder, holder_name,
                     holder_pid)
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class RwSemaphore(HandoffLock):
     def down_read_trylock(self) -> bool:
         sched_point()
         try:
-            me = _this.holder
+            me = this_thread.holder
         except AttributeError:
             me = current_holder()
         wl = self._wait_lock
@@ -76,7 +76,7 @@ class RwSemaphore(HandoffLock):
         """Sleeps TASK_UNINTERRUPTIBLE behind a writer or a queued writer."""
         sched_point()
         try:
-            me = _this.holder
+            me = this_thread.holder
         except AttributeError:
             me = current_holder()
         wl = self._wait_lock
@@ -97,7 +97,7 @@ class RwSemaphore(HandoffLock):
     def up_read(self) -> None:
         sched_point()
         try:
-            me = _this.holder
+            me = this_thread.holder
         except AttributeError:
             me = current_holder()
         wl = self._wait_lock
@@ -131,7 +131,7 @@ class RwSemaphore(HandoffLock):
     def down_write(self) -> None:
         sched_point()
         try:
-            me = _this.holder
+            me = this_thread.holder
         except AttributeError:
             me = current_holder()
         wl = self._wait_lock
@@ -152,7 +152,7 @@ class RwSemaphore(HandoffLock):
     def up_write(self) -> None:
         sched_point()
         try:
-            me = _this.holder
+            me = this_thread.holder
         except AttributeError:
             me = current_holder()
         wl = self._wait_lock

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .cpu import Parker, SpinLock, _this, monotonic, this_init
+from .cpu import Parker, SpinLock, this_thread, monotonic, this_init
 from .errors import Errno, PlugPulled, SigKill
 from .events import Ev
 
@@ -177,9 +177,9 @@ class TaskThread(threading.Thread):
 
     def run(self) -> None:
         task = self.task
-        _this.task = _this.holder = task
-        _this.parker = task.parker
-        _this.cpu = _this.runner = None
+        this_thread.task = this_thread.holder = task
+        this_thread.parker = task.parker
+        this_thread.cpu = this_thread.runner = None
         cpu = task.kernel.cpu
         if task.runner is None:
             self.entry(task)
@@ -194,7 +194,7 @@ class TaskThread(threading.Thread):
 def current() -> Task | None:
     """The task running on the calling thread, or None for a harness thread."""
     try:
-        return _this.task
+        return this_thread.task
     except AttributeError:
         this_init()
         return None
@@ -203,18 +203,18 @@ def current() -> Task | None:
 def current_holder() -> object:
     """Who a lock is held by: the current task, or the bare thread."""
     try:
-        return _this.holder
+        return this_thread.holder
     except AttributeError:
         this_init()
-        return _this.holder
+        return this_thread.holder
 
 
 def current_parker() -> "Parker":
     try:
-        return _this.parker
+        return this_thread.parker
     except AttributeError:
         this_init()
-        return _this.parker
+        return this_thread.parker
 
 
 def fatal_signal_pending(task: Task) -> bool:

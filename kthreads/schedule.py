@@ -31,6 +31,12 @@ from typing import Any
 MODEL_VERSION = 1
 
 
+#: Bounds a schedule read from a file must keep (pid_max, a run's events, a year).
+PID_LIMIT = 1 << 22
+EVENTS_LIMIT = 10_000_000
+TIME_LIMIT_US = 365 * 86400 * 10 ** 6
+
+
 class Sched(str, enum.Enum):
     FREE = "free"
     RANDOM = "random"
@@ -78,7 +84,8 @@ class Schedule:
         """``ValueError`` with one line for anything that is not a schedule."""
         if not isinstance(d, dict):
             raise ValueError("the schedule is not a JSON object")
-        if d.get("version") != MODEL_VERSION:
+        version = d.get("version")
+        if type(version) is not int or version != MODEL_VERSION:
             raise ValueError(f"the schedule was recorded by model version {d.get('version')}, "
                              f"this is version {MODEL_VERSION}")
         try:
@@ -93,6 +100,13 @@ class Schedule:
                 for x in items):
             raise ValueError(f"the schedule's {key} must be a list of {width}-lists of integers >= 0")
         rows = tuple(tuple(x) for x in items)
+        if any(x[0 if kind is ScheduleKind.EVENTS else 1] >= PID_LIMIT for x in rows):
+            raise ValueError(f"the schedule names a pid of {PID_LIMIT} or more")
+        if kind is ScheduleKind.EVENTS:
+            if sum(x[1] for x in rows) > EVENTS_LIMIT:
+                raise ValueError(f"the schedule holds more than {EVENTS_LIMIT} events")
+            if any(x[2] >= TIME_LIMIT_US for x in rows):
+                raise ValueError("the schedule holds a model time beyond a year")
         return cls(kind, switches=rows) if kind is ScheduleKind.SWITCHES else cls(kind, actors=rows)
 
 

@@ -55,8 +55,10 @@ class Strategy:
         return None
 
     def at_event(self, cpu: "Cpu", me: Runner) -> None:
+        if me.preempt_count:  # no switch under a spinlock: nothing to decide
+            return
         nxt = self.at_point(cpu, me)
-        if nxt is not None and nxt is not me and not me.preempt_count:
+        if nxt is not None and nxt is not me:
             cpu.yield_to(me, nxt)
 
     def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
@@ -143,14 +145,20 @@ class PctStrategy(Strategy):
         self.preempt = False
         return max(ready, key=lambda r: r.prio)
 
-    def bound(self, n: int, k: int) -> float:
-        """PCT's guarantee for a bug of depth d: 1/(n k^(d-1))."""
-        return 1.0 / (max(n, 1) * max(k, 1) ** (self.depth - 1))
+    def bound(self, n: int, k: int) -> float | None:
+        """PCT's guarantee for a bug of depth d, 1/(n K^(d-1)): the change
+        points are drawn from the first K = ``k_estimate`` steps. None when
+        the run took more than K steps (k): a bug that needs a change after
+        step K is not covered at all. With d = 1 no change point is drawn,
+        and the bound is 1/n whatever the steps."""
+        if self.depth > 1 and k > self.k_estimate:
+            return None
+        return 1.0 / (max(n, 1) * self.k_estimate ** (self.depth - 1))
 
     def summary(self, cpu: "Cpu") -> dict[str, Any]:
         n, k = cpu.nr_tasks, self.task_steps
-        return {"pct_depth": self.depth, "pct_n": n, "pct_k": k, "pct_bound": self.bound(n, k),
-                "pct_changes": self.changes_done}
+        return {"pct_depth": self.depth, "pct_n": n, "pct_k": k, "pct_steps": self.k_estimate,
+                "pct_bound": self.bound(n, k), "pct_changes": self.changes_done}
 
 
 class ReplayStrategy(Strategy):
@@ -180,6 +188,9 @@ class ReplayStrategy(Strategy):
             self.diverged_at = cpu.steps
 
     def at_point(self, cpu: "Cpu", me: Runner) -> Runner | None:
+        sw = self.switches
+        if self.i < len(sw) and cpu.steps > sw[self.i][0] and self.diverged_at is None:
+            self.diverged_at = sw[self.i][0]  # a recorded switch whose step went by
         return self._due(cpu)
 
     def pick(self, cpu: "Cpu", ready: list[Runner]) -> Runner:
@@ -197,7 +208,9 @@ class ReplayStrategy(Strategy):
 
 class FollowStrategy(Strategy):
     """A free run's event order: before each event, the task whose event is
-    next in the recording runs; the others wait at their events.
+    next in the recording runs; the others wait at their events (but under a
+    spinlock, where nobody may wait: that event is matched with the task's
+    own next one in the recording, if near enough).
 
     The harness's own events (a fork, the verdict) come when its predicate
     holds, which the recording cannot force: while the harness waits, the
@@ -265,7 +278,8 @@ class FollowStrategy(Strategy):
             if due is None:
                 # Never inside a decision: the pull of the plug waits for it,
                 # and its end (khungtaskd's report) is what the verdict reads.
-                if self.diverged_at is None and me is not cpu.controller and not me.decisions:
+                if self.diverged_at is None and me is not cpu.controller and not me.decisions \
+                        and not me.preempt_count:
                     # The free run never ran this task again before it ended
                     # (its verdict came first): it waits here, as it did there.
                     cpu.hold(me)

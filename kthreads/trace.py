@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import itertools
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -222,8 +223,20 @@ class Tracer:
         return (str(line) for line in list(self._dmesg))
 
 
+#: A call-trace line as printk prints it: " Mutex.__enter__+98" (3.11+) or
+#: " __enter__+98" (3.10, no co_qualname).
+_TRACE_LINE = re.compile(r"^ (?:[\w<>]+\.)*([\w<>]+)\+\d+$")
+
+
 def _hash_event(h: Any, e: EventTuple) -> None:
+    """Hash one event. A call trace's lines are hashed by function name only:
+    their line numbers move with every edit of the model's source, and the
+    names they print differ between Python versions."""
     _, t, name, pid, comm, fields = e
+    if name == Ev.PRINTK:
+        m = _TRACE_LINE.match(fields.get("text", ""))
+        if m is not None:
+            fields = {**fields, "text": m.group(1)}
     h.update(f"{t:.9f}|{name}|{pid}|{comm}|{fields!r}\n".encode())
 
 

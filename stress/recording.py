@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from kthreads import Policy, SchedConfig, Schedule
+from kthreads import Policy, SchedConfig, Schedule, ScheduleKind
 
 from .config import ConfigError, Timing
 from .workload import WorkloadParams
@@ -32,12 +32,18 @@ class Recording:
     workload: WorkloadParams | None  # a soak episode's workload parameters
     schedule: Schedule
     sched: str  # how it was scheduled when recorded
-    label: str | None
+    label: str
     event_digest: str | None
 
     @property
     def replay_config(self) -> SchedConfig:
         return SchedConfig.replaying(self.schedule)
+
+    @property
+    def exact(self) -> bool:
+        """A controlled run's switches replay to the same event digest; a free
+        run's event order is followed, and its outcome compared."""
+        return self.schedule.kind is ScheduleKind.SWITCHES
 
     @property
     def what(self) -> str:
@@ -73,13 +79,31 @@ def _tuples(v: Any) -> Any:
     return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
-def _dataclass_from(cls: type, d: Any, what: str, path: Path) -> Any:
+def _dataclass_from(cls: Any, d: Any, what: str, path: Path) -> Any:
+    """``cls`` from the recorded fields: every one present, each of the type
+    its default has (a whole float where an int is due is taken as the int)."""
     if not isinstance(d, dict):
         raise ConfigError(f"{path} has no {what}: it was not written by this version of the lab")
-    names = {f.name for f in fields(cls)}
+    values = {}
+    defaults = cls()
+    for f in fields(cls):
+        if f.name not in d:
+            raise ConfigError(f"{path}: the {what} lacks {f.name}")
+        v, want = _tuples(d[f.name]), getattr(defaults, f.name)
+        if isinstance(want, bool) or isinstance(v, bool):
+            ok = type(v) is type(want)
+        elif isinstance(want, int) and isinstance(v, float) and v.is_integer():
+            v, ok = int(v), True
+        elif isinstance(want, (int, float)):
+            ok = isinstance(v, (int, float)) and not (isinstance(want, int) and isinstance(v, float))
+        else:
+            ok = want is None or isinstance(v, type(want)) or v is None
+        if not ok:
+            raise ConfigError(f"{path}: the {what}'s {f.name} is {v!r}")
+        values[f.name] = v
     try:
-        return cls(**{k: _tuples(v) for k, v in d.items() if k in names})
-    except (TypeError, ValueError) as e:
+        return cls(**values)
+    except (TypeError, ValueError, OverflowError) as e:
         raise ConfigError(f"{path}: bad {what}: {e}") from None
 
 
@@ -90,7 +114,7 @@ def load_recording(path: str | Path) -> Recording:
     if not isinstance(d, dict):
         raise ConfigError(f"{path} is not a JSON result or a JSONL log of this lab")
     if isinstance(d.get("results"), list):  # soak --replay --json: one result per policy
-        if len(d["results"]) != 1:
+        if len(d["results"]) != 1 or not isinstance(d["results"][0], dict):
             raise ConfigError(f"{path} holds {len(d['results'])} results; replay one of them "
                               f"(a file from 'run --json' or a log from --log-dir)")
         d = d["results"][0]
@@ -108,5 +132,8 @@ def load_recording(path: str | Path) -> Recording:
     scenario = d.get("scenario")
     timing = _dataclass_from(Timing, d.get("timing"), "timing", path)
     workload = None if scenario else _dataclass_from(WorkloadParams, d.get("workload"), "workload", path)
+    label = d.get("label")
+    if not isinstance(label, str):
+        raise ConfigError(f"{path} does not say which outcome it recorded (no label)")
     return Recording(str(path), scenario, policy, seed, timing, workload, schedule,
-                     str(d.get("sched", "free")), d.get("label"), d.get("event_digest"))
+                     str(d.get("sched", "free")), label, d.get("event_digest"))

@@ -12,11 +12,12 @@ from kthreads import Policy, SchedConfig
 
 from ..config import DEMO_TIMING, RUN_TIMING, TIMING_FLAGS, Timing, build
 from ..episode import EpisodeConfig, EpisodeResult, Interrupted, run_episode, write_log
+from ..postmortem import LogError, load_jsonl
 from ..recording import Recording, load_recording
 from ..scenarios import SCENARIOS, Scenario, get_scenario
 from ..signals import StopSignals
 from .output import OutputError, UsageError, check_outputs, silence_stdout, stream_kernel_log, write_json
-from .parser import ExitStatus
+from .parser import SCHED_FLAGS, ExitStatus
 
 DEMO_SCENARIO = "lockup-mutex"
 POLICY_TITLES = {Policy.NONE: "Linux 4.5: no oom_reaper",
@@ -99,9 +100,19 @@ def cmd_list(args: argparse.Namespace, stop: StopSignals) -> int:
     return ExitStatus.OK
 
 
-def sched_config(args: argparse.Namespace) -> SchedConfig:
-    """The scheduling flags as a SchedConfig (checked by the parser one by one)."""
-    return SchedConfig(args.sched, seed=args.sched_seed, pct_depth=args.pct_depth)
+def sched_config(args: argparse.Namespace, default: SchedConfig = SchedConfig()) -> SchedConfig:
+    """The scheduling flags given, over ``default`` (checked by the parser one by one)."""
+    return SchedConfig(getattr(args, "sched", default.strategy), seed=getattr(args, "sched_seed", default.seed),
+                       pct_depth=getattr(args, "pct_depth", default.pct_depth))
+
+
+def refuse_with_replay(args: argparse.Namespace, flags: Sequence[str]) -> None:
+    """A replay runs with the recording's own settings: flags that would
+    change them are refused, not ignored."""
+    given = [f for f in flags if hasattr(args, f.lstrip("-").replace("-", "_"))]
+    if given:
+        raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to "
+                         f"--replay FILE, which re-runs the recording with its own settings")
 
 
 def run_config(args: argparse.Namespace) -> tuple[Scenario, EpisodeConfig, Recording | None]:
@@ -112,8 +123,9 @@ def run_config(args: argparse.Namespace) -> tuple[Scenario, EpisodeConfig, Recor
                              "(see 'python -m stress run --help')")
         timing = build(RUN_TIMING, args, TIMING_FLAGS)
         return (get_scenario(args.scenario),
-                EpisodeConfig(policy=args.policy or Policy.PATCH1, seed=args.seed, timing=timing,
-                              sched=sched_config(args)), None)
+                EpisodeConfig(policy=args.policy or Policy.PATCH1, seed=getattr(args, "seed", 0),
+                              timing=timing, sched=sched_config(args)), None)
+    refuse_with_replay(args, ["--seed", *SCHED_FLAGS, *(f.option for f in TIMING_FLAGS)])
     rec = load_recording(args.replay)
     if rec.scenario is None:
         raise UsageError(f"{args.replay} records a soak episode: replay it with "
@@ -130,15 +142,16 @@ def run_config(args: argparse.Namespace) -> tuple[Scenario, EpisodeConfig, Recor
 
 def replay_verdict(rec: Recording, res: EpisodeResult, out: TextIO) -> bool:
     """Compare a replay with its recording; True if it reproduced it."""
-    same_outcome = rec.label is None or res.label == rec.label
-    exact = rec.sched != "free"
+    same_outcome = res.label == rec.label
+    exact = rec.exact
     same = same_outcome and (not exact or res.event_digest == rec.event_digest)
     stats = res.sched_stats
     if exact:
         detail = ("the same event digest" if res.event_digest == rec.event_digest else
                   f"event digest {res.event_digest} where the recording has {rec.event_digest}"
                   + (f"; the schedule diverged at step {stats['replay_diverged_at_step']}"
-                     if stats.get("replay_diverged_at_step") is not None else ""))
+                     if stats.get("replay_diverged_at_step") is not None else "")
+                  + first_difference(rec, res))
     else:
         div = stats.get("follow_diverged_at_event")
         detail = (f"followed {stats.get('follow_followed', 0)} of {stats.get('follow_recorded', 0)} "
@@ -146,6 +159,25 @@ def replay_verdict(rec: Recording, res: EpisodeResult, out: TextIO) -> bool:
     print(f"\n# replay of {rec.path} ({rec.sched} run): {res.label}, recorded {rec.label}; {detail}: "
           f"{'REPRODUCED' if same else 'NOT REPRODUCED'}", file=out)
     return same
+
+
+def first_difference(rec: Recording, res: EpisodeResult) -> str:
+    """Where a replay's events first differ from a recorded log's (empty when
+    the recording holds no events, or the replay's kernel is gone)."""
+    if res.kernel is None or not rec.path.endswith(".jsonl"):
+        return ""
+    try:
+        recorded = load_jsonl(rec.path).events
+    except LogError:
+        return ""
+    replayed = res.kernel.tracer.events()
+    for i, (a, b) in enumerate(zip(recorded, replayed)):
+        if (a.t, a.name, a.pid, a.fields) != (b.t, b.name, b.pid, b.fields):
+            return (f"; first differing event #{i}: recorded {a.name} pid {a.pid} at {a.t:.6f} s, "
+                    f"replayed {b.name} pid {b.pid} at {b.t:.6f} s")
+    if len(recorded) != len(replayed):
+        return f"; the replay recorded {len(replayed)} events where the log has {len(recorded)}"
+    return ""
 
 
 def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
@@ -199,9 +231,14 @@ def print_sched(res: EpisodeResult, out: TextIO) -> None:
         return
     line = (f"# sched: {res.sched}; {st.get('steps', 0)} scheduling points, {st.get('switches', 0)} "
             f"switches, {st.get('tasks', 0)} tasks; event digest {res.event_digest}")
-    if res.pct_bound is not None:
-        line += (f"; PCT guarantee for a bug of depth {st['pct_depth']}: 1/(n k^(d-1)) with "
-                 f"n={st['pct_n']} k={st['pct_k']}: {res.pct_bound:.3g}")
+    if res.sched == "pct":
+        d, n, k, big_k = st["pct_depth"], st["pct_n"], st["pct_k"], st["pct_steps"]
+        if res.pct_bound is not None:
+            line += (f"; PCT guarantee for a bug of depth {d}: 1/(n K^(d-1)) with n={n} tasks, "
+                     f"change points in the first K={big_k} of its k={k} steps: {res.pct_bound:.3g}")
+        else:
+            line += (f"; no PCT guarantee for depth {d}: the run took k={k} steps, more than the "
+                     f"K={big_k} its change points were drawn from")
     print(line, file=out)
 
 

@@ -14,13 +14,11 @@ from kthreads import Policy, Sched
 from ..config import (DEMO_TIMING, RUN_TIMING, SOAK_TIMING, TIMING_FLAGS, WORKLOAD_FLAGS, Timing,
                       add_flags, int_in, number_in)
 from ..scenarios import SCENARIOS, get_scenario
+from ..soak.settings import SoakSettings
 from ..workload import WorkloadParams
 from .output import UsageError
 
 PROG = "python -m stress"
-#: The soak's default mode: controlled PCT finds every lockup shape more often
-#: per second than free threads do (benchmarks/sched.py; README).
-SOAK_SCHED = Sched.PCT
 
 
 class ExitStatus(enum.IntEnum):
@@ -84,15 +82,19 @@ def sched_type(text: str) -> Sched:
     return s
 
 
+#: The scheduling flags (left out of the namespace unless given: a replay refuses them).
+SCHED_FLAGS = ("--sched", "--sched-seed", "--pct-depth")
+
+
 def add_sched(p: argparse.ArgumentParser, default: Sched, what: str) -> None:
     g = p.add_argument_group("scheduling")
-    g.add_argument("--sched", type=sched_type, default=default, metavar="MODE",
+    g.add_argument("--sched", type=sched_type, default=argparse.SUPPRESS, metavar="MODE",
                    help=f"free: real threads as the OS runs them; random | pct: one task at a time "
                         f"on virtual time, the strategy seeded (default {default.value}{what})")
-    g.add_argument("--sched-seed", type=int_in("--sched-seed", 0, 2 ** 63 - 1), default=0, metavar="N",
-                   help="the strategy's seed (default 0)")
-    g.add_argument("--pct-depth", type=int_in("--pct-depth", 1, 64), default=3, metavar="D",
-                   help="PCT's bug depth d: d-1 priority change points (default 3)")
+    g.add_argument("--sched-seed", type=int_in("--sched-seed", 0, 2 ** 63 - 1), default=argparse.SUPPRESS,
+                   metavar="N", help="the strategy's seed (default 0)")
+    g.add_argument("--pct-depth", type=int_in("--pct-depth", 1, 64), default=argparse.SUPPRESS,
+                   metavar="D", help="PCT's bug depth d: d-1 priority change points (default 3)")
 
 
 def build_parser() -> Parser:
@@ -116,14 +118,15 @@ def build_parser() -> Parser:
                      help=f"one of: {', '.join(SCENARIOS)} (optional with --replay)")
     run.add_argument("--policy", type=policy_type, default=None,
                      help=f"{' | '.join(p.value for p in Policy)} (default patch1)")
-    run.add_argument("--seed", type=int_in("--seed", 0, 2 ** 63 - 1), default=0,
+    run.add_argument("--seed", type=int_in("--seed", 0, 2 ** 63 - 1), default=argparse.SUPPRESS,
                      help="varies the sizes a little, deterministically (default 0)")
     run.add_argument("--json", metavar="FILE", help="write the result as JSON")
     run.add_argument("--log", metavar="FILE", help="write the flight recorder (JSONL) for 'postmortem'")
     run.add_argument("-q", "--quiet", action="store_true", help="do not stream the kernel log")
     run.add_argument("--replay", metavar="FILE",
-                     help="re-run a recorded episode exactly: a result from 'run --json' or a log "
-                          "from 'run --log'")
+                     help="re-run a recorded episode with its own settings and schedule: a result "
+                          "from 'run --json' or a log from 'run --log' (a controlled run exactly, a "
+                          "free one following its recorded event order)")
     add_timing(run, RUN_TIMING)
     add_sched(run, Sched.FREE, "")
 
@@ -155,7 +158,9 @@ def add_soak_parser(sub: argparse._SubParsersAction) -> None:
                      help="run for S seconds of wall time instead")
     how.add_argument("--replay", metavar="SEED|FILE",
                      help="rerun one episode in this process and print its log: a seed (exact "
-                          "under --sched random|pct), or a log from --log-dir (exact in both modes)")
+                          "under --sched random|pct), or a log from --log-dir (its own settings and "
+                          "schedule; a free one is followed by its recorded event order). A file "
+                          "named by digits alone needs a path: ./007")
     p.add_argument("--seed", type=int_in("--seed", 0, 2 ** 62), default=argparse.SUPPRESS,
                    help="first episode seed (default 0)")
     p.add_argument("--jobs", type=int_in("--jobs", 0, 256), default=argparse.SUPPRESS, metavar="J",
@@ -168,7 +173,8 @@ def add_soak_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit 1 on a forbidden outcome or breach (default), or never")
     add_flags(p.add_argument_group("workload"), WORKLOAD_FLAGS, WorkloadParams())
     add_timing(p, SOAK_TIMING, "episode")
-    add_sched(p, SOAK_SCHED, "; each episode's seed is derived from N and the workload seed")
+    add_sched(p, SoakSettings().sched.strategy,
+              "; each episode's seed is derived from N and the workload seed")
     e = p.add_argument_group("runner")
     e.add_argument("--episode-timeout", type=number_in("--episode-timeout", 1.0, 3600.0),
                    default=argparse.SUPPRESS, metavar="SECS",

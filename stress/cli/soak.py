@@ -19,8 +19,8 @@ from ..soak import SoakConfig, SoakSettings, format_report, progress_printer, re
 from ..soak.report import write_dmesg_log
 from ..workload import WorkloadParams
 from .output import OutputError, UsageError, check_outputs, silence_stdout, stream_kernel_log, write_json
-from .episodes import replay_verdict, sched_config
-from .parser import SOAK_ONLY, ExitStatus
+from .episodes import refuse_with_replay, replay_verdict, sched_config
+from .parser import SCHED_FLAGS, SOAK_ONLY, ExitStatus
 
 #: Where a free-mode soak keeps the logs of its lockups when --log-dir is not
 #: given: a free run replays only from its recorded event order.
@@ -33,14 +33,15 @@ def soak_settings(args: argparse.Namespace, keep: Keep) -> SoakSettings:
     except ValueError as e:
         raise UsageError(str(e)) from None
     return SoakSettings(params=params, timing=build(SOAK_TIMING, args, TIMING_FLAGS), keep=keep,
-                        inject=tuple(args.inject), log_dir=args.log_dir, sched=sched_config(args))
+                        inject=tuple(args.inject), log_dir=args.log_dir,
+                        sched=sched_config(args, SoakSettings().sched))
 
 
 def cmd_soak(args: argparse.Namespace, stop: StopSignals) -> int:
     policies = tuple(dict.fromkeys(args.policy or tuple(Policy)))
     if args.replay is not None:
         return cmd_replay(args, policies, stop)
-    if args.log_dir is None and not sched_config(args).controlled:
+    if args.log_dir is None and not sched_config(args, SoakSettings().sched).controlled:
         args.log_dir = FREE_LOG_DIR
         print(f"soak: free scheduling: the logs of lockups go into {FREE_LOG_DIR}/ (--log-dir), "
               f"where their replay commands find their recorded event order", flush=True)
@@ -120,6 +121,8 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: Sto
     rec = None
     seed = replay_seed(args.replay)
     if seed is None:  # a recorded episode: its own workload, timing, policy and schedule
+        refuse_with_replay(args, [*SCHED_FLAGS, *(f.option for f in TIMING_FLAGS),
+                                  *(f.option for f in WORKLOAD_FLAGS)])
         rec = load_recording(args.replay)
         if rec.scenario is not None:
             raise UsageError(f"{args.replay} records scenario {rec.scenario}: replay it with "
@@ -152,8 +155,8 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: Sto
 
 def replay_seed(text: str) -> int | None:
     """``--replay``'s argument as a seed, or None for a file."""
-    if not text.isdigit():
-        if text.lstrip("-").isdigit():
+    if not (text.isascii() and text.isdigit()):
+        if text.isascii() and text.lstrip("-").isdigit():
             raise UsageError(f"argument --replay: a seed is between 0 and {2 ** 63 - 1}, got {text}")
         return None
     seed = int(text)
