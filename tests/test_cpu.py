@@ -677,3 +677,40 @@ def test_a_controlled_episode_replays_to_the_same_digest_100_times_of_100():
     digests = {run_episode(sc, EpisodeConfig(policy=Policy.PATCH1, sched=replay), keep=Keep.NONE).event_digest
                for _ in range(100)}
     assert digests == {original.event_digest}
+
+
+def test_a_failed_controlled_boot_gives_the_thread_back():
+    with pytest.raises(ValueError):
+        Kernel(sched=SchedConfig(Sched.PCT, seed=0), nr_pages=1)
+    assert this_cpu() is None
+    k = Kernel(hung_task_timeout=0)  # free, on the same thread: waits are real waits again
+    try:
+        assert Completion("x").wait(0.01) is False
+    finally:
+        assert k.shutdown().clean
+
+
+def test_one_thread_drives_one_controlled_kernel_at_a_time():
+    k = Kernel(sched=SchedConfig(Sched.PCT, seed=0), hung_task_timeout=0)
+    try:
+        with pytest.raises(ValueError, match="already drives a controlled kernel"):
+            Kernel(sched=SchedConfig(Sched.PCT, seed=1), hung_task_timeout=0)
+        assert this_cpu() is k.cpu
+    finally:
+        assert k.shutdown().clean
+    assert this_cpu() is None
+
+
+def test_a_followed_task_whose_exit_the_free_run_never_recorded_still_shuts_down():
+    # A free run's verdict may come between a task's state change and its
+    # exit event (recorded under tasklist_lock, a spinlock): followed, the
+    # task must not be held there, or the pull of the plug would spin on it.
+    sc = get_scenario("lockup-mutex")
+    free = run_episode(sc, EpisodeConfig(policy=Policy.PATCH1), keep=Keep.NONE)
+    rows = [list(r) for r in free.kernel.schedule().actors]
+    last_task_run = max(i for i, r in enumerate(rows) if r[0] == free.roles["victim"])
+    rows[last_task_run][1] -= 1  # its exit event: never made in the "free run"
+    cut = Schedule.from_json({"kind": "events", "version": MODEL_VERSION, "actors": rows})
+    res = run_episode(sc, EpisodeConfig(policy=Policy.PATCH1, sched=SchedConfig.replaying(cut)),
+                      keep=Keep.NONE)
+    assert res.breaches == [] and "joined" in res.shutdown

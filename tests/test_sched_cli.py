@@ -160,3 +160,40 @@ def test_a_free_soak_keeps_its_lockups_logs_and_replays_them_by_event_order(tmp_
     if any("lockup" in r["outcome"] for r in replays):  # whether 40 free seeds lock up is up to the OS
         assert d["replay_share"] is not None and 0.0 <= d["replay_share"] <= 1.0
         assert all("divergences" in c for c in d["replay_checks"])
+
+
+def test_odd_replay_inputs_are_one_line_and_exit_2(tmp_path, capsys):
+    rec = tmp_path / "rec.json"
+    assert main(["run", "exit-race", "--sched", "pct", "-q", "--json", str(rec)]) == ExitStatus.OK
+    good = json.loads(rec.read_text())
+    capsys.readouterr()
+
+    def variant(name: str, change) -> str:
+        d = json.loads(json.dumps(good))
+        change(d)
+        (tmp_path / name).write_text(json.dumps(d))
+        return str(tmp_path / name)
+
+    cases = {
+        variant("results.json", lambda d: d.clear() or d.update(results=[1])): "holds 1 results",
+        variant("version.json", lambda d: d["schedule"].update(version=True)): "model version True",
+        variant("pid.json", lambda d: d["schedule"]["switches"].append([10 ** 9, 2 ** 40])):
+            "names a pid of",
+        variant("timing.json", lambda d: d["timing"].pop("hz")): "the timing lacks hz",
+        variant("ring.json", lambda d: d["timing"].update(ring_size="big")): "the timing's ring_size is 'big'",
+        variant("nolabel.json", lambda d: d.pop("label")): "no label",
+    }
+    for path, message in cases.items():
+        assert main(["run", "--replay", path]) == ExitStatus.USAGE, path
+        assert message in last_error(capsys), path
+    free = variant("free.json", lambda d: d["schedule"].update(
+        kind="events", actors=[[0, 10 ** 8, 0], [100, 10 ** 8, 0]]))
+    assert main(["run", "--replay", free]) == ExitStatus.USAGE
+    assert "more than 10000000 events" in last_error(capsys)
+    for argv, message in [(["run", "--replay", str(rec), "--seed", "5"], "--seed does not apply to --replay FILE"),
+                          (["run", "--replay", str(rec), "--speed", "10", "--sched", "random"],
+                           "--sched, --speed do not apply to --replay FILE"),
+                          (["soak", "--replay", "\u00b2"], "cannot read"),
+                          (["run", "--replay", str(tmp_path)], "cannot read")]:
+        assert main(argv) == ExitStatus.USAGE, argv
+        assert message in last_error(capsys), argv
