@@ -84,7 +84,7 @@ except ImportError:  # run as a script without PYTHONPATH=.: use the checkout it
     import kthreads
 
 from kthreads import Atomic, Completion, Kernel, Policy, Sched, SchedConfig
-from kthreads.cpu import RunState, _this, sched_point
+from kthreads.cpu import RunState, this_thread, sched_point
 from stress.episode import EpisodeConfig, EpisodeResult, WorkloadDriver, run_episode
 from stress.outcomes import Grade, Outcome
 from stress.soak.settings import SoakSettings
@@ -335,7 +335,7 @@ def point_case(controlled: bool, what: str, n: int) -> float:
     def body(task: Any) -> None:
         fn: Callable[[], object] = sched_point if what == "sched_point" else Atomic(0, "bench").inc
         _timed_loop(fn, min(n, 2000))  # warm-up
-        cpu = _this.cpu
+        cpu = this_thread.cpu
         s0 = cpu.nr_switches if cpu is not None else 0
         out.append(_timed_loop(fn, n))
         switched.append((cpu.nr_switches if cpu is not None else 0) - s0)
@@ -354,7 +354,7 @@ def yield_case(n: int) -> float:
     total = n + WARMUP_HANDOFFS
 
     def body(task: Any) -> None:
-        cpu, me = _this.cpu, _this.runner
+        cpu, me = this_thread.cpu, this_thread.runner
         other = next(r for r in cpu.runners.values() if r is not me and r.task is not None
                      and r.task.comm.startswith("bench"))
         first = me.order < other.order
