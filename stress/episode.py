@@ -136,7 +136,7 @@ class EpisodeResult:
     notes: list[str] = field(default_factory=list)  # what went wrong around the episode (a log not written)
     # How it was scheduled, and what replays it: the strategy ("free",
     # "random", "pct", "replay", "follow"), its seed (random, pct), PCT's
-    # guarantee 1/(n k^(d-1)), the CPU's figures, the hash of every
+    # guarantee 1/(n K^(d-1)) (None past K steps), the CPU's figures, the hash of every
     # flight-recorder event, and the recorded schedule (Schedule.to_json()).
     sched: str = "free"
     sched_seed: int | None = None
