@@ -297,10 +297,8 @@ def test_two_pct_runs_of_a_soak_workload_are_identical_for_200_seeds():
 
 
 # -- 5. PCT's figures -------------------------------------------------------------------
-@pytest.mark.parametrize("depth", [1, 2, 3, 5])
-def test_pct_reports_its_bound_for_the_n_k_d_it_ran_with(boot, depth):
-    k = boot(sched=SchedConfig(Sched.PCT, seed=4, pct_depth=depth, pct_steps=50),
-             hung_task_timeout=0)
+def three_tasks_taking_a_mutex(k: Kernel) -> dict:
+    """Three tasks taking one mutex 30 times each; the CPU's summary after."""
     m = Mutex("m", k)
 
     def body(t):
@@ -310,7 +308,13 @@ def test_pct_reports_its_bound_for_the_n_k_d_it_ran_with(boot, depth):
 
     tasks = [k.fork(f"w{i}", body) for i in range(3)]
     assert k.wait_until(exited(*tasks), 10)
-    s = k.sched_summary()
+    return k.sched_summary()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+def test_pct_reports_its_bound_for_the_n_k_d_it_ran_with(boot, depth):
+    s = three_tasks_taking_a_mutex(boot(sched=SchedConfig(Sched.PCT, seed=4, pct_depth=depth,
+                                                          pct_steps=50), hung_task_timeout=0))
     n, kk, d = s["pct_n"], s["pct_k"], s["pct_depth"]
     assert (s["sched"], s["sched_seed"], d, n) == ("pct", 4, depth, 3)
     assert kk > 50  # every change point (drawn from the first 50 task steps) was passed
@@ -321,17 +325,8 @@ def test_pct_reports_its_bound_for_the_n_k_d_it_ran_with(boot, depth):
 
 
 def test_pct_reports_its_bound_over_the_steps_its_change_points_cover(boot):
-    k = boot(sched=SchedConfig(Sched.PCT, seed=4, pct_depth=3, pct_steps=5000), hung_task_timeout=0)
-    m = Mutex("m", k)
-
-    def body(t):
-        for _ in range(30):
-            with m:
-                sched_point()
-
-    tasks = [k.fork(f"w{i}", body) for i in range(3)]
-    assert k.wait_until(exited(*tasks), 10)
-    s = k.sched_summary()
+    s = three_tasks_taking_a_mutex(boot(sched=SchedConfig(Sched.PCT, seed=4, pct_depth=3, pct_steps=5000),
+                                        hung_task_timeout=0))
     assert s["pct_k"] <= 5000
     assert s["pct_bound"] == pytest.approx(1 / (3 * 5000 ** 2), rel=1e-12)
 
