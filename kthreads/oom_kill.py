@@ -105,7 +105,9 @@ def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> Oom
 
 
 def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | OomScan, int]:
-    """The eligible thread with the most points, None, or OOM_SCAN_ABORT."""
+    """The eligible thread with the most points, None, or OOM_SCAN_ABORT;
+    and its score, ``chosen_points * 1000 / totalpages`` as Linux 4.6
+    returns it through ``*ppoints`` (what "score %u" prints)."""
     totalpages = kernel.zone.nr_pages
     chosen, chosen_points = None, 0
     for p in kernel.tasks():
@@ -124,7 +126,7 @@ def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | 
                 chosen.group_leader is chosen:
             continue
         chosen, chosen_points = p, points
-    return chosen, chosen_points
+    return chosen, chosen_points * 1000 // totalpages
 
 
 def dump_tasks(kernel: "Kernel") -> None:
@@ -198,7 +200,10 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
         # Pin the struct: once task_lock is dropped the victim may exit and
         # drop its last mm_users reference, but we still compare and report it.
         mmgrab(mm)
-        # Make sure we do not try to reap the same mm twice.
+        # Linux 4.6 (aac45363): SIGKILL first, then TIF_MEMDIE, both under
+        # task_lock, "to prevent the OOM victim from depleting the memory
+        # reserves from the user space under its control".
+        send_sigkill(victim)
         mark_oom_victim(kernel, victim)
         line = (f"Killed process {victim.pid} ({victim.comm}) total-vm:{mm.total_vm * PAGE_KB}kB, "
                 f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
@@ -206,7 +211,6 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
                 f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
     kernel.printk(line, LogLevel.KERN_ERR, current())
     kernel.stats.oom_kills += 1
-    send_sigkill(victim)
 
     # Kill every other process sharing the victim's mm. A sharer we may not
     # kill keeps using the memory, so then the mm must not be reaped.

@@ -36,10 +36,11 @@ _gc_pause = threading.Lock()
 
 
 class TIF(enum.IntFlag):
-    """``thread_info`` flags as ``sched_show_task`` prints them."""
+    """``thread_info`` flags as ``sched_show_task`` prints them (x86's bits:
+    TIF_MEMDIE is bit 20 there; bit 18 is TIF_FORK)."""
 
     TIF_SIGPENDING = 1 << 2
-    TIF_MEMDIE = 1 << 18
+    TIF_MEMDIE = 1 << 20
 
 
 #: The controlled CPU's source file, whose frames no call trace shows.

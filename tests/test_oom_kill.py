@@ -28,8 +28,9 @@ def test_badness_table(boot):
     assert oom_badness(shielded, total) == 1  # never 0 for an eligible task
     assert oom_badness(immune, total) == 0
     assert oom_badness(kt, total) == 0
-    victim, points = select_bad_process(k, OomControl(GFP_KERNEL))
-    assert victim is boosted and points == 101 + 2048
+    victim, score = select_bad_process(k, OomControl(GFP_KERNEL))
+    # The score is normalised to the size of memory, as 4.6's *ppoints is.
+    assert victim is boosted and score == (101 + 2048) * 1000 // total
     done.complete_all()
 
 
@@ -137,3 +138,19 @@ def test_fork_rejects_out_of_range_oom_score_adj(boot, adj):
     k = boot()
     with pytest.raises(ValueError, match="oom_score_adj must be in"):
         k.fork("x", lambda t: None, oom_score_adj=adj)
+
+
+def test_the_kill_comes_before_tif_memdie_and_the_score_is_per_mille(boot):
+    # Linux 4.6's oom_kill_process: SIGKILL, then mark_oom_victim, so the
+    # victim never holds the reserves without a kill pending; and "score %u"
+    # prints chosen_points * 1000 / totalpages.
+    k = boot(nr_pages=1024, policy="none", hung_task_timeout=0)
+    done = Completion()
+    v = k.fork("victim", park_killable(done), vmas=[VmaSpec(pages=900)])
+    w = k.fork("writer", lambda t: alloc_pages(GFP_KERNEL), vmas=[VmaSpec(pages=100)])
+    assert k.wait_until(exited(v, w), 10)  # below the min watermark: the victim is killed
+    names = [(e.name, e.pid) for e in k.tracer.events() if e.name in (Ev.SIGNAL_GENERATE, Ev.MARK_VICTIM)]
+    assert names[:2] == [(Ev.SIGNAL_GENERATE, v.pid), (Ev.MARK_VICTIM, v.pid)]
+    points = 900 + 2  # rss + page tables
+    assert f"Kill process {v.pid} (victim) score {points * 1000 // 1024} or sacrifice child" in k.dmesg_text()
+    done.complete_all()

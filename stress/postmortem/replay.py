@@ -342,7 +342,7 @@ class Replay:
         self.kills.append(dict(e.fields, pid=e.pid, t=e.t, mm=mm))
         if not e.flag("can_oom_reap", True):
             self.forbidden_mms.add(mm)
-        self._marker(e, f"OOM kill of pid {e.pid} ({e.comm}), {e.get('points')} points")
+        self._marker(e, f"OOM kill of pid {e.pid} ({e.comm}), score {e.get('points')}")
 
     def _marker(self, e: Event, text: str) -> None:
         self.markers.append(Marker(e.t, e.name, e.pid, text))
