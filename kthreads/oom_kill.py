@@ -213,14 +213,14 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     kernel.stats.oom_kills += 1
 
     # Kill every other process sharing the victim's mm. A sharer we may not
-    # kill keeps using the memory, so then the mm must not be reaped.
+    # kill keeps using the memory, so then the mm must not be reaped: in
+    # aac45363 that is a kthread (use_mm), init, or an OOM_SCORE_ADJ_MIN
+    # process, none of which is killed.
     can_oom_reap = True
     for q in kernel.processes():
         if q.signal is victim.signal or not process_shares_mm(q, mm):
             continue
-        if q.is_kthread or is_global_init(q):
-            continue
-        if q.signal.oom_score_adj == OOM_SCORE_ADJ_MIN:
+        if q.is_kthread or is_global_init(q) or q.signal.oom_score_adj == OOM_SCORE_ADJ_MIN:
             can_oom_reap = False
             kernel.tracer.record(Ev.OOM_REAP_FORBIDDEN, q.pid, q.comm, mm=mm.id,
                                  victim=victim.pid)

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from kthreads import (GFP_KERNEL, OOM_SCORE_ADJ_MIN, Completion, Ev, OomControl, VmaSpec,
+from kthreads import (GFP_KERNEL, OOM_SCORE_ADJ_MIN, PF, Completion, Ev, OomControl, VmaSpec,
                       alloc_pages, mark_oom_victim, oom_badness, select_bad_process,
                       send_sigkill)
 from kthreads.oom_kill import OomScan
@@ -101,11 +101,16 @@ def test_current_with_sigkill_pending_takes_the_reserves_instead_of_killing(boot
 
 
 def test_sharers_of_the_victims_mm_are_killed_unless_unkillable(boot):
-    for adj, killed in ((0, True), (OOM_SCORE_ADJ_MIN, False)):
+    # aac45363: a sharer that is OOM_SCORE_ADJ_MIN, a kthread (use_mm) or
+    # init is not killed, and the mm is then not reaped.
+    for adj, kthread, killed in ((0, False, True), (OOM_SCORE_ADJ_MIN, False, False), (0, True, False)):
         k = boot(nr_pages=1024)
         never = Completion()
         v = hog_all_but(k, 8, park_killable(never))
-        s = k.fork("sharer", park_killable(never), share_mm_with=v, oom_score_adj=adj)
+        s = k.fork("sharer", park_killable(never), share_mm_with=v, oom_score_adj=adj, start=False)
+        if kthread:
+            s.flags |= PF.PF_KTHREAD  # a kernel thread working on the victim's mm
+        k.start(s)
         a = k.fork("allocator", lambda t: alloc_pages(GFP_KERNEL))
         assert k.wait_until(exited(a, v), 3)
         events = k.tracer.events()
