@@ -200,14 +200,16 @@ def __alloc_pages_slowpath_once(kernel: "Kernel", task: Task, gfp: GFP, order: i
     if pfn is not None:
         return True, pfn
     now = kernel.clock.now()
-    if now >= loop.stall_at and not gfp & __GFP_NOWARN:
+    if kernel.policy_ops.warns_alloc_stalls and now >= loop.stall_at and not gfp & __GFP_NOWARN:
         warn_alloc_stall(kernel, task, now - loop.since, order)
         loop.stall_at += kernel.config.alloc_stall_secs
     return False, None
 
 
 def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int) -> None:
-    """A decision: no warning once the plug is pulled."""
+    """4.9-4.15's stall warning (only designs whose ``warns_alloc_stalls``
+    says so print it). A decision: no warning once the plug is pulled.
+    The ``mode:%#x(%pGg)`` tail of 4.9's line is not printed yet."""
     with kernel.decision():
         with kernel.stats.lock:
             kernel.stats.alloc_stalls += 1

@@ -34,6 +34,10 @@ class PolicyOps:
     """What differs between designs. The base class is ``none``."""
 
     policy = Policy.NONE
+    #: "%s: page allocation stalls for %ums, order:%u, mode:%#x(%pGg)" came in
+    #: 4.9 (63f53dea, "mm: warn about allocations which stall for too long")
+    #: and went in 4.15 (400e2249): neither 4.6 tree prints it.
+    warns_alloc_stalls = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""
