@@ -270,7 +270,6 @@ class Cpu:
         self.runners: dict[int, Runner] = {}
         self.steps = 0  # scheduling points passed
         self.events = 0  # of which flight-recorder events
-        self.nr_switches = 0
         self.switches: list[list[int]] = []  # [step, pid] each time another runner got the CPU
         self.dissolved = False
         self.quiet = 0  # > 0 while a predicate of the controller runs on a task's thread
@@ -373,7 +372,6 @@ class Cpu:
         nxt.state = RunState.RUNNING
         if nxt is not self.current:
             self.current = nxt
-            self.nr_switches += 1
             self.switches.append([self.steps, nxt.pid])
             self.strategy.on_run(self, nxt)
 
@@ -591,7 +589,7 @@ class Cpu:
             this_thread.cpu, this_thread.runner, this_thread.parker = self._saved
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"steps": self.steps, "events": self.events, "switches": self.nr_switches,
+        out: dict[str, Any] = {"steps": self.steps, "events": self.events, "switches": len(self.switches),
                                "tasks": self.nr_tasks, "virtual_seconds": self.vnow}
         if self.stall:
             out["stall"] = self.stall

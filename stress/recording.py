@@ -45,10 +45,6 @@ class Recording:
         run's event order is followed, and its outcome compared."""
         return self.schedule.kind is ScheduleKind.SWITCHES
 
-    @property
-    def what(self) -> str:
-        return f"scenario {self.scenario}" if self.scenario else f"soak seed {self.seed}"
-
 
 def _first_record(path: Path) -> dict[str, Any]:
     """The JSON of a result file, or the header of a JSONL log."""

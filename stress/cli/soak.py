@@ -19,7 +19,7 @@ from ..soak import SoakConfig, SoakSettings, format_report, progress_printer, re
 from ..soak.report import write_dmesg_log
 from ..workload import WorkloadParams
 from .output import OutputError, UsageError, check_outputs, silence_stdout, stream_kernel_log, write_json
-from .episodes import refuse_with_replay, replay_verdict, sched_config
+from .episodes import refuse_with_replay, replay_verdict, sched_config, sched_label
 from .parser import SCHED_FLAGS, SOAK_ONLY, ExitStatus
 
 #: Where a free-mode soak keeps the logs of its lockups when --log-dir is not
@@ -58,9 +58,7 @@ def cmd_soak(args: argparse.Namespace, stop: StopSignals) -> int:
 def soak_and_report(args: argparse.Namespace, cfg: SoakConfig, stop: StopSignals) -> int:
     settings, policies = cfg.settings, cfg.policies
     sched = settings.sched
-    how = (f"sched {sched.strategy.value} (seed {sched.seed}"
-           + (f", depth {sched.pct_depth}" if sched.strategy.value == "pct" else "") + ")"
-           if sched.controlled else "sched free")
+    how = f"sched {sched_label(sched)}"
     print(f"soak: policies {', '.join(p.value for p in policies)}; "
           + (f"{cfg.episodes} episodes each" if cfg.episodes else f"{cfg.seconds:g} s")
           + f"; seeds from {cfg.seed}; {cfg.workers} worker process(es); {how}; "
