@@ -73,3 +73,17 @@ def debug_show_all_locks(kernel: "Kernel") -> list[str]:
     lines.append("")
     lines.append("=============================================")
     return lines
+
+
+def debug_show_held_locks(task: "Task") -> list[str]:
+    """The lines of lockdep's debug_show_held_locks(task) (Linux 4.6): the
+    locks of one task only, or "no locks held by comm/pid." when it has none.
+    This is what 4.6's khungtaskd prints for each hung task."""
+    held = list(task.held_locks)
+    if not held:
+        return [f"no locks held by {task.comm}/{task.pid}."]
+    n = len(held)
+    lines = [f"{n} lock{'s' if n > 1 else ''} held by {task.comm}/{task.pid}:"]
+    for i, h in enumerate(held):
+        lines.append(f" #{i}: ({held_lock_name(h)}), at: {held_lock_at(h)}")
+    return lines
