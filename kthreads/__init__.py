@@ -39,7 +39,7 @@ from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_IDLE, TASK_IN
 from .snapshot import (KernelSnapshot, LockSnapshot, MMSnapshot, ReaperStatus, TaskSnapshot,
                        ZoneSnapshot)
 from .stacktrace import model_call_trace, model_call_traces, sched_show_task
-from .trace import DmesgLine, LogLevel, lost_from
+from .trace import LAB_MARK, SCHED_SWITCH, SCHED_WAKEUP, DmesgLine, LabLine, LogLevel, SchedRecord, lost_from
 from .zone import AllocFlags, Zone
 
 logger.disable("kthreads")
@@ -75,7 +75,8 @@ __all__ = [
     "BadPageState", "Deadlock", "Errno", "LockBug", "ModelBug", "OomPanic", "PlugPulled", "RefcountUnderflow",
     "SigKill", "UseAfterFree",
     # observing a run
-    "Ev", "TraceEvent", "DmesgLine", "LogLevel", "lost_from", "KernelSnapshot", "LockSnapshot",
+    "Ev", "TraceEvent", "DmesgLine", "LabLine", "LAB_MARK", "SchedRecord", "SCHED_SWITCH", "SCHED_WAKEUP",
+    "LogLevel", "lost_from", "KernelSnapshot", "LockSnapshot",
     "MMSnapshot", "ReaperStatus", "TaskSnapshot", "ZoneSnapshot", "model_call_trace",
     "model_call_traces", "sched_show_task",
 ]

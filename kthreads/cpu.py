@@ -278,6 +278,11 @@ class Cpu:
         self.stall: str | None = None
         # Set by the kernel: the blocked tasks and what each waits on.
         self.describe_blocked: Callable[[], str] = lambda: ""
+        # Set by the kernel, to trace the scheduler: on_switch(prev, next)
+        # as the CPU changes hands, on_wake(waker or None for a timer, woken)
+        # as a sleeper becomes runnable. Called under the CPU's lock.
+        self.on_switch: Callable[[Runner, Runner], None] | None = None
+        self.on_wake: Callable[[Runner | None, Runner], None] | None = None
         self._last_look: tuple[float, int] | None = None  # see poke()
         if not hasattr(this_thread, "holder"):
             this_init()
@@ -371,6 +376,8 @@ class Cpu:
     def _run_locked(self, nxt: Runner) -> None:
         nxt.state = RunState.RUNNING
         if nxt is not self.current:
+            if self.on_switch is not None:
+                self.on_switch(self.current, nxt)
             self.current = nxt
             self.switches.append([self.steps, nxt.pid])
             self.strategy.on_run(self, nxt)
@@ -468,6 +475,8 @@ class Cpu:
     def wake(self, r: Runner) -> None:
         st = r.state
         if st is RunState.BLOCKED:
+            if self.on_wake is not None and not self.dissolved:
+                self.on_wake(self.current, r)
             r.state = RunState.READY
             r.deadline = None
             r.timed_out = False
@@ -562,6 +571,8 @@ class Cpu:
             self.vnow = t
         for r in self.runners.values():
             if r.state is RunState.BLOCKED and r.deadline is not None and r.deadline <= self.vnow:
+                if self.on_wake is not None:
+                    self.on_wake(None, r)
                 r.state = RunState.READY
                 r.deadline = None
                 r.timed_out = True

@@ -74,6 +74,8 @@ class Ev(str, enum.Enum):
     # failures inside the model
     BUG = "bug"
     OOPS = "oops"
+    # the lab's annotations: what it shows that the kernel did not print
+    LAB = "lab"
     # the harness (recorded into the same ring, never by the model itself)
     SHUTDOWN = "shutdown"
     VERDICT = "verdict"
@@ -93,3 +95,5 @@ class TraceEvent(NamedTuple):
     pid: int
     comm: str
     fields: dict[str, Any]
+    cur: int = 0  # the pid of the task that recorded it (0: the harness)
+    pos: int = -1  # the order it was recorded in (see Tracer); -1: not known

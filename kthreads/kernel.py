@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from .atomic import Atomic
-from .cpu import Cpu, RunState, SpinLock, this_thread, this_cpu
+from .cpu import Cpu, Runner, RunState, SpinLock, this_thread, this_cpu
 from .errors import PlugPulled
 from .events import Ev
 from .exit import task_main
@@ -29,11 +29,12 @@ from .oom_reaper import Patch1Ops, ReaperState
 from .policy import Policy, PolicyOps
 from .rwsem import RwSemaphore
 from .schedule import EventOrder, SchedConfig, Schedule
-from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, current, task_state_letter
+from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_DEAD, TASK_STATE_MAX, SignalStruct, Task, current,
+                    task_state_letter)
 from .snapshot import KernelSnapshot, ReaperStatus, take_snapshot
 from .stacktrace import thread_stacks
 from .strategy import Strategy, make_strategy
-from .trace import DmesgLine, LogLevel, Tracer
+from .trace import SCHED_SWITCH, SCHED_WAKEUP, DmesgLine, LogLevel, Tracer
 from .zone import Zone
 
 #: Which ops class boots each design.
@@ -257,9 +258,12 @@ class Kernel:
             self.clock = Clock(config.hz, config.speed, timebase=self.cpu.monotonic)
         else:
             self.clock = Clock(config.hz, config.speed)
-        self.tracer = Tracer(self.clock.now, config.ring_size, enabled=config.trace)
+        self.tracer = Tracer(self.clock.now, config.ring_size, enabled=config.trace, current=_actor_pid)
         if self.cpu is not None:
             self.tracer.on_event = self.cpu.event_point
+            if config.trace:
+                self.cpu.on_switch = self._note_switch
+                self.cpu.on_wake = self._note_wake
         elif config.trace:
             self.event_order = EventOrder(_actor_pid, self.clock.now)
             self.tracer.on_event = self.event_order.note
@@ -393,6 +397,10 @@ class Kernel:
     def find_task_by_pid(self, pid: int) -> Task | None:
         return self._tasks.get(pid)
 
+    def comms(self) -> dict[int, str]:
+        """Every pid this kernel ever gave, with its comm (pids are never reused)."""
+        return {t.pid: t.comm for t in self.tasks()}
+
     def processes(self) -> list[Task]:
         """Thread-group leaders (for_each_process)."""
         return [t for t in self.tasks() if t.group_leader is t]
@@ -437,6 +445,30 @@ class Kernel:
 
     def dmesg(self) -> list[DmesgLine]:
         return self.tracer.dmesg()
+
+    def lab(self, text: str, task: Task | None = None, **fields: Any) -> None:
+        """An annotation of the lab's (``Tracer.lab``), never a kernel line."""
+        self.tracer.lab(text, task.pid if task is not None else 0, task.comm if task is not None else "",
+                        **fields)
+
+    # -- the scheduler as ftrace sees it (controlled CPU only) -----------------
+    def _note_switch(self, prev: Runner, nxt: Runner) -> None:
+        """sched_switch: prev's state as the kernel's bits. A runner switched
+        out while runnable was preempted (R+); one that finished is TASK_DEAD."""
+        if prev.state is RunState.DONE:
+            state = TASK_DEAD
+        elif prev.state is RunState.BLOCKED and prev.task is not None:
+            state = int(prev.task.state)
+        elif prev.state in (RunState.READY, RunState.HELD) and prev.task is not None:
+            state = TASK_STATE_MAX  # preempted: "R+"
+        else:
+            state = 0  # the harness, which stands for the idle task
+        self.tracer.note_sched(SCHED_SWITCH, prev.pid, state, nxt.pid)
+
+    def _note_wake(self, waker: Runner | None, woken: Runner) -> None:
+        """sched_wakeup, from the waker's context (a timer's: pid 0)."""
+        if woken.task is not None:
+            self.tracer.note_sched(SCHED_WAKEUP, waker.pid if waker is not None else 0, woken.pid)
 
     def dmesg_text(self) -> str:
         return "\n".join(str(line) for line in self.dmesg())

@@ -8,6 +8,13 @@ waits for it, the reaper retries 10 times, HZ/10 apart, then gives up.
 
 The slot is a compare-and-swap cell: only a NULL -> mm transition succeeds,
 so a second victim killed while the reaper is busy is simply not reaped.
+
+Patch 1 printed nothing, success or failure: "oom_reaper: reaped process"
+and "oom_reaper: unable to reap pid:" with the lock dump came with bc448e89
+("mm, oom_reaper: report success/failure"), on top of 36324a99's task-based
+slot. So under ``patch1`` the reaper's work is shown in the lab's own
+stream (``Kernel.lab``), never in dmesg; a policy whose tree printed those
+lines sets ``PolicyOps.oom_reaper_reports``.
 """
 
 from __future__ import annotations
@@ -107,6 +114,9 @@ def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) ->
     state.dropped_mm_ids.add(mm.id)
     kernel.tracer.record(Ev.REAP_DROPPED, victim.pid, victim.comm, mm=mm.id,
                          busy_with=busy.pid if busy is not None else None)
+    busy_text = f"pid {busy.pid} ({busy.comm})" if busy is not None else "another mm"
+    kernel.lab(f"oom_reaper: mm_to_reap is busy with {busy_text}; pid {victim.pid} "
+               f"({victim.comm}) will not be reaped (patch 1 has a single slot)", victim)
     mmdrop(mm)
     return False
 
@@ -132,6 +142,8 @@ def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
     if not mmget_not_zero(mm):
         state.raced_exit += 1
         kernel.tracer.record(Ev.REAP_RACED_EXIT, req.pid, req.comm, mm=mm.id)
+        kernel.lab(f"oom_reaper: pid {req.pid} ({req.comm}) dropped its last mm user before "
+                   f"the reaper got there: exit_mmap frees its memory", state.task)
         return True
     try:
         state.attempts += 1
@@ -153,11 +165,15 @@ def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
             state.reaped += 1
             state.pages_reaped += freed
             state.reaped_mm_ids.add(mm.id)
-            kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now "
-                          f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
-                          f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
-                          f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
-                          LogLevel.KERN_INFO, state.task)
+            rss = (f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+                   f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+                   f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
+            if kernel.policy_ops.oom_reaper_reports:
+                kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now {rss}",
+                              LogLevel.KERN_INFO, state.task)
+            else:
+                kernel.lab(f"oom_reaper: reaped pid {req.pid} ({req.comm}) on try {state.attempts}: "
+                           f"{freed} pages freed, now {rss}", state.task)
             kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed)
             kernel.poke()
         finally:
@@ -167,6 +183,17 @@ def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
         # Possibly the last user: then exit_mmap runs here, in the reaper
         # (the 4.7 series moved this to mmput_async).
         mmput(mm)
+
+
+def _holders(kernel: "Kernel", sem: object) -> str:
+    """'held by pid 100 (mmapper), 1 waiting', for the lab's note on a failed reap."""
+    def name(pid: int) -> str:
+        t = kernel.find_task_by_pid(pid)
+        return f"pid {pid} ({t.comm})" if t is not None else f"pid {pid}"
+    owners = [name(p) for p in sem.owner_pids()]
+    waiting = len(sem.waiter_pids())
+    held = f"held by {', '.join(owners)}" if owners else "not held now"
+    return f"mmap_sem {held}" + (f", {waiting} waiting" if waiting else "")
 
 
 def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> None:
@@ -182,11 +209,16 @@ def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> Non
         with kernel.decision():
             state.failed += 1
             state.failed_mms.append(req.mm)
-            kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
-                          LogLevel.KERN_INFO, state.task)
             kernel.tracer.record(Ev.REAP_FAILED, req.pid, req.comm, mm=req.mm.id, attempts=tries)
-            for line in debug_show_all_locks(kernel):
-                kernel.printk(line, LogLevel.KERN_INFO, state.task)
+            if kernel.policy_ops.oom_reaper_reports:
+                kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
+                              LogLevel.KERN_INFO, state.task)
+                for line in debug_show_all_locks(kernel):
+                    kernel.printk(line, LogLevel.KERN_INFO, state.task)
+            else:
+                sem = req.mm.mmap_sem
+                kernel.lab(f"oom_reaper: gave up on pid {req.pid} ({req.comm}) after {tries} "
+                           f"failed down_read_trylock(mmap_sem); {_holders(kernel, sem)}", state.task)
     finally:
         mmdrop(req.mm)  # the pin taken by wake_oom_reaper
 

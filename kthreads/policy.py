@@ -38,6 +38,15 @@ class PolicyOps:
     #: 4.9 (63f53dea, "mm: warn about allocations which stall for too long")
     #: and went in 4.15 (400e2249): neither 4.6 tree prints it.
     warns_alloc_stalls = False
+    #: The tree has the oom tracepoints mark_victim, wake_reaper,
+    #: start_task_reaping, finish_task_reaping and skip_task_reaping (each
+    #: ``pid=%d``): Roman Gushchin's, 4.13. Neither 4.6 tree has them.
+    oom_reaper_tracepoints = False
+    #: The reaper prints "oom_reaper: reaped process %d (%s), now anon-rss:..."
+    #: and "oom_reaper: unable to reap pid:%d (%s)" with debug_show_all_locks():
+    #: bc448e89, "mm, oom_reaper: report success/failure" (4.6-rc1, after the
+    #: reaper itself). Patch 1 prints neither.
+    oom_reaper_reports = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

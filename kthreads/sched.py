@@ -50,6 +50,11 @@ TASK_KILLABLE = TaskState.TASK_KILLABLE
 TASK_IDLE = TaskState.TASK_IDLE
 EXIT_ZOMBIE = TaskState.EXIT_ZOMBIE
 EXIT_DEAD = TaskState.EXIT_DEAD
+#: Linux 4.6's other ``task->state`` values that traces print: a task's last
+#: switch is in TASK_DEAD ("x"), and sched_switch adds TASK_STATE_MAX to the
+#: state of a preempted task ("R+").
+TASK_DEAD = 0x40
+TASK_STATE_MAX = 0x800
 
 
 def task_state_letter(state: TaskState) -> str:

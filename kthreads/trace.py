@@ -30,8 +30,16 @@ from loguru import logger
 from .events import Ev, TraceEvent
 from .jiffies import dmesg_stamp
 
-#: (seq, model seconds, event name, pid, comm, fields)
-EventTuple = tuple[int, float, str, int, str, dict[str, Any]]
+#: (seq, model seconds, event name, pid, comm, fields, current pid, position)
+EventTuple = tuple[int, float, str, int, str, dict[str, Any], int, int]
+
+#: A scheduler record of a controlled CPU (``Tracer.note_sched``):
+#: (position, model seconds, kind, a, b, c). For ``SCHED_SWITCH``: prev pid,
+#: prev state (the kernel's bits, TASK_STATE_MAX added when preempted), next
+#: pid. For ``SCHED_WAKEUP``: the waker's pid, the woken pid, 0.
+SchedRecord = tuple[int, float, str, int, int, int]
+SCHED_SWITCH = "sched_switch"
+SCHED_WAKEUP = "sched_wakeup"
 
 
 class LogLevel(enum.Enum):
@@ -51,6 +59,8 @@ class HeldEvent(NamedTuple):
     pid: int
     comm: str
     fields: dict[str, Any]
+    cur: int
+    pos: int
 
 
 class _Held:
@@ -75,14 +85,33 @@ class DmesgLine:
         return f"{dmesg_stamp(self.seconds)} {self.text}"
 
 
+@dataclass(frozen=True)
+class LabLine:
+    """One of the lab's annotations: marked "# lab" so that nobody takes it
+    for a line the kernel printed."""
+
+    seconds: float
+    text: str
+
+    def __str__(self) -> str:
+        return f"{LAB_MARK} {self.seconds:12.6f}  {self.text}"
+
+
+#: How the lab's annotations begin, in the terminal and in text logs.
+LAB_MARK = "# lab"
+
+
 class Tracer:
-    """Per-kernel event ring and dmesg buffer."""
+    """Per-kernel event ring, dmesg buffer and the lab's annotations."""
 
     def __init__(self, now: Callable[[], float], ring_size: int = 65536, dmesg_size: int = 4096,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, current: Callable[[], int] = lambda: 0) -> None:
         if ring_size < 1:
             raise ValueError(f"ring size must be at least 1, got {ring_size}")
         self._now = now
+        # The pid of the task recording an event (0: the harness): ftrace's
+        # first column, which is always the current task, not the subject.
+        self._current = current
         # Off: events are dropped (printk lines still reach dmesg). For
         # measuring what the recorder costs.
         self.enabled = enabled
@@ -90,6 +119,17 @@ class Tracer:
         # itertools.count's next() is a single C call: two recording threads
         # can never be handed the same sequence number.
         self._seq = itertools.count()
+        # Every event's position in the order it was recorded in, held back
+        # or not (seq is the order events entered the ring, and a held event
+        # enters late). Scheduler records share it, so that a trace can put
+        # each event between the right two context switches.
+        self._pos = itertools.count()
+        self._sched: deque[SchedRecord] = deque(maxlen=ring_size)
+        # The lab's own annotations (never kernel output): see lab().
+        self._lab: deque[LabLine] = deque(maxlen=dmesg_size)
+        # dmesg and the lab's lines together, in the order they were written:
+        # what the terminal showed.
+        self._console: deque[DmesgLine | LabLine] = deque(maxlen=2 * dmesg_size)
         self._dmesg: deque[DmesgLine] = deque(maxlen=dmesg_size)
         # The calling thread's hold (``.held``), if it is holding events back.
         self._local = threading.local()
@@ -128,20 +168,34 @@ class Tracer:
                 # while the recording ended (the shutdown event).
                 if not self.enabled:
                     return
+            pos = next(self._pos)
             if self._holders:
                 held = getattr(self._local, "held", None)
                 if held is not None:
                     if event in held.routine:
-                        held.events.append(HeldEvent(self._now(), event, pid, comm, fields))
+                        held.events.append(HeldEvent(self._now(), event, pid, comm, fields,
+                                                     self._current(), pos))
                         return
                     self._flush_held(held)
-            self._append(self._now(), event, pid, comm, fields)
+            self._append(self._now(), event, pid, comm, fields, self._current(), pos)
 
-    def _append(self, t: float, event: str, pid: int, comm: str, fields: dict[str, Any]) -> None:
+    def _append(self, t: float, event: str, pid: int, comm: str, fields: dict[str, Any],
+                cur: int, pos: int) -> None:
         ring = self._ring
         if len(ring) == ring.maxlen:
             _hash_event(self._evicted, ring[0])
-        ring.append((next(self._seq), t, event, pid, comm, fields))
+        ring.append((next(self._seq), t, event, pid, comm, fields, cur, pos))
+
+    def note_sched(self, kind: str, a: int, b: int, c: int = 0) -> None:
+        """A context switch or a wake-up on a controlled CPU (``SchedRecord``).
+        Not an event: no scheduling point, no hold, not in the digest (the
+        schedule already determines it); kept beside the ring, as bounded."""
+        if self.enabled:
+            self._sched.append((next(self._pos), self._now(), kind, a, b, c))
+
+    def sched_log(self) -> list[SchedRecord]:
+        """The scheduler records, oldest first."""
+        return list(self._sched)
 
     @property
     def digest(self) -> str:
@@ -180,7 +234,7 @@ class Tracer:
         if held.on_flush is not None:
             held.on_flush()
         for e in held.events:
-            self._append(e.t, e.name, e.pid, e.comm, e.fields)
+            self._append(e.t, e.name, e.pid, e.comm, e.fields, e.cur, e.pos)
 
     def _end_hold(self) -> None:
         self._local.held = None
@@ -208,16 +262,47 @@ class Tracer:
             hook()
         line = DmesgLine(self._now(), level, text)
         self._dmesg.append(line)
+        self._console.append(line)
+        pos = next(self._pos)
         if self._holders:
             held = getattr(self._local, "held", None)
             if held is not None:  # a printk is never routine
                 self._flush_held(held)
-        self._append(line.seconds, Ev.PRINTK, pid, comm, {"level": level.name, "text": text})
+        self._append(line.seconds, Ev.PRINTK, pid, comm, {"level": level.name, "text": text},
+                     self._current(), pos)
         logger.log(level.value, "{}", str(line))
+        return line
+
+    def lab(self, text: str, pid: int = 0, comm: str = "", **fields: Any) -> LabLine:
+        """An annotation of the lab's: something worth showing that the kernel
+        tree being modelled did not print (the reaper's progress under patch
+        1, the lockup report). Never in dmesg: recorded as a ``lab`` event,
+        kept in a buffer of its own, and logged as a line marked "# lab"."""
+        hook = self.on_event
+        if hook is not None and self.enabled:
+            hook()
+        line = LabLine(self._now(), text)
+        self._lab.append(line)
+        self._console.append(line)
+        pos = next(self._pos)
+        if self._holders:
+            held = getattr(self._local, "held", None)
+            if held is not None:  # an annotation is never routine
+                self._flush_held(held)
+        self._append(line.seconds, Ev.LAB, pid, comm, {"text": text, **fields}, self._current(), pos)
+        logger.log("INFO", "{}", str(line))
         return line
 
     def dmesg(self) -> list[DmesgLine]:
         return list(self._dmesg)
+
+    def lab_lines(self) -> list[LabLine]:
+        """The lab's annotations, oldest first."""
+        return list(self._lab)
+
+    def console(self) -> list[str]:
+        """dmesg and the lab's lines, interleaved as they were written."""
+        return [str(line) for line in list(self._console)]
 
     def iter_text(self) -> Iterator[str]:
         return (str(line) for line in list(self._dmesg))
@@ -232,12 +317,12 @@ def _hash_event(h: Any, e: EventTuple) -> None:
     """Hash one event. A call trace's lines are hashed by function name only:
     their line numbers move with every edit of the model's source, and the
     names they print differ between Python versions."""
-    _, t, name, pid, comm, fields = e
+    _, t, name, pid, comm, fields, cur, _ = e
     if name == Ev.PRINTK:
         m = _TRACE_LINE.match(fields.get("text", ""))
         if m is not None:
             fields = {**fields, "text": m.group(1)}
-    h.update(f"{t:.9f}|{name}|{pid}|{comm}|{fields!r}\n".encode())
+    h.update(f"{t:.9f}|{name}|{pid}|{comm}|{fields!r}|{cur}\n".encode())
 
 
 def lost_from(events: list[TraceEvent]) -> int:

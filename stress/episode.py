@@ -26,6 +26,7 @@ from kthreads import Ev, Kernel, Policy, SchedConfig, ShutdownReport, Task
 from .config import RUN_TIMING, Timing
 from .explain import explain
 from .files import replaced_atomically
+from .ftrace import TraceInput, ftrace_lines
 from .grading import label, soak_grade
 from .lockup_report import record_verdict
 from .outcomes import Grade, Outcome, Shape
@@ -35,12 +36,6 @@ from .verdict import classify, episode_over, lockup_shape
 from .workload import Workload, WorkloadParams, build, generate
 
 Roles = dict[str, Task]
-
-#: Events shown next to dmesg (ftrace-style) when printing an episode.
-TRACEPOINTS = frozenset({Ev.MARK_VICTIM, Ev.WAKE_REAPER, Ev.REAP_DROPPED, Ev.SKIP_TASK_REAPING,
-                         Ev.START_TASK_REAPING, Ev.FINISH_TASK_REAPING, Ev.REAP_RACED_EXIT,
-                         Ev.REAP_FAILED, Ev.OOM_REAP_FORBIDDEN, Ev.HUNG_TASK})
-
 
 class Driver(Protocol):
     """What an episode runs on a freshly booted kernel."""
@@ -126,8 +121,9 @@ class EpisodeResult:
     recovered_at: float | None = None  # the first allocation success after the kill (not for a lockup)
     error: str | None = None  # a broken step, no verdict in time: the harness's own failures
     breaches: list[str] = field(default_factory=list)
-    dmesg: list[str] = field(default_factory=list)
-    trace: list[str] = field(default_factory=list)
+    dmesg: list[str] = field(default_factory=list)  # the kernel's lines only
+    console: list[str] = field(default_factory=list)  # dmesg and the lab's "# lab" lines, interleaved
+    trace: list[str] = field(default_factory=list)  # the ftrace view (stress.ftrace), without its header
     roles: dict[str, int] = field(default_factory=dict)
     explanation: str = ""
     counters: dict[str, Any] = field(default_factory=dict)
@@ -219,6 +215,7 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
         # What the episode showed, up to its verdict: taken before the plug is
         # pulled, so nothing the unwinding does can land in it.
         dmesg = [str(line) for line in k.dmesg()]
+        console = k.tracer.console()
         if verdict is None:  # no verdict (a broken step): the counters as they stand
             verdict = Verdict(Outcome.UNDETERMINED, None, "", counters(k))
         report, breaches = finish_kernel(k)
@@ -235,7 +232,8 @@ def run_episode(driver: Driver, cfg: EpisodeConfig = EpisodeConfig(), log_path: 
     fill_sched(k, res)
     fill_timings(k, res, roles.get("victim"))
     if keep is Keep.ALL or (keep is Keep.INTERESTING and res.interesting):
-        res.dmesg, res.trace = dmesg, format_trace(k)
+        res.dmesg, res.console = dmesg, console
+        res.trace = ftrace_lines(TraceInput.from_kernel(k))
     if log_path is not None:
         write_log(res, log_path, log_meta or {})
     return res
@@ -352,21 +350,6 @@ def fill_timings(k: Kernel, res: EpisodeResult, victim: Task | None) -> None:
         if res.recovered_at is None and e.name == Ev.ALLOC_SUCCESS and not res.outcome.is_lockup and \
                 res.outcome is not Outcome.UNDETERMINED and (victim is None or e.pid != victim.pid):
             res.recovered_at = e.t
-
-
-def format_trace(k: Kernel) -> list[str]:
-    """Selected events up to the shutdown, in ftrace's text format."""
-    out = []
-    for e in k.tracer.events():
-        if e.name == Ev.SHUTDOWN:
-            break
-        if e.name not in TRACEPOINTS:
-            continue
-        args = " ".join(f"{key}={val:.6f}" if isinstance(val, float) else f"{key}={val}"
-                        for key, val in e.fields.items())
-        out.append(f"{e.comm or '<idle>'}-{e.pid:<5} [000] .... {e.t:12.6f}: {e.name}: "
-                   f"pid={e.pid} {args}".rstrip())
-    return out
 
 
 def counters(k: Kernel) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """The verdict and, for a lockup, the full report, recorded in the flight
-recorder (structured) and in dmesg (kernel-style text) before shutdown."""
+recorder (structured) and in the lab's stream (text marked "# lab", never
+dmesg: no kernel printed it) before shutdown."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kthreads import Ev, Kernel, LogLevel, Task, debug_show_all_locks, model_call_traces, sched_show_task
+from kthreads import Ev, Kernel, Task, debug_show_all_locks, model_call_traces, sched_show_task
 
 from .outcomes import Outcome, Shape
 from .verdict import blocking_tasks, chain_from, story_victim
@@ -47,11 +48,12 @@ def record_lockup_report(k: Kernel, chain: list[dict[str, Any]], aborts: int) ->
                     locks=debug_show_all_locks(k), oom_aborts=aborts, reaper=reaper,
                     chain=chain, last_progress=k.stats.last_progress)
     since = f"{k.stats.last_progress:.6f} s" if k.stats.last_progress else "boot"
-    k.printk(f"Lockup report: no allocation and no exit since {since}; "
-             f"OOM killer aborts: {aborts}", LogLevel.KERN_ERR)
+    # The harness's report, not the kernel's: into the lab's stream, never dmesg.
+    k.lab(f"Lockup report: no allocation and no exit since {since}; OOM killer aborts: {aborts}")
     for t in live:
         if t.state_letter == "D" or t.alloc_since is not None:
             for line in sched_show_task(t, stacks[t.pid]):
-                k.printk(line, LogLevel.KERN_INFO)
+                k.lab(line)
     for line in debug_show_all_locks(k):
-        k.printk(line, LogLevel.KERN_INFO)
+        if line:
+            k.lab(line)

@@ -1,6 +1,7 @@
 """python -m stress: demo, list, run --json, bad input, Ctrl-C."""
 
 import json
+import re
 import os
 import resource
 import signal
@@ -29,7 +30,9 @@ def test_demo_shows_the_lockup_then_the_reaper_breaking_it():
     out = p.stdout + p.stderr  # the kernel log streams to stderr, summaries to stdout
     assert "Out of memory: Kill process" in out
     assert "INFO: task victim:" in out and "blocked for more than 10 seconds." in out
-    assert "oom_reaper: reaped process" in out
+    # Patch 1 printed nothing when it reaped: the lab says so, marked as its own.
+    assert "oom_reaper: reaped process" not in out
+    assert re.search(r"^# lab +[0-9.]+  oom_reaper: reaped pid 101 \(victim\)", out, re.M)
     table = out.split("=== verdicts")[1]
     assert "lockup-mutex  none    lockup" in table
     assert "lockup-mutex  patch1  recovered_by_reaper  recovered_by_reaper  EXPECTED" in table
@@ -55,7 +58,7 @@ def test_run_writes_json(tmp_path, capsys):
         ("mmap-sem-writer", "patch1", "reap_failed_lockup", True)
     assert d["model_seconds"] > 3.0 and d["wall_seconds"] > 0
     out = capsys.readouterr().out
-    assert "skip_task_reaping" in out and "# verdict: reap_failed_lockup" in out
+    assert "# verdict: reap_failed_lockup" in out
 
 
 @pytest.mark.parametrize("args, needle", [

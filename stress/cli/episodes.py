@@ -12,11 +12,13 @@ from kthreads import Policy, SchedConfig
 
 from ..config import DEMO_TIMING, RUN_TIMING, TIMING_FLAGS, Timing, build
 from ..episode import EpisodeConfig, EpisodeResult, Interrupted, run_episode, write_log
+from ..ftrace import TraceInput
 from ..postmortem import LogError, load_jsonl
 from ..recording import Recording, load_recording
 from ..scenarios import SCENARIOS, Scenario, get_scenario
 from ..signals import StopSignals
-from .output import OutputError, UsageError, check_outputs, silence_stdout, stream_kernel_log, write_json
+from .output import (OutputError, UsageError, check_outputs, silence_stdout, stream_kernel_log, write_ftrace_file,
+                     write_json)
 from .parser import SCHED_FLAGS, ExitStatus
 
 DEMO_SCENARIO = "lockup-mutex"
@@ -25,11 +27,7 @@ POLICY_TITLES = {Policy.NONE: "Linux 4.5: no oom_reaper",
 
 
 def print_episode(res: EpisodeResult, out: TextIO) -> None:
-    """What follows the kernel log (which streams live): tracepoints and verdict."""
-    if res.trace:
-        print("\n# tracepoints (ftrace format)", file=out)
-        for line in res.trace:
-            print(line, file=out)
+    """What follows the kernel log and the lab's lines (which stream live): the verdict."""
     print(f"\n# verdict: {res.label} ({res.grade.value})", file=out)
     if res.explanation:
         print(f"# {res.explanation}", file=out)
@@ -183,7 +181,7 @@ def first_difference(rec: Recording, res: EpisodeResult) -> str:
 def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
     sc, cfg, rec = run_config(args)
     timing = cfg.timing
-    check_outputs({"--json": args.json, "--log": args.log})
+    check_outputs({"--json": args.json, "--log": args.log, "--ftrace": args.ftrace})
     if not args.quiet:
         stream_kernel_log()
     # Polled: a stop signal during the episode unwinds it (every thread joined,
@@ -256,6 +254,12 @@ def write_run_outputs(args: argparse.Namespace, sc: Scenario, cfg: EpisodeConfig
                      f"{cfg.timing.ring_size} is too small for this episode)" if lost else ""))
         except OSError as e:
             failed.append(f"cannot write {args.log}: {e.strerror or e}")
+    if args.ftrace:
+        try:
+            n = write_ftrace_file(args.ftrace, TraceInput.from_kernel(res.kernel))
+            print(f"trace written to {args.ftrace} ({n} lines)")
+        except OutputError as e:
+            failed.append(str(e))
     if args.json:
         d = res.to_json()
         d["expected_outcomes"] = [o.value for o in sc.expected(cfg.policy)]

@@ -18,6 +18,7 @@ from typing import Any, Callable, TextIO
 from loguru import logger
 
 from ..files import replaced_atomically
+from ..ftrace import TraceInput, write_ftrace
 
 
 class UsageError(Exception):
@@ -98,6 +99,16 @@ def write_json(path: str | Path, data: Any) -> None:
         json.dump(data, f, indent=2, default=str)
         f.write("\n")
     write_file(path, dump)
+
+
+def write_ftrace_file(path: str | Path, src: TraceInput) -> int:
+    """Write a trace file (``stress.ftrace``) atomically; its number of trace lines."""
+    count = [0]
+
+    def dump(f: TextIO) -> None:
+        count[0] = write_ftrace(src, f)
+    write_file(path, dump)
+    return count[0]
 
 
 class KernelLogSink:

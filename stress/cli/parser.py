@@ -122,6 +122,9 @@ def build_parser() -> Parser:
                      help="varies the sizes a little, deterministically (default 0)")
     run.add_argument("--json", metavar="FILE", help="write the result as JSON")
     run.add_argument("--log", metavar="FILE", help="write the flight recorder (JSONL) for 'postmortem'")
+    run.add_argument("--ftrace", metavar="FILE",
+                     help="write the trace as /sys/kernel/tracing/trace would show it on the policy's "
+                          "kernel (sched_switch and sched_wakeup with --sched random|pct)")
     run.add_argument("-q", "--quiet", action="store_true", help="do not stream the kernel log")
     run.add_argument("--replay", metavar="FILE",
                      help="re-run a recorded episode with its own settings and schedule: a result "
@@ -138,6 +141,8 @@ def build_parser() -> Parser:
     pm.add_argument("log", metavar="LOG.jsonl")
     pm.add_argument("--html", metavar="FILE", help="write a self-contained HTML timeline")
     pm.add_argument("--json", metavar="FILE", help="write the analysis as JSON")
+    pm.add_argument("--ftrace", metavar="FILE",
+                    help="write the log's trace as /sys/kernel/tracing/trace would show it")
     return parser
 
 

@@ -3,7 +3,10 @@ loguru (``dump_jsonl``), and read back into checked events (``load_jsonl``).
 
 Each line is one loguru record (``serialize=True``) with the event in
 ``record.extra``: ``event``, ``t`` (model seconds), ``seq``, ``pid``,
-``comm``, ``fields``. The first line is a header (``event="header"``): the
+``comm``, ``fields``, ``cur`` (the task that recorded it) and ``pos`` (the
+order events were recorded in, shared with the scheduler's records). After
+the events, a controlled run's context switches and wake-ups follow in
+``sched_records`` lines (seq -2, -3, ...). The first line is a header (``event="header"``): the
 run's parameters (``meta`` from the caller, e.g. ``test``, ``scenario``,
 ``seed``, ``lockup_window``), the kernel's config, and how many events were
 written and lost when the ring wrapped. A loguru call costs 20-65 us, so
@@ -28,14 +31,17 @@ from typing import Any, BinaryIO, Iterator
 
 from loguru import logger
 
-from kthreads import Ev, Kernel, lost_from
+from kthreads import SCHED_SWITCH, SCHED_WAKEUP, Ev, Kernel, lost_from
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: events carry cur and pos; the header has comms; sched_records lines
 FLIGHT_LEVEL = "FLIGHT"
 MAX_LINE_BYTES = 4 << 20  # a lockup report with every task's stack stays far below
 MAX_EVENTS = 1 << 21  # 32x the default ring: more than any dump writes
 MAX_NOTED = 20  # skipped lines named one by one; the rest are counted
 EVENT_NAMES = frozenset(member.value for member in Ev)
+#: Lines of scheduler records (``Tracer.sched_log``), and how many each holds.
+SCHED_RECORDS = "sched_records"
+SCHED_CHUNK = 200  # about 12 kB a line, as loguru serialises it
 
 
 def flight_level() -> str:
@@ -75,6 +81,7 @@ def dump_jsonl(k: Kernel, path: str | Path, meta: dict[str, Any]) -> Path:
     log = logger.bind(flight=token)
     try:
         events = k.tracer.events()
+        sched_log = k.tracer.sched_log()
         config = {key: _plain(value) for key, value in dataclasses.asdict(k.config).items()
                   if key != "sched"}
         # The strategy and its parameters; the schedule itself is in the
@@ -85,10 +92,19 @@ def dump_jsonl(k: Kernel, path: str | Path, meta: dict[str, Any]) -> Path:
         header = dict(meta, version=FORMAT_VERSION, hz=k.clock.hz, speed=k.clock.speed,
                       nr_pages=k.zone.nr_pages, policy=k.policy.value,
                       hung_task_timeout=k.config.hung_task_timeout, config=config,
-                      ring_size=k.tracer.ring_size, lost=lost_from(events), events=len(events))
+                      ring_size=k.tracer.ring_size, lost=lost_from(events), events=len(events),
+                      comms={str(pid): comm for pid, comm in k.comms().items()},
+                      sched_records=len(sched_log))
         log.bind(event="header", t=0.0, seq=-1, pid=0, comm="", fields=header).log(level, "header")
-        for seq, t, name, pid, comm, fields in events:
-            log.bind(event=str(name), t=t, seq=seq, pid=pid, comm=comm, fields=fields).log(level, str(name))
+        for seq, t, name, pid, comm, fields, cur, pos in events:
+            log.bind(event=str(name), t=t, seq=seq, pid=pid, comm=comm, fields=fields,
+                     cur=cur, pos=pos).log(level, str(name))
+        # The scheduler's records (a controlled run's switches and wake-ups),
+        # in lines of SCHED_CHUNK after the events, numbered -2, -3, ...
+        for i in range(0, len(sched_log), SCHED_CHUNK):
+            chunk = [list(r) for r in sched_log[i:i + SCHED_CHUNK]]
+            log.bind(event=SCHED_RECORDS, t=0.0, seq=-2 - i // SCHED_CHUNK, pid=0, comm="",
+                     fields={"records": chunk}).log(level, SCHED_RECORDS)
     finally:
         logger.remove(sink)
         out.close()
@@ -129,6 +145,8 @@ class Event:
     comm: str
     fields: dict[str, Any]
     line: int = 0  # in the log file
+    cur: int = 0  # the task that recorded it (0: the harness)
+    pos: int = -1  # the order it was recorded in; -1 in logs of format 1
 
     @property
     def ev(self) -> Ev | None:
@@ -188,6 +206,9 @@ class FlightLog:
     events: list[Event]
     problems: list[str] = field(default_factory=list)  # what was skipped or missing, and why
     skipped: Counter[Skip] = field(default_factory=Counter)  # lines skipped, by why
+    #: A controlled run's scheduler records: (pos, t, kind, a, b, c), as
+    #: ``kthreads.SchedRecord``; empty for a free run or an older log.
+    sched: list[tuple[int, float, str, int, int, int]] = field(default_factory=list)
 
     @property
     def skipped_lines(self) -> int:
@@ -271,7 +292,8 @@ def _parse(line: bytes, no: int) -> Event:
         raise _BadLine("comm is not a string")
     try:
         return Event(as_int(extra.get("seq"), "seq"), as_number(extra.get("t"), "t"), name,
-                     as_int(extra.get("pid"), "pid"), comm, fields, no)
+                     as_int(extra.get("pid"), "pid"), comm, fields, no,
+                     as_int(extra.get("cur", 0), "cur"), as_int(extra.get("pos", -1), "pos"))
     except FieldError as e:
         raise _BadLine(str(e)) from None
 
@@ -312,6 +334,7 @@ class _Reader:
         self.problems: list[str] = []
         self.skipped: Counter[Skip] = Counter()
         self.seen: set[int] = set()
+        self.sched: list[tuple[int, float, str, int, int, int]] = []
 
     def skip(self, no: int, why: Skip, text: str) -> None:
         self.skipped[why] += 1
@@ -347,7 +370,21 @@ class _Reader:
             self.skip(no, Skip.DUPLICATE, f"duplicate of event {ev.seq} skipped")
             return
         self.seen.add(ev.seq)
+        if ev.name == SCHED_RECORDS and ev.seq < -1:
+            self.sched_records(no, ev.get("records"))
+            return
         self.events.append(ev)
+
+    def sched_records(self, no: int, records: Any) -> None:
+        good = []
+        for r in records if isinstance(records, list) else [None]:
+            if isinstance(r, list) and len(r) == 6 and r[2] in (SCHED_SWITCH, SCHED_WAKEUP) and \
+                    all(_is_number(x) and float(x).is_integer() for x in (r[0], *r[3:])) and _is_number(r[1]):
+                good.append((int(r[0]), float(r[1]), r[2], int(r[3]), int(r[4]), int(r[5])))
+            else:
+                self.skip(no, Skip.CORRUPT, f"corrupt scheduler records skipped ({str(r)[:40]})")
+                return
+        self.sched.extend(good)
 
     def finish(self) -> FlightLog:
         assert self.header is not None
@@ -358,7 +395,8 @@ class _Reader:
         if total:
             kinds = ", ".join(f"{n} {why.value}" for why, n in self.skipped.most_common())
             problems.insert(0, f"{total} line{'s' if total != 1 else ''} skipped ({kinds})")
-        log = FlightLog(str(self.path), self.header, self.events, problems, self.skipped)
+        self.sched.sort()
+        log = FlightLog(str(self.path), self.header, self.events, problems, self.skipped, self.sched)
         for key in ("events", "lost", "ring_size"):
             value = self.header.get(key)
             if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
