@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from kthreads import Policy
+from kthreads import Ev, Policy
 from stress import EpisodeConfig, Outcome, Timing, get_scenario, run_episode
 
 
@@ -67,8 +67,7 @@ def measure(episodes: int, speed: float, hz: int) -> dict[str, list[float]]:
         if res.outcome is not Outcome.RECOVERED_BY_REAPER or res.recovery_seconds is None:
             bad += 1
             continue
-        start = next(float(line.split("....")[1].split(":")[0]) for line in res.trace
-                     if ": start_task_reaping:" in line)
+        start = next(e.t for e in res.kernel.tracer.events() if e.name == Ev.START_TASK_REAPING)
         series["kill_to_reap_start"].append(start - res.kill_at)
         series["kill_to_freed"].append(res.freed_at - res.kill_at)
         series["kill_to_alloc"].append(res.recovered_at - res.kill_at)

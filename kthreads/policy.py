@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 
 
 class Policy(str, enum.Enum):
-    NONE = "none"  # Linux 4.5: no oom_reaper
-    PATCH1 = "patch1"  # Linux 4.6 "mm, oom: introduce oom reaper" (patch 1 of 5)
+    #: aac45363^: 4.6-rc1's mm merge just before the reaper, so that the A/B
+    #: differs by the reaper alone (Johannes Weiner's "don't ignore oom score
+    #: on exiting tasks" is already in).
+    NONE = "none"
+    #: aac45363, "mm, oom: introduce oom reaper": the first of the merged
+    #: series (the commit order in 4.6-rc1; see KERNEL-HISTORY.md).
+    PATCH1 = "patch1"
 
     @classmethod
     def parse(cls, text: str) -> "Policy":

@@ -28,7 +28,7 @@ from typing import Any
 
 #: Bumped when a change to the model changes which schedule a seed gives:
 #: a schedule recorded under another version is refused, not misreplayed.
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: #10's 4.6 fidelity (events, the lab's stream, who records what)
 
 
 #: Bounds a schedule read from a file must keep (pid_max, a run's events, a year).

@@ -78,7 +78,8 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
             sentences.append("oom_reaper: not running (policy none).")
         elif outcome is Outcome.REAP_FAILED_LOCKUP:
             sentences.append("oom_reaper: every down_read_trylock(mmap_sem) failed, "
-                             "10 tries HZ/10 apart: 'unable to reap'.")
+                             "10 tries HZ/10 apart, and it gave up without a word (patch 1 "
+                             "printed nothing; 'unable to reap' came with bc448e89).")
         elif rs.dropped:
             sentences.append(f"oom_reaper: busy with another mm when this victim was killed, "
                              f"so mm_to_reap refused it ({rs.dropped} dropped): never reaped.")

@@ -10,7 +10,7 @@ class Outcome(str, enum.Enum):
     VICTIM_EXITED = "victim_exited"  # the OOM victim exited on its own
     RECOVERED_BY_REAPER = "recovered_by_reaper"  # the reaper freed the memory that unblocked it
     LOCKUP = "lockup"  # no progress, a hung task, no failed reap to blame
-    REAP_FAILED_LOCKUP = "reap_failed_lockup"  # locked up after "unable to reap"
+    REAP_FAILED_LOCKUP = "reap_failed_lockup"  # locked up after the reaper gave up
     OOM_PANIC = "oom_panic"  # nothing killable: panic
     UNDETERMINED = "undetermined"  # no verdict before the real-time deadline (a harness problem)
 

@@ -62,7 +62,7 @@ def test_wording_per_shape(tmp_path):
     assert "looped in the page allocator since" in s and "oom_reaper: not running" in s
     assert "held for write by pid" in diag("mmap-sem-writer", "none")
     assert "queued for write" in diag("mmap-sem-queued-writer", "none")
-    assert "unable to reap pid" in diag("mmap-sem-writer", "patch1")
+    assert "gave up on pid" in diag("mmap-sem-writer", "patch1")
     assert "mm_to_reap was busy" in diag("second-victim", "patch1")
 
 

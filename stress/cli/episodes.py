@@ -22,8 +22,8 @@ from .output import (OutputError, UsageError, check_outputs, silence_stdout, str
 from .parser import SCHED_FLAGS, ExitStatus
 
 DEMO_SCENARIO = "lockup-mutex"
-POLICY_TITLES = {Policy.NONE: "Linux 4.5: no oom_reaper",
-                 Policy.PATCH1: "Linux 4.6: 'mm, oom: introduce oom reaper' (patch 1)"}
+POLICY_TITLES = {Policy.NONE: "Linux 4.6-rc1 at aac45363^: no oom_reaper",
+                 Policy.PATCH1: "Linux 4.6-rc1 at aac45363: 'mm, oom: introduce oom reaper'"}
 
 
 def print_episode(res: EpisodeResult, out: TextIO) -> None:

@@ -139,8 +139,8 @@ def _reaper_status(r: Replay, victim: Track | None) -> str:
         return "oom_reaper: idle"
     mm = _victim_mm(r, victim.pid)
     if any(pid == victim.pid or m == mm for pid, m in r.failed):
-        return (f"oom_reaper: unable to reap pid {victim.pid}: every down_read_trylock(mmap_sem) "
-                f"failed, 10 tries HZ/10 apart")
+        return (f"oom_reaper: gave up on pid {victim.pid}: every down_read_trylock(mmap_sem) "
+                f"failed, 10 tries HZ/10 apart (patch 1 printed nothing about it)")
     if mm in r.dropped:
         return f"oom_reaper: never queued pid {victim.pid}: mm_to_reap was busy with pid {r.dropped[mm]}"
     if mm in r.forbidden_mms:

@@ -370,7 +370,7 @@ class Replay:
         mm = e.integer("mm")
         self.reaper_busy.pop(mm, None)
         self.failed.append((e.pid, mm))
-        self._marker(e, f"oom_reaper: unable to reap pid {e.pid} after {e.get('attempts')} tries")
+        self._marker(e, f"oom_reaper gave up on pid {e.pid} after {e.get('attempts')} tries")
 
     def on_reap_dropped(self, e: Event) -> None:
         self.dropped[e.integer("mm")] = e.get("busy_with")

@@ -211,7 +211,8 @@ def report_json(report: SoakReport) -> dict[str, Any]:
 
 
 def write_dmesg_log(log_dir: Path, res: EpisodeResult, settings: Any) -> Path:
-    """The kernel log of a kept episode, as text beside its flight recorder."""
+    """The kernel log of a kept episode, as text beside its flight recorder,
+    with the lab's own lines ("# lab") where they were written."""
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"seed{res.seed}-{res.policy}.log"
     lines = [f"# seed {res.seed} policy {res.policy}: {res.label} ({res.grade.value})"]
@@ -219,7 +220,7 @@ def write_dmesg_log(log_dir: Path, res: EpisodeResult, settings: Any) -> Path:
         lines.append(f"# {res.explanation}")
     lines.append(f"# replay: {replay_command(res.seed, res.policy, settings)}")
     with replaced_atomically(path) as staged:
-        staged.write_text("\n".join(lines + res.dmesg) + "\n")
+        staged.write_text("\n".join(lines + (res.console or res.dmesg)) + "\n")
     return path
 
 
