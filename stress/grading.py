@@ -39,7 +39,7 @@ SOAK_GRADES: dict[Policy, dict[str, Grade]] = {
         "reap_failed_lockup:mmap_sem": INTERESTING,
         "lockup:mmap_sem": INTERESTING,
         # Documented patch-1 limits: a single slot, mms shared with the unkillable,
-        # and TIF_MEMDIE kept after a reap (cleared from patch 3 on), so that a
+        # and TIF_MEMDIE kept after a reap (cleared from 36324a99 on), so that a
         # victim whose reaped memory others took first still blocks the killer.
         "lockup:mutex_unreaped": INTERESTING,
         "lockup:mutex_reaped": INTERESTING,
