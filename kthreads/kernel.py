@@ -27,6 +27,7 @@ from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
 from .oom_reaper import Patch1Ops, ReaperState
 from .policy import Policy, PolicyOps
+from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
 from .schedule import EventOrder, SchedConfig, Schedule
 from .sched import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, SignalStruct, Task, current, task_state_letter
@@ -280,6 +281,9 @@ class Kernel:
         self._threads: list[threading.Thread] = []
         self.oom_lock = Mutex("oom_lock", self)
         self.oom_victims = Atomic(0, "oom_victims")
+        # oom_kill_process's oom_rs (a function-static in the kernel): how
+        # many OOM headers dump_header may print, per kernel.
+        self.oom_rs = default_ratelimit_state(config.hz)
         self.plug_pulled = False
         # The decision gate: no decision straddles the pull of the plug (see Decision).
         self._decision = Decision()
