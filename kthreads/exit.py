@@ -49,18 +49,33 @@ def task_main(task: Task) -> None:
 
 
 def do_exit(task: Task) -> None:
+    """Linux 4.6's order: PF_EXITING (exit_signals), exit_mm, then the
+    task's other resources (exit_sem, exit_files, exit_fs, ...), then
+    exit_notify. So a task stuck in exit_mm still holds everything but its
+    address space: the pages it allocated for itself come back only after.
+    """
     kernel = task.kernel
     task.flags |= PF.PF_EXITING
     kernel.tracer.record(Ev.SCHED_PROCESS_EXIT_START, task.pid, task.comm, reason=task.exit_reason)
-    # Whatever the task allocated for itself and still holds goes back.
-    pages, task.kernel_pages = task.kernel_pages, []
-    kernel.zone.free_pages(pages, task)
     for held in list(task.held_locks):
         # Exiting with a lock held: lockdep would complain; the model keeps
         # the lock held (nobody can release it any more) and records it.
         kernel.tracer.record(Ev.EXIT_WITH_LOCK_HELD, task.pid, task.comm, lock=held_lock_name(held))
-    exit_mm(task)
+    try:
+        exit_mm(task)
+    finally:
+        # Also when exit_mm broke (a model bug, reported by task_main): the
+        # pages are not left owned by a dead task on top of that.
+        exit_task_pages(task)
     exit_notify(task)
+
+
+def exit_task_pages(task: Task) -> None:
+    """What the task allocated for itself and still holds goes back: the
+    model's stand-in for the per-task kernel memory that 4.6 releases after
+    exit_mm (open files, fs and namespace references, semaphore undo lists)."""
+    pages, task.kernel_pages = task.kernel_pages, []
+    task.kernel.zone.free_pages(pages, task)
 
 
 def exit_mm(task: Task) -> None:

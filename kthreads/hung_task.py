@@ -1,10 +1,26 @@
-"""khungtaskd and its state: report tasks stuck in TASK_UNINTERRUPTIBLE (kernel/hung_task.c).
+"""khungtaskd as Linux 4.6 has it (kernel/hung_task.c): report tasks stuck in
+TASK_UNINTERRUPTIBLE.
 
-A task is hung when it is in exactly TASK_UNINTERRUPTIBLE (not killable, not
-idle) and has not been scheduled, i.e. its context-switch count has not moved,
-for ``hung_task_timeout`` model seconds. As in Linux 4.6, at most
-``HUNG_TASK_WARNINGS`` reports are printed per boot; once they are used up
-khungtaskd prints nothing more (it still records the ``hung_task`` event).
+khungtaskd wakes once per ``hung_task_timeout`` seconds, counted from its
+previous check. At each check it compares every TASK_UNINTERRUPTIBLE task's
+context-switch count with the count it saw at an earlier check: a task whose
+count did not move is hung. So a task is reported at the second check after
+it went to sleep, one to two timeouts after (never sooner than one), and
+again at every later check while it stays asleep: 4.6 keeps no memory of
+what it reported. Each report fires the ``sched_process_hang`` tracepoint
+(the lab's ``hung_task`` event) and, while the ten warnings of a boot last,
+prints the report, the task's stack and the locks that task holds
+(``debug_show_held_locks``). Once the warnings are used up nothing more is
+printed, but the event is still recorded at every check.
+
+Sources: a Linux 4.6 copy of kernel/hung_task.c with its comments stripped
+and its whitespace squeezed (``garghub/TROVON``,
+dataset/codebase_cleansed/linux_kernel/v4.6/hung_task.c, read through the
+lab's search tool), checked against the same dataset's 4.8 copy (identical
+in what is modelled), its 4.10 copy (which prints ``debug_show_all_locks()``
+instead, so that change came in 4.9 or 4.10, not ~4.17), 3.x copies (no
+tracepoint, no taint line) and later kernels for the taint line's six-space
+indent. The 4.6 tree itself (torvalds/linux at v4.6) could not be read.
 
 ``HungTaskState`` is khungtaskd's own bookkeeping; only the khungtaskd thread
 writes it, and the kernel exposes the reported pids read-only
@@ -18,7 +34,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .events import Ev
-from .lockdep import debug_show_all_locks
+from .lockdep import debug_show_held_locks
 from .sched import Task, TaskState, schedule_timeout
 from .snapshot import describe_wchan
 from .stacktrace import model_call_traces, sched_show_task
@@ -27,15 +43,25 @@ from .trace import LogLevel
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-#: sysctl_hung_task_warnings' default: reports printed per boot.
+#: sysctl_hung_task_warnings' default: reports printed per boot (a negative
+#: value would mean "no limit", as the sysctl's -1 does).
 HUNG_TASK_WARNINGS = 10
 
+#: ``init_utsname()->release`` and the first word of ``->version``, which the
+#: report's second line prints. Both trees the lab models (aac45363^ and
+#: aac45363) sit in the 4.6 merge window, before v4.6-rc1 was tagged: their
+#: Makefile still says 4.5.0, and an untagged tree gets a "+". Reasoned from
+#: the merge dates, not read from a build.
+UTS_RELEASE = "4.5.0+"
+UTS_VERSION = "#1"
 
-class LastSeen(NamedTuple):
-    """A D-state task's context-switch count, and since when it has not moved."""
 
-    switches: int
-    since: float  # model seconds
+class LastSwitch(NamedTuple):
+    """What the kernel keeps in ``task_struct->last_switch_count``, and (the
+    lab's own) the model time of the check that stored it."""
+
+    count: int
+    seen_at: float  # model seconds
 
 
 @dataclass(eq=False)
@@ -44,85 +70,121 @@ class HungTaskState:
 
     task: Task  # khungtaskd itself
     timeout: float  # hung_task_timeout_secs
-    interval: float  # model seconds between two checks
     warnings_left: int = HUNG_TASK_WARNINGS  # sysctl_hung_task_warnings
-    last_seen: dict[int, LastSeen] = field(default_factory=dict)
-    reported: dict[int, float] = field(default_factory=dict)  # pid -> model time reported
-    checks: int = 0  # check passes completed
+    # pid -> t->last_switch_count. Updated only when a check finds the task in
+    # TASK_UNINTERRUPTIBLE, and never forgotten (pids are never reused).
+    last_switch: dict[int, LastSwitch] = field(default_factory=dict)
+    # The lab's: pid -> model time of the first report of its current hang;
+    # dropped once a check sees the task out of D or its count moved.
+    reported: dict[int, float] = field(default_factory=dict)
+    checks: int = 0  # times khungtaskd woke to check (after a panic or oops too)
+    last_checked: float = 0.0  # hung_last_checked, as model seconds
 
     def __post_init__(self) -> None:
         self.view: Mapping[int, float] = MappingProxyType(self.reported)
 
 
 def start_khungtaskd(kernel: "Kernel") -> HungTaskState:
-    """Create khungtaskd (not yet started) and its state."""
-    cfg = kernel.config
+    """Create khungtaskd (not yet started) and its state (hung_task_init)."""
     task = kernel.kthread_run("khungtaskd", watchdog, start=False)
-    return HungTaskState(task, cfg.hung_task_timeout,
-                         cfg.hung_task_check_interval or cfg.hung_task_timeout / 4)
+    return HungTaskState(task, kernel.config.hung_task_timeout)
 
 
 def watchdog(task: Task) -> None:
+    """khungtaskd's loop, as Linux 4.6's ``watchdog()``: check once
+    ``hung_task_timeout`` has passed since the previous check (the first one
+    a timeout after the thread starts), then count from the end of that check.
+    A wakeup before then only recomputes the time left, so the cadence is one
+    check per timeout. Not modelled: ``reset_hung_task_detector()`` (a check
+    skipped after a KVM guest was paused) and the sysctl write that wakes the
+    thread (the lab's timeout never changes after boot)."""
     kernel = task.kernel
     state = kernel.khungtaskd
+    clock = kernel.clock
+    state.last_checked = clock.now()
     while True:
-        schedule_timeout(TaskState.TASK_INTERRUPTIBLE, state.interval * kernel.clock.hz, "watchdog")
-        check_hung_uninterruptible_tasks(kernel, state)
+        # Jiffies left, in whole jiffies as the kernel counts them: a wakeup
+        # a rounding error short of the deadline is the deadline.
+        left = round((state.last_checked + state.timeout - clock.now()) * clock.hz)
+        if left <= 0:
+            check_hung_uninterruptible_tasks(kernel, state)
+            state.last_checked = clock.now()
+            state.checks += 1
+            kernel.poke()
+            continue
+        schedule_timeout(TaskState.TASK_INTERRUPTIBLE, left, "watchdog")
 
 
 def check_hung_uninterruptible_tasks(kernel: "Kernel", state: HungTaskState) -> list[Task]:
-    """One pass: report the tasks newly hung; returns them."""
+    """One check, as Linux 4.6's ``check_hung_uninterruptible_tasks()`` with
+    ``check_hung_task()`` for each task in exactly TASK_UNINTERRUPTIBLE
+    (TASK_KILLABLE and TASK_IDLE sleepers are skipped). Returns the tasks
+    found hung.
+
+    As 4.6, nothing is checked once the machine died: after a panic, or after
+    an oops (``test_taint(TAINT_DIE)``; the model's oops is a task body that
+    raised). Not modelled: the freezer (``PF_FROZEN``, ``PF_FREEZER_SKIP``),
+    ``hung_task_check_count``, and the RCU break every HUNG_TASK_BATCHING
+    (1024) tasks, which only bounds an RCU read section. The kernel also skips
+    a task whose switch count is 0 (set to D but not yet switched out); the
+    model counts a switch when the task runs again, so its first sleep reads
+    0 while the task is truly asleep, and that test has no counterpart here.
+    """
+    if kernel.panic_reason is not None or kernel.oopses:
+        return []
     now = kernel.clock.now()
-    timeout = state.timeout
     hung: list[tuple[Task, float]] = []
     for t in kernel.tasks():
         if t.state != TaskState.TASK_UNINTERRUPTIBLE:
-            state.last_seen.pop(t.pid, None)
             state.reported.pop(t.pid, None)
             continue
         count = t.nvcsw
-        prev = state.last_seen.get(t.pid)
-        if prev is None or prev.switches != count:
-            state.last_seen[t.pid] = LastSeen(count, now)
+        last = state.last_switch.get(t.pid)
+        if last is None or last.count != count:
+            state.last_switch[t.pid] = LastSwitch(count, now)
             state.reported.pop(t.pid, None)
             continue
-        if now - prev.since < timeout or t.pid in state.reported:
-            continue
-        hung.append((t, prev.since))
+        hung.append((t, last.seen_at))
     if hung:
         with kernel.decision():
             report_hung_tasks(kernel, state, hung, now)
-    state.checks += 1
-    kernel.poke()
     return [t for t, _ in hung]
 
 
 def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[Task, float]],
                       now: float) -> None:
-    """Record every newly hung task; print reports while warnings are left,
-    then the locks held, once per pass that printed anything. The tasks
-    join ``reported`` last, so a reader that sees one there sees its report."""
-    printed = [t for t, _ in hung[:max(0, state.warnings_left)]]
-    traces = model_call_traces(printed) if printed else {}
+    """The reporting half of 4.6's ``check_hung_task()``, for each hung task in
+    turn: the ``sched_process_hang`` tracepoint (the ``hung_task`` event),
+    then, while warnings are left, the report. The stacks of the tasks to be
+    printed are read in one go (``model_call_traces``). A task joins
+    ``reported`` after its event and report, so a reader that sees it there
+    sees them too."""
+    to_print = hung[:len(hung) if state.warnings_left < 0 else state.warnings_left]
+    traces = model_call_traces([t for t, _ in to_print]) if to_print else {}
     for t, since in hung:
         wchan, kind, owners = describe_wchan(t.wchan)
         kernel.tracer.record(Ev.HUNG_TASK, t.pid, t.comm, seconds=int(state.timeout), wchan=wchan,
                              wchan_kind=kind, owners=list(owners), blocked_since=since)
-        if t.pid in traces:
-            state.warnings_left -= 1
-            report_hung_task(kernel, state, t, traces[t.pid])
-    if printed:
-        for line in debug_show_all_locks(kernel):
-            kernel.printk(line, LogLevel.KERN_INFO, state.task)
-    for t, _ in hung:
-        state.reported[t.pid] = now
+        if state.warnings_left != 0:
+            if state.warnings_left > 0:
+                state.warnings_left -= 1
+            report_hung_task(kernel, state, t, traces.get(t.pid, []))
+        state.reported.setdefault(t.pid, now)
 
 
 def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, trace: list[str]) -> None:
+    """One report, as 4.6 prints it: two lines and the taint line at KERN_ERR,
+    ``sched_show_task()`` at KERN_INFO, then ``debug_show_held_locks(t)``:
+    the hung task's own locks, printed without a level (the console's
+    default, KERN_WARNING). ``touch_nmi_watchdog()`` has nothing to touch
+    here, and ``hung_task_panic`` (0 by default) is not modelled."""
     me = state.task
     kernel.printk(f"INFO: task {t.comm}:{t.pid} blocked for more than {int(state.timeout)} seconds.",
                   LogLevel.KERN_ERR, me)
+    kernel.printk(f"      Not tainted {UTS_RELEASE} {UTS_VERSION}", LogLevel.KERN_ERR, me)
     kernel.printk('"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
                   LogLevel.KERN_ERR, me)
     for line in sched_show_task(t, trace):
         kernel.printk(line, LogLevel.KERN_INFO, me)
+    for line in debug_show_held_locks(t):
+        kernel.printk(line, LogLevel.KERN_WARNING, me)

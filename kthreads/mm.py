@@ -10,6 +10,20 @@ Two reference counts, as in the kernel:
   concurrent exit while not delaying the teardown of its memory.
 
 Touching a freed mm raises ``UseAfterFree`` at once.
+
+File and shmem pages (a deliberate simplification): the model has no page
+cache and no reclaim, and every page a VMA maps is owned by its mm, so
+unmapping a file or shmem VMA (``exit_mmap``, ``do_munmap``, the reaper on a
+private file mapping) frees its pages to the zone. In Linux 4.6 the pages
+stay in the page cache or in tmpfs: a clean unmapped file page is then
+among the first things direct reclaim takes back, which is what freeing it
+at once stands for; a dirty one needs writeback first (not modelled, nor is
+``zap_details.ignore_dirty``). A shmem VMA stands for a shared anonymous
+mapping, whose object dies with its last mapping, as here; a tmpfs file or
+SysV segment that outlives its mappings is not modelled. Keeping these
+pages would need a page-cache owner that outlives the mm and a reclaim step
+in the allocator's slow path; no stock scenario or soak workload maps file
+or shmem memory, so no verdict depends on it.
 """
 
 from __future__ import annotations
@@ -258,7 +272,9 @@ def mmput(mm: MM) -> None:
 
 
 def exit_mmap(mm: MM) -> None:
-    """Unmap every VMA and free the page tables (the last user is gone)."""
+    """Unmap every VMA and free the page tables (the last user is gone).
+
+    File and shmem pages go back to the zone too: see the module docstring."""
     mm.check()
     freed = 0
     for vma in list(mm._vmas):
@@ -272,7 +288,8 @@ def exit_mmap(mm: MM) -> None:
 
 
 def unmap_page_range(mm: MM, vma: VMA) -> int:
-    """Zap a VMA's pages and swap entries; return the pages freed."""
+    """Zap a VMA's pages and swap entries; return the pages freed (file and
+    shmem pages included: no page cache, see the module docstring)."""
     mm.check()
     with mm.page_table_lock:
         pages, vma.pages = vma.pages, []

@@ -1,9 +1,24 @@
-"""The OOM killer (mm/oom_kill.c, as of Linux 4.6).
+"""The OOM killer (mm/oom_kill.c, as of Linux 4.6: aac45363 and its parent).
 
 Its one assumption, which the reaper exists to rescue: a victim that has been
 sent SIGKILL and given TIF_MEMDIE exits soon and frees its memory. Until it
 does, ``select_bad_process`` refuses to choose anybody else
 (OOM_SCAN_ABORT), so a victim that cannot run blocks every later OOM kill.
+
+An exiting task is scored like any other (4.6: Johannes Weiner's "mm:
+oom_kill: don't ignore oom score on exiting tasks", merged ahead of
+aac45363); if it is chosen it is only marked, not killed. 4.5's rule, which
+aborted the scan for it, is kept for the designs that had it
+(``PolicyOps.exiting_task_aborts_scan``).
+
+Not modelled, each taken as its default or absent: ``panic_on_oom``
+(``check_panic_on_oom``: the sysctl is 0), ``oom_kill_allocating_task``
+(0), the OOM notifier chain, ``oom_killer_disabled``, SysRq-f, memcg and
+cpuset/mempolicy constraints (one zone: ``totalpages`` is its size, and
+there is no swap space), sacrificing a child for its parent (the model
+has no parent/child tree), ``oom_task_origin`` (OOM_SCAN_SELECT: no task is
+marked so), the 3% CAP_SYS_ADMIN bonus (no credentials), and coredumps
+(``SIGNAL_GROUP_COREDUMP`` is never set).
 """
 
 from __future__ import annotations
@@ -16,8 +31,9 @@ from typing import TYPE_CHECKING, Iterator
 from .atomic import atomic_dec_return, atomic_inc
 from .errors import OomPanic
 from .events import Ev
-from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, mmdrop, mmgrab
 from .gfp import PAGE_KB, format_gfp
+from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, mmdrop, mmgrab
+from .ratelimit import ___ratelimit
 from .sched import (OOM_SCORE_ADJ_MIN, PF, Task, current, fatal_signal_pending, schedule_timeout_killable,
                     send_sigkill)
 from .trace import LogLevel
@@ -67,13 +83,28 @@ def find_lock_task_mm(p: Task) -> Iterator[Task | None]:
     yield None
 
 
+def task_will_free_mem(p: Task) -> bool:
+    """Linux 4.6's (include/linux/oom.h): ``p`` is exiting and not dumping
+    core, so it should free its memory soon. The coredump exception (a
+    coredumping task may sleep long in exit_mm) cannot arise: the model has
+    no coredumps. 4.7 widened it to the whole thread group and every
+    process sharing the mm; that is not this function."""
+    return bool(p.flags & PF.PF_EXITING)
+
+
 def oom_badness(p: Task, totalpages: int) -> int:
     """Points for ``p``: 0 means not eligible, otherwise at least 1.
 
-    rss + swap entries + page-table pages, then ``oom_score_adj`` scaled by
-    the size of memory. (Linux 4.6 computed ``adj * (totalpages / 1000)``
-    with the division first; the model multiplies first so that the adj also
-    counts in small model zones.)
+    Linux 4.6's (aac45363) arithmetic: rss + swap entries + page-table
+    pages, then ``adj *= totalpages / 1000`` in integers, the division first.
+    So on a machine of fewer than 1000 pages ``oom_score_adj`` counts for
+    nothing (only OOM_SCORE_ADJ_MIN, which makes a task ineligible), and
+    from 1000 pages up it counts in steps of whole thousands of pages.
+
+    Not modelled: ``nr_pmds`` (the model allocates no PMD pages, so it is 0
+    here and in ``dump_tasks``; a real process has at least one) and the 3%
+    CAP_SYS_ADMIN bonus, ``points -= points * 3 / 100`` (the model has no
+    credentials: no task gets it, although ``dump_tasks`` prints uid 0).
     """
     if oom_unkillable_task(p):
         return 0
@@ -83,12 +114,23 @@ def oom_badness(p: Task, totalpages: int) -> int:
             return 0
         mm = t.mm
         points = mm.get_mm_rss() + mm.get_mm_counter(MM_SWAPENTS) + mm.nr_ptes
-    points += adj * totalpages // 1000
+    # "Normalize to oom_score_adj units": totalpages / 1000 first, in integers.
+    points += adj * (totalpages // 1000)
     return points if points > 0 else 1
 
 
 def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> OomScan:
-    """Linux 4.6's rules; SysRq-f's exemptions are not modelled."""
+    """Linux 4.6's (aac45363) rules: an unkillable task or one without an mm
+    is skipped, a live TIF_MEMDIE task aborts the scan, anybody else is
+    scored. SysRq-f's exemption and ``oom_task_origin`` are not modelled.
+
+    An exiting task is scored like the others: Johannes Weiner's "mm:
+    oom_kill: don't ignore oom score on exiting tasks" (6a618957, 4.6-rc1;
+    the id is not re-verified) removed 4.5's ``task_will_free_mem`` abort,
+    because an exiting task stuck on something the allocating context holds
+    would block every OOM kill. Designs whose
+    ``policy_ops.exiting_task_aborts_scan`` is set keep the 4.5 rule.
+    """
     if oom_unkillable_task(task):
         return OomScan.OOM_SCAN_CONTINUE
     # This task already has access to memory reserves and is being killed:
@@ -97,9 +139,9 @@ def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> Oom
         return OomScan.OOM_SCAN_ABORT
     if task.mm is None:
         return OomScan.OOM_SCAN_CONTINUE
-    # task_will_free_mem(): an exiting task that still has its mm is about
-    # to free it, so wait for it rather than kill somebody else.
-    if task.flags & PF.PF_EXITING:
+    # 4.5: an exiting task that still has its mm is about to free it, so
+    # wait for it rather than kill somebody else.
+    if kernel.policy_ops.exiting_task_aborts_scan and task_will_free_mem(task):
         return OomScan.OOM_SCAN_ABORT
     return OomScan.OOM_SCAN_OK
 
@@ -146,6 +188,9 @@ def dump_tasks(kernel: "Kernel") -> None:
 
 
 def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
+    """Linux 4.6's header: the "invoked oom-killer" line and ``dump_tasks``.
+    ``show_mem`` is one line of the zone here; no ``dump_stack`` or cpuset
+    line. ``oom_kill_process`` rate-limits it; the panic path does not."""
     cur = current()
     comm = cur.comm if cur else "harness"
     adj = cur.signal.oom_score_adj if cur else 0
@@ -182,15 +227,41 @@ def process_shares_mm(p: Task, mm: MM) -> bool:
 
 def oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
                      message: str = "Out of memory") -> None:
-    """Kill ``p`` and every process sharing its mm. A decision: raises
-    PlugPulled once the plug is pulled."""
+    """Kill ``p`` and every process sharing its mm, or, if ``p`` is already
+    exiting, only mark it. A decision: raises PlugPulled once the plug is
+    pulled."""
     with kernel.decision():
         _oom_kill_process(kernel, oc, p, points, message)
 
 
 def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
                       message: str) -> None:
-    dump_header(kernel, oc, p)
+    """Linux 4.6's (aac45363) ``oom_kill_process``.
+
+    If ``p`` still has its mm and ``task_will_free_mem(p)``, it is only given
+    TIF_MEMDIE, under task_lock, "so it can die quickly": no header, no
+    "Kill process" line, no SIGKILL, no other process killed and no reaper
+    woken (4.7 wakes the reaper here too). The OOM killer then waits for it
+    like for any victim (OOM_SCAN_ABORT), so an exiting task that cannot
+    finish its exit still locks the machine up this way.
+
+    Otherwise the header (``dump_header``) is printed only if the kernel's
+    ``oom_rs`` ratelimit allows it: at most DEFAULT_RATELIMIT_BURST (10)
+    headers per DEFAULT_RATELIMIT_INTERVAL (5 * HZ). A suppressed header
+    prints nothing at all; the count of suppressed ones comes later, as
+    "oom_kill_process: N callbacks suppressed", at the first kill after the
+    interval ran out (``___ratelimit``). The "Kill process" and "Killed
+    process" lines are never rate-limited. Not modelled: sacrificing a child
+    with another mm for its parent (the model has no parent/child tree).
+    """
+    # task_lock(p): exit_mm() clears ->mm under it, so an exiting task that
+    # still has its mm here sees TIF_MEMDIE when it gets to exit_oom_victim.
+    with p.alloc_lock:
+        if p.mm is not None and task_will_free_mem(p):
+            mark_oom_victim(kernel, p)
+            return
+    if ___ratelimit(kernel, kernel.oom_rs, "oom_kill_process"):
+        dump_header(kernel, oc, p)
     kernel.printk(f"{message}: Kill process {p.pid} ({p.comm}) score {points} or sacrifice child",
                   LogLevel.KERN_ERR, current())
     with find_lock_task_mm(p) as victim:
@@ -262,7 +333,7 @@ def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
     # If current already has SIGKILL pending or is exiting, let it have the
     # reserves so that it can get out of the way quickly.
     if cur is not None and cur.mm is not None and \
-            (fatal_signal_pending(cur) or cur.flags & PF.PF_EXITING):
+            (fatal_signal_pending(cur) or task_will_free_mem(cur)):
         mark_oom_victim(kernel, cur)
         kernel.tracer.record(Ev.OOM_CURRENT_VICTIM, cur.pid, cur.comm)
         kernel.policy_ops.after_kill(kernel, cur, cur.mm, True, self_victim=True)

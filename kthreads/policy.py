@@ -52,6 +52,14 @@ class PolicyOps:
     #: bc448e89, "mm, oom_reaper: report success/failure" (4.6-rc1, after the
     #: reaper itself). Patch 1 prints neither.
     oom_reaper_reports = False
+    #: 4.5's rule in oom_scan_process_thread: a task that is exiting
+    #: (PF_EXITING) and still has its mm aborts the scan (OOM_SCAN_ABORT), so
+    #: the OOM killer waits for it instead of killing anybody. Johannes
+    #: Weiner's "mm: oom_kill: don't ignore oom score on exiting tasks"
+    #: (6a618957, merged in 4.6-rc1 before aac45363) removed it: in both 4.6
+    #: trees an exiting task is scored like the others. True only for a 4.5
+    #: design, where an exiting task stuck in exit_mm locks the machine up.
+    exiting_task_aborts_scan = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

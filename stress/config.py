@@ -26,6 +26,11 @@ MAX_VERDICT_REAL_SECONDS = 600.0
 #: The reaper's whole retry window (MAX_OOM_REAP_RETRIES x HZ/10) in model
 #: seconds, whatever HZ is: a lockup is declared only once the reaper is done.
 REAPER_WINDOW = 1.0
+#: Timeouts from a task's sleep in D to khungtaskd's report, at most. Linux 4.6's
+#: khungtaskd checks once per timeout and reports a task whose switch count did
+#: not move between two checks: the second check after the task went to sleep,
+#: one to two timeouts later (kthreads/hung_task.py).
+HUNG_TASK_DETECTION = 2.0
 
 
 class ConfigError(ValueError):
@@ -37,8 +42,12 @@ class Timing:
     """How one episode maps kernel time onto real time, and when it is over.
 
     Model seconds unless a name says ``real``. ``lockup_window`` None means
-    1.5 x ``hung_task_timeout``: a lockup is declared only after khungtaskd
-    has reported a hung task, so a shorter window would mean nothing.
+    1.5 x ``hung_task_timeout``. A lockup is declared only once khungtaskd
+    has also reported a hung task, and Linux 4.6's khungtaskd reports a task
+    one to two timeouts after it went to sleep (``HUNG_TASK_DETECTION``), never
+    sooner: a window shorter than one timeout would mean nothing, and is
+    refused. A window shorter than the report's delay is allowed; the verdict
+    then comes with the report.
     """
 
     speed: float = 50.0  # model seconds per real second
@@ -69,7 +78,7 @@ class Timing:
             raise ConfigError(
                 f"at --speed {self.speed:g} a verdict can take {self.verdict_real_seconds:.0f} s of "
                 f"real time (lockup window {self.window:g} s + hung-task detection "
-                f"{1.25 * self.hung_task_timeout:g} s + the reaper's {REAPER_WINDOW:g} s, model "
+                f"{HUNG_TASK_DETECTION * self.hung_task_timeout:g} s + the reaper's {REAPER_WINDOW:g} s, model "
                 f"time); the limit is {MAX_VERDICT_REAL_SECONDS:.0f} s: raise --speed or lower "
                 f"--lockup-window/--hung-task-timeout")
 
@@ -81,9 +90,10 @@ class Timing:
     @property
     def verdict_model_seconds(self) -> float:
         """Model time after setup within which a verdict is due: the window, khungtaskd's
-        detection (it checks every timeout/4, so up to 1.25 timeouts), the reaper's
-        retries, and one second of slack."""
-        return self.window + 1.25 * self.hung_task_timeout + REAPER_WINDOW + 1.0
+        detection (``HUNG_TASK_DETECTION`` timeouts), the reaper's retries, and one
+        second of slack. A sum, not the larger of the two: the task khungtaskd
+        reports may go to sleep after the window began."""
+        return self.window + HUNG_TASK_DETECTION * self.hung_task_timeout + REAPER_WINDOW + 1.0
 
     @property
     def verdict_real_seconds(self) -> float:

@@ -268,6 +268,37 @@ def drive_second_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
     return {"writer": w, "victim": v2, **roles}
 
 
+# -- an exiting task that cannot finish its exit -----------------------------------
+def drive_exiting_task(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """exiter's main thread exits and waits in exit_mm for mmap_sem, held for
+    write by exiter's own mmapper thread, which loops in a GFP_NOFS allocation;
+    victim, the biggest process, sleeps killably; allocator then calls the OOM
+    killer with the exiting task (PF_EXITING, still holding its mm) in the scan."""
+    leave, go, never = Completion("leave"), Completion("go"), Completion("never")
+
+    def main_thread(t: Task) -> None:  # exit(): the main thread leaves, mmapper stays
+        leave.wait_for_completion_killable()
+
+    def mmapper(t: Task) -> None:  # mmap(): mmap_sem for write, the fs allocates GFP_NOFS
+        with t.mm.mmap_sem.write():
+            go.wait_for_completion()
+            alloc_pages(GFP_NOFS)
+
+    e = k.fork("exiter", main_thread, vmas=[VmaSpec(pages=jitter(rng, k.zone.nr_pages * 15 // 100))])
+    m = k.clone_thread(e, "mmapper", mmapper)
+    sem = e.mm.mmap_sem
+    seq.until("mmapper holds exiter's mmap_sem for write", lambda: sem.owner is m)
+    v = k.fork("victim", park_killable(never), vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    seq.until("victim sleeps killably", lambda: v.state_letter == "D")
+    leave.complete()
+    seq.until("exiter's main thread exits and waits for mmap_sem in exit_mm",
+              lambda: e.exiting and sleeps_on(e, sem)())
+    go.complete()
+    seq.until("mmapper loops in the allocator with GFP_NOFS", lambda: m.alloc_since is not None)
+    a = k.fork("allocator", allocate_once(GFP_KERNEL))
+    return {"exiter": e, "mmapper": m, "victim": v, "allocator": a}
+
+
 # -- sharers and the unkillable ---------------------------------------------------
 def drive_shared_mm_unkillable(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
     roles, go = lockup_a_setup(k, seq, rng)
@@ -323,6 +354,18 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "victim's mmapper holds mmap_sem for write, so the reaper's first trylock fails; then "
         "it lets go and victim exits by itself. The reaper's next try must notice "
         "(mmget_not_zero fails) or reap alongside exit_mmap: never a use-after-free.",
+        grades=expect(Outcome.VICTIM_EXITED, Outcome.VICTIM_EXITED,
+                      acceptable={Policy.PATCH1: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "exiting-task", drive_exiting_task,
+        "an exiting task stuck in exit_mm: 4.6 scores it like any other and kills the biggest",
+        "exiter's main thread has exited and waits in exit_mm for mmap_sem, held for write by "
+        "exiter's mmapper thread, which loops in a GFP_NOFS allocation; victim, the biggest, "
+        "sleeps killably; allocator's GFP_KERNEL allocation calls the OOM killer. In both 4.6 "
+        "trees (\"mm: oom_kill: don't ignore oom score on exiting tasks\") the exiting task is "
+        "scored like the others: victim is killed and exits, the mmapper's allocation then "
+        "succeeds, and exiter exits too, reaper or not. 4.5 aborted the scan on any exiting "
+        "task with an mm and locked up here, with no kill at all.",
         grades=expect(Outcome.VICTIM_EXITED, Outcome.VICTIM_EXITED,
                       acceptable={Policy.PATCH1: Outcome.RECOVERED_BY_REAPER})),
     Scenario(

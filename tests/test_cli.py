@@ -72,7 +72,7 @@ def test_run_writes_json(tmp_path, capsys):
     (["run", "lockup-mutex", "--hz", "5000"], "argument --hz: must be between 100 and 1000"),
     (["run", "lockup-mutex", "--hz", "1000", "--speed", "50"], "floor"),
     (["run", "lockup-mutex", "--lockup-window", "1"], "--lockup-window 1 is shorter than --hung-task-timeout 2"),
-    (["run", "lockup-mutex", "--speed", "0.01"], "a verdict can take 750 s of real time"),
+    (["run", "lockup-mutex", "--speed", "0.01"], "a verdict can take 900 s of real time"),
     (["run", "lockup-mutex", "--json", "/nonexistent-dir/x.json"], "no such directory"),
     (["run", "lockup-mutex", "--json", "/tmp"], "--json /tmp: is a directory"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),

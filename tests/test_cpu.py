@@ -269,8 +269,10 @@ def test_the_schedule_seed_changes_the_interleaving():
                         keep=Keep.NONE)
         return r.kernel.schedule(), r.kernel.tracer.digest
 
-    (s1, d1), (s2, d2) = run(1), run(2)
-    assert s1 != s2 and d1 != d2
+    # Seeds 1 to 4: two of them may still give the same events (lockup-mutex
+    # leaves few choices that show), never all four.
+    runs = [run(seed) for seed in range(1, 5)]
+    assert len({s for s, _ in runs}) == 4 and len({d for _, d in runs}) > 1
 
 
 def pct_runs_that_differ(seeds: range) -> list[tuple]:

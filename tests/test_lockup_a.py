@@ -53,7 +53,7 @@ def test_lockup_a_without_a_reaper_locks_up_and_still_shuts_down():
         assert snap.stats.oom_kills == 1 and snap.oom_victims == 1
         assert k.zone.nr_freed == freed_at_kill and v.mm.get_mm_rss() == rss_before
         assert got == []  # H's allocation never returned
-        assert "Showing all locks held in the system:" not in k.dmesg_text()  # silence: nobody noticed
+        assert "blocked for more than" not in k.dmesg_text()  # silence: nobody noticed (yet)
     finally:
         report = k.shutdown()
     assert report.clean, report.format()

@@ -4,7 +4,7 @@ import pytest
 
 from kthreads import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS,
                       Completion, RefcountUnderflow, UseAfterFree, VmaKind, VmaSpec,
-                      handle_mm_fault, mmdrop, mmget, mmget_not_zero, mmgrab, mmput,
+                      do_munmap, handle_mm_fault, mmdrop, mmget, mmget_not_zero, mmgrab, mmput,
                       unmap_page_range)
 from util import exited, park_killable
 
@@ -66,6 +66,24 @@ def test_rss_counters_by_vma_kind(boot):
     assert mm.nr_ptes == 6
     assert unmap_page_range(mm, anon) == 10
     assert mm.get_mm_counter(MM_ANONPAGES) == 2 and mm.get_mm_counter(MM_SWAPENTS) == 0
+    mmput(mm)
+    assert k.zone.nr_free == k.zone.nr_pages
+
+
+def test_unmapped_file_and_shmem_pages_go_back_to_the_zone(boot):
+    # A deliberate simplification (mm.py): no page cache, so a file page is
+    # as good as reclaimed once unmapped, and a shared anonymous mapping's
+    # shmem pages die with it. Linux 4.6 would keep them in the page cache
+    # (until reclaim) and in tmpfs.
+    k = boot(nr_pages=256)
+    mm = MM(k)
+    vmas = [mm.populate(VmaSpec(kind, pages=5))
+            for kind in (VmaKind.FILE_PRIVATE, VmaKind.FILE_SHARED, VmaKind.SHMEM_SHARED)]
+    before = k.zone.nr_free
+    for vma in vmas:
+        assert do_munmap(mm, vma) == 5
+    assert k.zone.nr_free == before + 15
+    assert mm.get_mm_rss() == 0 and mm.vmas == []
     mmput(mm)
     assert k.zone.nr_free == k.zone.nr_pages
 

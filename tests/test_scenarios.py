@@ -2,8 +2,11 @@
 
 import pytest
 
+import kthreads.kernel as kernel_module
 from kthreads import Policy
+from kthreads.policy import PolicyOps
 from stress import EpisodeConfig, Outcome, SCENARIOS, get_scenario, run_episode
+from stress.outcomes import Shape
 from stress.postmortem import load_jsonl
 from util import CONTROLLED, SCHEDS
 
@@ -145,3 +148,35 @@ def test_an_episode_returns_its_kernel_and_shutdown_report():
     assert res.kernel.reaper_status().reaped == 0 and not res.kernel.reaper_status().running
     assert res.shutdown.startswith("shutdown: joined ")
     assert "kernel" not in res.to_json() and res.to_json()["scenario"] == "lockup-mutex"
+
+
+class ExitingTaskAbortsScan(PolicyOps):
+    """Policy none with 4.5's rule: an exiting task with an mm aborts the OOM scan."""
+
+    exiting_task_aborts_scan = True
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_exiting_task_recovers_in_both_46_trees_by_killing_the_biggest(policy):
+    res = run_episode(get_scenario("exiting-task"), EpisodeConfig(sched=CONTROLLED, policy=policy))
+    assert res.error is None and res.breaches == [] and res.grade.ok
+    assert res.outcome in (Outcome.VICTIM_EXITED, Outcome.RECOVERED_BY_REAPER)
+    exiter, victim = res.roles["exiter"], res.roles["victim"]
+    assert res.counters["oom_kills"] == 1
+    # The exiting task was scored (its row is in the task dump), not waited for.
+    assert log_has(res, f"Out of memory: Kill process {victim} (victim) score ")
+    assert any(line.endswith(" exiter") and f"[{exiter:5d}]" in line for line in res.dmesg)
+    assert not log_has(res, f"Kill process {exiter} ")
+
+
+def test_exiting_task_locks_up_under_the_45_rule(monkeypatch):
+    # What a 4.5 tree shows: the OOM killer waits for the exiting task, which
+    # waits for its own mmapper, which waits for memory. No kill at all.
+    monkeypatch.setitem(kernel_module.POLICY_OPS, Policy.NONE, ExitingTaskAbortsScan)
+    res = run_episode(get_scenario("exiting-task"), EpisodeConfig(sched=CONTROLLED, policy=Policy.NONE))
+    assert res.error is None and res.breaches == []
+    assert res.outcome is Outcome.LOCKUP and res.shape is Shape.MMAP_SEM
+    assert res.counters["oom_kills"] == 0 and res.counters["oom_aborts"] > 0
+    assert not log_has(res, "Kill process")
+    assert f"exiter (pid {res.roles['exiter']}) is exiting with its mm" in res.explanation
+    assert "because an exiting task still has its mm" in res.explanation

@@ -247,7 +247,7 @@ def test_replay_reproduces_a_recorded_lockup(capsys):
     (["soak", "--mix", "fault=nan"], "the weight of fault must be a finite number, got nan"),
     (["soak", "--mix", "fault=inf"], "finite"),
     (["soak", "--pressure", "0.05"], "argument --pressure: must be >= 0.1"),
-    (["soak", "--speed", "0.01"], "--episode-timeout must be at least 1433.0 s, got 30"),
+    (["soak", "--speed", "0.01"], "--episode-timeout must be at least 1658.0 s, got 30"),
     (["soak", "--replay", "3", "--jobs", "2"], "--jobs does not apply to --replay"),
     (["soak", "--replay", "3", "--verify-replays", "1", "--episode-timeout", "5"],
      "--verify-replays, --episode-timeout do not apply to --replay"),
