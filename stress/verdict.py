@@ -77,9 +77,10 @@ def _alive(t: Task) -> bool:
 
 
 def blocking_tasks(k: Kernel) -> list[Task]:
-    """The tasks the OOM killer waits for: TIF_MEMDIE victims, else exiting tasks with an mm."""
+    """The tasks the OOM killer waits for: TIF_MEMDIE victims, else, under 4.5's
+    rule only (``PolicyOps.exiting_task_aborts_scan``), exiting tasks with an mm."""
     victims = [t for t in k.tasks() if t.tif_memdie and _alive(t)]
-    if victims:
+    if victims or not k.policy_ops.exiting_task_aborts_scan:
         return victims
     return [t for t in k.tasks() if t.exiting and t.mm is not None and _alive(t)]
 

@@ -290,3 +290,21 @@ def test_the_oom_header_is_rate_limited_and_the_suppressed_count_comes_later(boo
     assert [(line.text, line.level) for line in lines] == \
         [("oom_kill_process: 2 callbacks suppressed", LogLevel.KERN_WARNING)]
     assert k.stats.oom_kills == 13
+
+
+def test_a_postmortem_of_a_mark_only_victim_says_nobody_was_killed(boot, tmp_path):
+    """From the log alone: TIF_MEMDIE given to an exiting task, no oom_kill, every task gone."""
+    from stress.postmortem import analyze, dump_jsonl, load_jsonl
+    from stress.outcomes import Outcome
+
+    k = boot(nr_pages=1024, sched=CONTROLLED, hung_task_timeout=0)
+    release = Completion("release")
+    e, m = exiter_stuck_in_exit_mm(k, 700, release)
+    a = k.fork("allocator", lambda t: alloc_pages(GFP_KERNEL, owner=None),
+               vmas=[VmaSpec(pages=pages_left(k, 8))])
+    assert k.wait_until(lambda: e.tif_memdie, 5)
+    release.complete()
+    assert k.wait_until(exited(e, m, a), 5)
+    d = analyze(load_jsonl(dump_jsonl(k, tmp_path / "m.jsonl", {}))).diagnosis
+    assert d.outcome is Outcome.VICTIM_EXITED
+    assert d.sentence.startswith(f"The OOM killer killed nobody: it gave TIF_MEMDIE to pid {e.pid} (exiter)")

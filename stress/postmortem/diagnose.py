@@ -22,7 +22,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from kthreads import GFP
+from kthreads import GFP, Policy
+from kthreads.kernel import POLICY_OPS
 
 from ..outcomes import Outcome, Shape
 from ..verdict import SHAPE_WAIT
@@ -66,12 +67,22 @@ def _nofs(t: Track) -> bool:
     return t.alloc is not None and not int(t.alloc.detail.get("gfp") or 0) & GFP.FS
 
 
-def _blockers(r: Replay) -> list[Track]:
-    """The tasks the OOM killer waits for: TIF_MEMDIE victims, else exiting tasks
-    asleep on an rw_semaphore (mmap_sem in exit_mm)."""
+def exiting_task_rule(policy: object) -> bool:
+    """Whether the log's policy aborts the OOM scan on an exiting task (4.5's rule)."""
+    try:
+        return bool(POLICY_OPS[Policy(policy)].exiting_task_aborts_scan)
+    except (ValueError, KeyError):
+        return False
+
+
+def _blockers(r: Replay, exiting_aborts: bool = False) -> list[Track]:
+    """The tasks the OOM killer waits for: TIF_MEMDIE victims, else, under 4.5's
+    rule only (``PolicyOps.exiting_task_aborts_scan``), exiting tasks asleep on
+    an rw_semaphore (mmap_sem in exit_mm). 4.6 scores an exiting task like
+    the others, so there it blocks nobody."""
     live = [t for t in r.users() if t.alive]
     memdie = [t for t in live if t.memdie_since is not None]
-    if memdie:
+    if memdie or not exiting_aborts:
         return memdie
     return [t for t in live if t.exiting_since is not None and t.sleep is not None
             and t.sleep.detail.get("kind") == "rw_semaphore"]
@@ -199,9 +210,15 @@ def _undetermined(r: Replay, evidence: Evidence, partial: bool, problems: list[s
 
 def _all_exited(r: Replay, users: list[Track], partial: bool, problems: list[str]) -> Diagnosis:
     victims = sorted({kill["pid"] for kill in r.kills})
-    if not r.kills and not any(t.memdie_since for t in users):
+    if not r.kills and not r.marked:
         return Diagnosis(Outcome.NO_OOM, None, "No OOM kill: every task ran to its end.", [], [], [],
                          partial, problems)
+    if not r.kills:
+        marked = ", ".join(r.tracks[pid].who() if pid in r.tracks else f"pid {pid}" for pid in sorted(r.marked))
+        return Diagnosis(Outcome.VICTIM_EXITED, None,
+                         f"The OOM killer killed nobody: it gave TIF_MEMDIE to {marked}, which was "
+                         f"already exiting (or had SIGKILL pending) and then exited; every task "
+                         f"exited.", sorted(r.marked), [], [], partial, problems)
     if r.reaped_mms:
         t, pages = next(iter(r.reaped_mms.values()))
         kill_t = r.kills[0]["t"] if r.kills else t
@@ -245,7 +262,7 @@ def diagnose(r: Replay, window: float | None, partial: bool, problems: list[str]
     outcome = Outcome.LOCKUP
     if any(m is not None and m not in r.freed_mms for _, m in r.failed):
         outcome = Outcome.REAP_FAILED_LOCKUP
-    blockers = _blockers(r)
+    blockers = _blockers(r, exiting_task_rule(r.log.header.get("policy")))
     if not blockers:
         loopers = [t for t in users if t.alive and t.alloc is not None]
         nofs = [t for t in loopers if _nofs(t)]

@@ -128,6 +128,7 @@ class Replay:
         self.failed: list[tuple[int, int | None]] = []  # (pid, mm)
         self.dropped: dict[int, Any] = {}  # mm -> busy_with pid
         self.forbidden_mms: set[int] = set()
+        self.marked: set[int] = set()  # pids ever given TIF_MEMDIE (killed, or only marked)
         self.freed_mms: set[int] = set()
         self.reaper_busy: dict[int, int] = {}  # mm handed to the reaper, not done yet -> victim pid
         self.hung: dict[int, float] = {}  # pid -> when khungtaskd reported it
@@ -327,6 +328,7 @@ class Replay:
         t = self.track(e)
         if t.memdie_since is None:
             t.memdie_since = e.t
+        self.marked.add(t.pid)
 
     def on_exit_oom_victim(self, e: Event) -> None:
         self.track(e).memdie_since = None
