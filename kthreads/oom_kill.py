@@ -189,17 +189,20 @@ def dump_tasks(kernel: "Kernel") -> None:
 
 def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
     """Linux 4.6's header: the "invoked oom-killer" line and ``dump_tasks``.
-    ``show_mem`` is one line of the zone here; no ``dump_stack`` or cpuset
-    line. ``oom_kill_process`` rate-limits it; the panic path does not."""
+    4.6 also prints the cpuset line, ``dump_stack()`` and ``show_mem()``'s
+    report (dozens of counters per zone and order); the model prints none of
+    them and shows the zone's watermarks in the lab's stream instead, so
+    that dmesg holds only lines in 4.6's formats. ``oom_kill_process``
+    rate-limits the header; the panic path does not."""
     cur = current()
     comm = cur.comm if cur else "harness"
     adj = cur.signal.oom_score_adj if cur else 0
     kernel.printk(f"{comm} invoked oom-killer: gfp_mask={oc.gfp_mask:#x}({format_gfp(oc.gfp_mask)}), "
                   f"order={oc.order}, oom_score_adj={adj}", LogLevel.KERN_WARNING, cur)
     z = kernel.zone
-    kernel.printk(f"Node 0 Normal free:{z.nr_free * PAGE_KB}kB min:{z.wmark_min * PAGE_KB}kB "
-                  f"low:{z.wmark_low * PAGE_KB}kB high:{z.wmark_high * PAGE_KB}kB "
-                  f"present:{z.nr_pages * PAGE_KB}kB", LogLevel.KERN_INFO, cur)
+    kernel.lab(f"show_mem (not printed by the model): the zone has free:{z.nr_free * PAGE_KB}kB "
+               f"min:{z.wmark_min * PAGE_KB}kB low:{z.wmark_low * PAGE_KB}kB "
+               f"high:{z.wmark_high * PAGE_KB}kB present:{z.nr_pages * PAGE_KB}kB", cur)
     dump_tasks(kernel)
 
 
