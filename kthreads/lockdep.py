@@ -1,8 +1,17 @@
-"""Held-lock bookkeeping and the lock dump, after lockdep's.
+"""Held-lock bookkeeping and the lock dump, after lockdep's (Linux 4.6).
 
 Every task keeps the locks it holds, in acquisition order, with the function
-that took them (lockdep's ``held_locks`` and ``acquire_ip``). The dump prints
-them in the kernel's "Showing all locks held in the system" format.
+that took them (lockdep's ``held_locks`` and ``acquire_ip``): ``task.held_locks``
+means *really held*, and the post-mortem, snapshots, wait-for chains and
+exit's check rely on that.
+
+4.6 lockdep pushes a lock onto the task's held_locks at ``mutex_acquire()`` /
+``rwsem_acquire[_read]()``, which come *before* the sleep in
+``__mutex_lock_common()`` and ``down_read()``/``down_write()``, so a task
+asleep waiting for a lock already lists it ("1 lock held by victim/101").
+The model keeps that lock apart, as ``task.lockdep_acquiring`` (set by the
+slow path before it sleeps, cleared once the lock is taken or given up);
+``lockdep_held(task)`` is lockdep's list, and the dumps print it.
 """
 
 from __future__ import annotations
@@ -38,6 +47,46 @@ def lock_acquired(task: "Task", lock: object, read: bool, at: object) -> None:
                               read=read)
 
 
+def lock_acquiring(task: "Task", lock: object, read: bool, at: object) -> None:
+    """The slow path of a lock is about to sleep for ``lock``: what 4.6's
+    ``mutex_acquire()``/``rwsem_acquire[_read]()`` recorded before it."""
+    task.lockdep_acquiring = (lock, read, at)
+
+
+def lock_acquired_after_wait(task: "Task", lock: object) -> None:
+    """The lock ``task`` slept for is its now. The same entry moves from
+    ``lockdep_acquiring`` to ``held_locks`` (appended first, so a dump
+    racing with this sees it once: ``lockdep_held`` skips a duplicate)."""
+    h = task.lockdep_acquiring
+    if h is None or h[0] is not lock:
+        raise LockBug(f"{task.comm}/{task.pid} acquired {getattr(lock, 'name', lock)} "
+                      f"it was not waiting for")
+    task.held_locks.append(h)
+    task.lockdep_acquiring = None
+    task.kernel.tracer.record(Ev.LOCK_ACQUIRE, task.pid, task.comm, lock=getattr(lock, "name", "?"),
+                              lock_id=getattr(lock, "lock_id", 0), kind=getattr(lock, "kind", "?"),
+                              read=h[1])
+
+
+def lock_gave_up(task: "Task", lock: object) -> None:
+    """The wait for ``lock`` failed (a signal, a deadline, the plug): 4.6's
+    ``mutex_release()`` on the -EINTR path. Records nothing: the wake event
+    already says the sleep ended."""
+    h = task.lockdep_acquiring
+    if h is not None and h[0] is lock:
+        task.lockdep_acquiring = None
+
+
+def lockdep_held(task: "Task") -> list[HeldLock]:
+    """The task's held locks as 4.6 lockdep lists them: those it holds, in
+    acquisition order, then the one it is asleep acquiring, if any."""
+    held = list(task.held_locks)
+    acq = task.lockdep_acquiring
+    if acq is not None and not any(h is acq for h in held):
+        held.append(acq)
+    return held
+
+
 def lock_contended(task: "Task", lock: object, read: bool) -> None:
     """``task`` queues for ``lock``: who holds it now, and for what."""
     task.kernel.tracer.record(Ev.LOCK_CONTENDED, task.pid, task.comm, lock=getattr(lock, "name", "?"),
@@ -59,17 +108,23 @@ def lock_released(task: "Task", lock: object) -> None:
     raise LockBug(f"{task.comm}/{task.pid} releases {getattr(lock, 'name', lock)} it does not hold")
 
 
+def _print_held_locks(task: "Task", held: list[HeldLock]) -> list[str]:
+    """lockdep_print_held_locks(): the header and one line per lock."""
+    n = len(held)
+    lines = [f"{n} lock{'s' if n > 1 else ''} held by {task.comm}/{task.pid}:"]
+    for i, h in enumerate(held):
+        lines.append(f" #{i}: ({held_lock_name(h)}), at: {held_lock_at(h)}")
+    return lines
+
+
 def debug_show_all_locks(kernel: "Kernel") -> list[str]:
-    """The lines of lockdep's debug_show_all_locks()."""
+    """The lines of lockdep's debug_show_all_locks() (Linux 4.6): every task
+    with a lock in lockdep's view, including one it is asleep acquiring."""
     lines = ["Showing all locks held in the system:"]
     for task in kernel.tasks():
-        held = list(task.held_locks)
-        if not held:
-            continue
-        n = len(held)
-        lines.append(f"{n} lock{'s' if n > 1 else ''} held by {task.comm}/{task.pid}:")
-        for i, h in enumerate(held):
-            lines.append(f" #{i}: ({held_lock_name(h)}), at: {held_lock_at(h)}")
+        held = lockdep_held(task)
+        if held:
+            lines.extend(_print_held_locks(task, held))
     lines.append("")
     lines.append("=============================================")
     return lines
@@ -77,13 +132,10 @@ def debug_show_all_locks(kernel: "Kernel") -> list[str]:
 
 def debug_show_held_locks(task: "Task") -> list[str]:
     """The lines of lockdep's debug_show_held_locks(task) (Linux 4.6): the
-    locks of one task only, or "no locks held by comm/pid." when it has none.
-    This is what 4.6's khungtaskd prints for each hung task."""
-    held = list(task.held_locks)
+    locks of one task only, in lockdep's view (a lock it is asleep acquiring
+    counts), or "no locks held by comm/pid." when it has none. This is what
+    4.6's khungtaskd prints for each hung task."""
+    held = lockdep_held(task)
     if not held:
         return [f"no locks held by {task.comm}/{task.pid}."]
-    n = len(held)
-    lines = [f"{n} lock{'s' if n > 1 else ''} held by {task.comm}/{task.pid}:"]
-    for i, h in enumerate(held):
-        lines.append(f" #{i}: ({held_lock_name(h)}), at: {held_lock_at(h)}")
-    return lines
+    return _print_held_locks(task, held)

@@ -60,6 +60,11 @@ class PolicyOps:
     #: trees an exiting task is scored like the others. True only for a 4.5
     #: design, where an exiting task stuck in exit_mm locks the machine up.
     exiting_task_aborts_scan = False
+    #: Lock hand-off (kthreads/handoff.py). 4.6 wakes a queued waiter and lets
+    #: it compete; a mutex hands itself to a starved waiter from 4.10 on,
+    #: an rwsem from 5.3 on. Read when a Mutex / RwSemaphore is built.
+    mutex_handoff = False
+    rwsem_handoff = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

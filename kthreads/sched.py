@@ -123,6 +123,7 @@ class Task:
         # Context switches, as khungtaskd reads them (nvcsw + nivcsw).
         self.nvcsw = 0
         self.held_locks: list["HeldLock"] = []
+        self.lockdep_acquiring: "HeldLock | None" = None  # asleep acquiring it (lockdep.lock_acquiring)
         # Pages the task allocated for itself (not mapped into an mm): freed
         # at exit, like the slab objects a dying task releases.
         self.kernel_pages: list[int] = []

@@ -63,12 +63,12 @@ def _check_common(doc: dict[str, Any]) -> None:
         assert _positive(row["ratio_to_lock"]), key
         assert len(row["samples_ns_per_op"]) == 2 and all(map(_positive, row["samples_ns_per_op"]))
         assert row["ns_per_op"] == min(row["samples_ns_per_op"])
-    for key in ("lock", "rwsem"):
+    for key in ("lock", "rwsem", "rwsem_handoff"):
         row = doc["mix"][key]
         assert row["errors"] == [], row["errors"]
         assert _positive(row["ops_per_s"]) and _positive(row["ratio_to_lock"])
         assert row["ops_per_s"] == max(row["samples_ops_per_s"])
-    assert len(doc["goals"]) == 3
+    assert len(doc["goals"]) == 4
     first = doc["goals"][0]
     assert _positive(first["ratio"]) and isinstance(first["met"], bool)
 
@@ -97,7 +97,8 @@ def test_without_readerwriterlock(bench: ModuleType, tmp_path: Path,
     assert doc["environment"]["readerwriterlock"] is None
     assert not any(k.startswith("rwl.") for k in doc["uncontended"])
     assert "rwl" not in doc["mix"]
-    assert [g["met"] for g in doc["goals"][1:]] == [None, None]
+    assert [g["met"] for g in doc["goals"][1:3]] == [None, None]
+    assert isinstance(doc["goals"][3]["met"], bool)  # the mix vs threading.Lock needs no rwl
 
 
 @pytest.mark.parametrize("argv", [["--repeats", "0"], ["--ops", "x"], ["--mix-seconds", "0"],

@@ -1,4 +1,5 @@
-"""struct mutex: ownership, FIFO hand-off, killable vs uninterruptible waits."""
+"""struct mutex: ownership, FIFO queue, killable vs uninterruptible waits. 4.6's
+wake-then-compete and 4.10's hand-off: test_lock_handoff.py."""
 
 import threading
 

@@ -1,4 +1,5 @@
-"""rw_semaphore (mmap_sem): trylock rules, FIFO hand-off, killable waits, exclusion."""
+"""rw_semaphore (mmap_sem): trylock rules, FIFO queue and reader grants, killable waits,
+exclusion (4.6 and hand-off). Wake-then-compete itself: test_lock_handoff.py."""
 
 import random
 import threading
@@ -167,11 +168,12 @@ def test_python_names_context_managers_and_timeouts(boot):
         sem.release_write()
 
 
-def test_exclusion_holds_under_an_8_thread_randomized_stress(boot):
+@pytest.mark.parametrize("handoff", [False, True])
+def test_exclusion_holds_under_an_8_thread_randomized_stress(boot, handoff):
     """8 tasks, random mix of read/write/trylock/killable ops; every critical
     section checks that no writer overlaps any other holder."""
     k = boot()
-    sem = RwSemaphore("sem", k)
+    sem = RwSemaphore("sem", k, handoff=handoff)
     inside = {"r": 0, "w": 0}
     guard = threading.Lock()
     violations: list[str] = []
@@ -216,5 +218,6 @@ def test_exclusion_holds_under_an_8_thread_randomized_stress(boot):
     assert violations == []
     assert ops_done == [1500] * 8
     assert not sem.holders() and not sem.waiter_pids()
+    assert not sem._unrun  # every grant was picked up
     assert all(t.exit_reason == "exit" for t in tasks)
     assert k.check_invariants() == []
