@@ -12,9 +12,13 @@ from kthreads import MODEL_VERSION
 from stress.cli import ExitStatus, main
 
 
-def run_json(tmp_path: Path, *args: str, name: str = "r.json") -> dict:
+def run_json(tmp_path: Path, *args: str, name: str = "r.json", any_outcome: bool = False) -> dict:
+    """Run and read the JSON back. ``any_outcome``: a free run, whose outcome
+    real threads decide (second-victim's is not the declared one in about 1-2%
+    of free runs), may also exit UNEXPECTED; the JSON is written either way."""
     out = tmp_path / name
-    assert main(["run", *args, "-q", "--json", str(out)]) == ExitStatus.OK
+    rc = main(["run", *args, "-q", "--json", str(out)])
+    assert rc == ExitStatus.OK or (any_outcome and rc == ExitStatus.UNEXPECTED), rc
     return json.loads(out.read_text())
 
 
@@ -40,8 +44,9 @@ def test_two_controlled_runs_are_identical_and_a_free_one_records_its_event_orde
     a = run_json(tmp_path, "second-victim", "--sched", "random", "--sched-seed", "7", name="a.json")
     b = run_json(tmp_path, "second-victim", "--sched", "random", "--sched-seed", "7", name="b.json")
     assert a["event_digest"] == b["event_digest"] and a["schedule"] == b["schedule"]
-    free = run_json(tmp_path, "second-victim", name="f.json")
+    free = run_json(tmp_path, "second-victim", name="f.json", any_outcome=True)
     assert free["sched"] == "free" and free["pct_bound"] is None
+    assert free["breaches"] == [] and free["error"] is None  # whatever the outcome
     assert free["schedule"]["kind"] == "events"
     assert all(len(run) == 3 for run in free["schedule"]["actors"])
 
