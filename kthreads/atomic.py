@@ -5,6 +5,11 @@ the model does not rely on that. Each cell carries its own ``threading.Lock``
 so that a read-modify-write is atomic by construction and visible by name.
 Every write is a scheduling point (``cpu.sched_point``); plain reads
 (READ_ONCE) are not.
+
+Semantics: the kernel's ``atomic_t``, ``cmpxchg`` and ``xchg`` as of Linux
+4.6 (their meaning had not changed for years by then). Two things are the
+lab's: ``Cell``, a typed stand-in for a pointer-sized word, and the
+underflow check (``RefcountUnderflow``); 4.6's ``atomic_t`` wraps silently.
 """
 
 from __future__ import annotations

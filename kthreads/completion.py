@@ -7,6 +7,13 @@ Two spellings of a killable wait: ``wait_for_completion_killable()`` is the
 kernel's (returns 0, or -EINTR and leaves unwinding to the caller);
 ``wait_killable()`` is the Pythonic one (raises ``SigKill``, so the task
 unwinds into do_exit by itself).
+
+Semantics: Linux 4.6's kernel/sched/completion.c, except how
+``complete_all()`` is spelled: the model sets ``done`` to a marker that no
+later wait consumes, where 4.6 adds UINT_MAX/2 and lets every wait take one
+(the same in practice; which later kernel switched to the marker was not
+verified at the source). ``wait(timeout)`` in real seconds, ``wait_killable()``
+and the plug are the lab's.
 """
 
 from __future__ import annotations

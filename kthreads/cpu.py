@@ -1,6 +1,11 @@
 """The CPU the model's threads run on: per-thread ``current``, the parker
 every sleep ends in, spinlocks, and the controlled scheduler.
 
+Lab machinery, not a model of kernel code: nothing here follows a kernel
+version. ``SpinLock`` and ``preempt_disable``/``preempt_enable`` borrow the
+kernel's names for the two rules the model needs (no sleeping and no switch
+while one is held); they do not model 4.6's spinlock or preempt_count.
+
 Free mode (no ``Cpu``): every task thread runs whenever the OS and the GIL
 let it, and model time is real time scaled.
 

@@ -12,6 +12,9 @@ still release their locks:
 The other exceptions are model *bugs* (use-after-free, refcount underflow, a
 page freed twice, a broken lock invariant). They are recorded as invariant
 breaches by the ``Kernel`` that observes them.
+
+The exceptions are the lab's. The errno values are Linux's (the generic
+asm-generic/errno*.h numbers, as in 4.6).
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ plain names).
 
 Which of these a given kernel tree had as tracepoints (and in which format)
 is a question of fidelity to that tree; here they are only the lab's names.
+Some match later kernels' tracepoints (``mark_victim``, ``wake_reaper``,
+``start_task_reaping``, ``finish_task_reaping``, ``skip_task_reaping``:
+Roman Gushchin's, 4.13); neither 4.6 tree had them, and the lab records
+them under every policy (``PolicyOps.oom_reaper_tracepoints`` decides
+whether they are shown as ftrace lines).
 """
 
 from __future__ import annotations

@@ -1,6 +1,12 @@
 """A task's life on its thread, and its death: do_exit -> exit_mm -> mmput.
 
-``task_main`` is what the kernel hands every task's thread to run.
+``task_main`` is what the kernel hands every task's thread to run (the
+lab's). The exit path follows Linux 4.6's kernel/exit.c, which could not be
+read at v4.6: the tail of ``exit_mm`` (mmput, then exit_oom_victim if
+TIF_MEMDIE) is from the v6 reaper patch hunks, the rest from recollection
+and other versions (see KERNEL-HISTORY.md). Both trees the lab models
+(aac45363^, aac45363) are taken to have the same exit path (not verified
+at the source).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from .sched import PF, Task, TaskState, return_to_user
 
 
 def task_main(task: Task) -> None:
-    """What a TaskThread runs: the body, then do_exit, whatever happened."""
+    """What a TaskThread runs: the body, then do_exit, whatever happened
+    (the lab's; a body's uncaught exception counts as an oops)."""
     kernel = task.kernel
     try:
         if kernel.plug_pulled:  # started only to be run down at shutdown
@@ -53,6 +60,9 @@ def do_exit(task: Task) -> None:
     task's other resources (exit_sem, exit_files, exit_fs, ...), then
     exit_notify. So a task stuck in exit_mm still holds everything but its
     address space: the pages it allocated for itself come back only after.
+    Not modelled: everything else do_exit does (exit_sem etc. are reduced to
+    ``exit_task_pages``); 4.6 checks held locks with
+    debug_check_no_locks_held(), the lab records an event instead.
     """
     kernel = task.kernel
     task.flags |= PF.PF_EXITING
@@ -79,7 +89,11 @@ def exit_task_pages(task: Task) -> None:
 
 
 def exit_mm(task: Task) -> None:
-    """Detach the mm; 4.6 takes mmap_sem for read first (uninterruptibly).
+    """Detach the mm, as 4.6's exit_mm: mmap_sem for read first
+    (uninterruptibly; the core-dump handshake, not modelled, needs it), an
+    mm_count reference for lazy TLB, ->mm cleared under task_lock, mmput,
+    then exit_oom_victim() if the task has TIF_MEMDIE (at aac45363 that
+    function takes no argument and acts on current; 36324a99 added one).
 
     That down_read is where an exiting victim gets stuck when a writer holds,
     or waits for, its mmap_sem (lockup B).
@@ -110,6 +124,10 @@ def exit_mm(task: Task) -> None:
 
 
 def exit_notify(task: Task) -> None:
+    """Much simplified from 4.6's exit_notify: no parent to signal and no
+    wait(); a thread is reaped at once (EXIT_DEAD), and a group leader with
+    live threads stays EXIT_ZOMBIE until its last thread is gone (as 4.6's
+    delay_group_leader keeps it)."""
     kernel = task.kernel
     with kernel.tasklist_lock:
         task.state = TaskState.EXIT_DEAD

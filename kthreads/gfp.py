@@ -72,7 +72,9 @@ PAGE_KB = 4  # K(x): pages to kB with 4 KiB pages
 
 
 def format_gfp(gfp: int) -> str:
-    """``%pGg``: ``GFP_KERNEL|__GFP_NOFAIL``."""
+    """``%pGg`` (new in 4.5, as 4.6 prints it): ``GFP_KERNEL|__GFP_NOFAIL``,
+    composite names first, then single bits. The model's table holds only
+    the flags it defines; 4.6's has more (not verified at the source)."""
     rest, names = int(gfp), []
     for mask, name in _GFP_NAMES:
         if mask and rest & mask == mask:
@@ -84,7 +86,8 @@ def format_gfp(gfp: int) -> str:
 
 
 def parse_gfp(text: str) -> GFP:
-    """``"GFP_NOFS|__GFP_NOFAIL"`` -> flags (for CLIs and scenario files)."""
+    """``"GFP_NOFS|__GFP_NOFAIL"`` -> flags (for CLIs and scenario files;
+    the lab's, no kernel counterpart)."""
     table = {name: mask for mask, name in _GFP_NAMES}
     out = 0
     for part in text.split("|"):

@@ -1,5 +1,6 @@
 """What Mutex and RwSemaphore share: a wait queue, and the two ways a
-released lock can reach a queued waiter.
+released lock can reach a queued waiter. ``SleepingLock`` is the lab's
+machinery; the two modes stand for the kernel versions named below.
 
 * **Wake, then compete** (Linux 4.6, the default): the releaser only wakes
   the waiter at the head of the queue. The woken task takes the lock itself

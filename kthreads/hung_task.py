@@ -85,7 +85,8 @@ class HungTaskState:
 
 
 def start_khungtaskd(kernel: "Kernel") -> HungTaskState:
-    """Create khungtaskd (not yet started) and its state (hung_task_init)."""
+    """Create khungtaskd (not yet started) and its state, as 4.6's
+    hung_task_init (which also registers a panic notifier: not modelled)."""
     task = kernel.kthread_run("khungtaskd", watchdog, start=False)
     return HungTaskState(task, kernel.config.hung_task_timeout)
 
@@ -177,7 +178,9 @@ def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, trace: lis
     ``sched_show_task()`` at KERN_INFO, then ``debug_show_held_locks(t)``:
     the hung task's own locks, printed without a level (the console's
     default, KERN_WARNING). ``touch_nmi_watchdog()`` has nothing to touch
-    here, and ``hung_task_panic`` (0 by default) is not modelled."""
+    here, and ``hung_task_panic`` (0 by default) is not modelled. From 4.9
+    or 4.10 on, khungtaskd prints ``debug_show_all_locks()`` instead of the
+    hung task's own locks; that is not this function."""
     me = state.task
     kernel.printk(f"INFO: task {t.comm}:{t.pid} blocked for more than {int(state.timeout)} seconds.",
                   LogLevel.KERN_ERR, me)

@@ -4,6 +4,10 @@ Kernel constants stay in kernel units (jiffies, HZ/10, seconds of
 hung_task_timeout). One speed factor maps them onto real time: ``speed``
 model seconds pass per real second, so the same scenario runs in
 milliseconds in a test (speed 50) and at a readable pace in a demo.
+
+``Clock`` and the speed factor are the lab's. ``HZ`` and jiffies mean what
+they mean in the kernel; ``dmesg_stamp`` is printk's timestamp prefix as
+4.6 prints it (seconds in a field of five, then six decimals).
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Nothing in the model lives in module globals: the task list, the zone,
 ``oom_lock``, the counters, the kernel threads and the event ring all hang
 off one ``Kernel`` object, so runs never leak into each other.
+
+The ``Kernel`` object, its config, stats, decisions and shutdown are lab
+machinery. The kernel objects it holds keep their Linux 4.6 meaning
+(``oom_lock``, ``tasklist_lock``, ``oom_victims``, ``oom_rs``), and the
+kernel-named helpers say where they stand for kernel code.
 """
 
 from __future__ import annotations
@@ -345,7 +350,8 @@ class Kernel:
              oom_score_adj: int = 0, share_mm_with: Task | None = None,
              start: bool = True) -> Task:
         """A new process with its own mm (pre-faulted ``vmas``), or one that
-        shares ``share_mm_with``'s mm (CLONE_VM without CLONE_THREAD)."""
+        shares ``share_mm_with``'s mm (CLONE_VM without CLONE_THREAD). The
+        lab's set-up step: no fork/exec semantics are modelled."""
         if not OOM_SCORE_ADJ_MIN <= oom_score_adj <= OOM_SCORE_ADJ_MAX:
             raise ValueError(f"oom_score_adj must be in [{OOM_SCORE_ADJ_MIN}, "
                              f"{OOM_SCORE_ADJ_MAX}], got {oom_score_adj}")
@@ -382,7 +388,8 @@ class Kernel:
             raise
 
     def kthread_run(self, comm: str, body: Body, start: bool = True) -> Task:
-        """A kernel thread (kthread_create, then wake_up_process unless ``start`` is False)."""
+        """A kernel thread (kthread_create, then wake_up_process unless
+        ``start`` is False), as 4.6's kthread_run; the lab's pids start at 2."""
         return self._new_task(comm, body, SignalStruct(0), None, None, PF.PF_KTHREAD, start)
 
     def start(self, task: Task) -> None:
@@ -404,7 +411,7 @@ class Kernel:
         return {t.pid: t.comm for t in self.tasks()}
 
     def processes(self) -> list[Task]:
-        """Thread-group leaders (for_each_process)."""
+        """Thread-group leaders (4.6's for_each_process)."""
         return [t for t in self.tasks() if t.group_leader is t]
 
     def register_lock(self, lock: object) -> int:
@@ -455,8 +462,9 @@ class Kernel:
 
     # -- the scheduler as ftrace sees it (controlled CPU only) -----------------
     def _note_switch(self, prev: Runner, nxt: Runner) -> None:
-        """sched_switch: prev's state as the kernel's bits. A runner switched
-        out while runnable was preempted (R+); one that finished is TASK_DEAD."""
+        """sched_switch: prev's state as the kernel's bits, as 4.6's
+        tracepoint reports it. A runner switched out while runnable was
+        preempted (R+, TASK_STATE_MAX added); one that finished is TASK_DEAD."""
         if prev.state is RunState.DONE:
             state = TASK_DEAD
         elif prev.state is RunState.BLOCKED and prev.task is not None:
@@ -468,7 +476,7 @@ class Kernel:
         self.tracer.note_sched(SCHED_SWITCH, prev.pid, state, nxt.pid)
 
     def _note_wake(self, waker: Runner | None, woken: Runner) -> None:
-        """sched_wakeup, from the waker's context (a timer's: pid 0)."""
+        """sched_wakeup (4.6's tracepoint), from the waker's context (a timer's: pid 0)."""
         if woken.task is not None:
             self.tracer.note_sched(SCHED_WAKEUP, waker.pid if waker is not None else 0, woken.pid)
 

@@ -12,6 +12,9 @@ asleep waiting for a lock already lists it ("1 lock held by victim/101").
 The model keeps that lock apart, as ``task.lockdep_acquiring`` (set by the
 slow path before it sleeps, cleared once the lock is taken or given up);
 ``lockdep_held(task)`` is lockdep's list, and the dumps print it.
+
+The bookkeeping hooks (``lock_acquired`` and the rest) and their events are
+the lab's; only what the dumps print stands for 4.6 lockdep output.
 """
 
 from __future__ import annotations
@@ -109,7 +112,10 @@ def lock_released(task: "Task", lock: object) -> None:
 
 
 def _print_held_locks(task: "Task", held: list[HeldLock]) -> list[str]:
-    """lockdep_print_held_locks(): the header and one line per lock."""
+    """lockdep_print_held_locks() (4.6): the header line exact, one line per
+    lock simplified: 4.6 also prints the lock class's usage bits and the
+    acquire address with its symbol; the model prints the lock's name and
+    the function that took it."""
     n = len(held)
     lines = [f"{n} lock{'s' if n > 1 else ''} held by {task.comm}/{task.pid}:"]
     for i, h in enumerate(held):

@@ -2,6 +2,13 @@
 
 They allocate through the page allocator; ``mm.py`` owns the ``mm_struct``
 they work on and its refcounts.
+
+Kernel-named stand-ins, much simplified from Linux 4.6's mm/memory.c and
+mm/mmap.c: a fault maps one order-0 page (GFP_HIGHUSER_MOVABLE, and a
+failed allocation is VM_FAULT_OOM), a mapping is a whole VMA with its page
+tables allocated up front, and an unmap removes a whole VMA. The locking
+rules the callers follow (mmap_sem for read to fault, for write to map and
+unmap) are 4.6's.
 """
 
 from __future__ import annotations

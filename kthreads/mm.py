@@ -9,7 +9,16 @@ Two reference counts, as in the kernel:
   reaper pins a victim's mm this way so that the struct survives a
   concurrent exit while not delaying the teardown of its memory.
 
-Touching a freed mm raises ``UseAfterFree`` at once.
+Touching a freed mm raises ``UseAfterFree`` at once (the lab's check).
+
+Semantics: Linux 4.6's kernel/fork.c and mm/mmap.c (mmput -> exit_mmap ->
+mmdrop, the mm_count reference the users share). The helper names
+``mmgrab`` and ``mmget`` are 4.11's (f1f1007644ff and its companion) and
+``mmget_not_zero`` was posted in May 2016 (Oleg Nesterov, userfaultfd),
+after 4.6; 4.6 writes the same operations as ``atomic_inc(&mm->mm_count)``,
+``atomic_inc(&mm->mm_users)`` and ``atomic_inc_not_zero(&mm->mm_users)``,
+which is what these do. 4.6's last ``mmput`` also runs the uprobes, aio,
+ksm and khugepaged teardown, none modelled: here it never blocks.
 
 File and shmem pages (a deliberate simplification): the model has no page
 cache and no reclaim, and every page a VMA maps is owned by its mm, so
@@ -262,7 +271,10 @@ def __mmdrop(mm: MM) -> None:
 
 
 def mmput(mm: MM) -> None:
-    """Drop an address-space reference; the last one tears the mm down."""
+    """Drop an address-space reference; the last one tears the mm down
+    (4.6's mmput: exit_mmap, then mmdrop; 4.7 split that into ``__mmput``
+    for mmput_async). Runs in the caller, the reaper included; mmput_async
+    is not modelled."""
     mm.check()
     last = atomic_dec_and_test(mm.mm_users)
     _ref_event(mm, "mmput", mm.mm_users.read())
@@ -272,7 +284,9 @@ def mmput(mm: MM) -> None:
 
 
 def exit_mmap(mm: MM) -> None:
-    """Unmap every VMA and free the page tables (the last user is gone).
+    """Unmap every VMA and free the page tables (the last user is gone), as
+    4.6's exit_mmap. Its munlock pass over VM_LOCKED VMAs is not modelled:
+    their pages are freed like the others, as they end up in 4.6.
 
     File and shmem pages go back to the zone too: see the module docstring."""
     mm.check()
@@ -289,7 +303,10 @@ def exit_mmap(mm: MM) -> None:
 
 def unmap_page_range(mm: MM, vma: VMA) -> int:
     """Zap a VMA's pages and swap entries; return the pages freed (file and
-    shmem pages included: no page cache, see the module docstring)."""
+    shmem pages included: no page cache, see the module docstring). Stands
+    for 4.6's unmap_page_range with the reaper's zap_details
+    (check_swap_entries: swap entries are dropped too); ``ignore_dirty``
+    and the mmu_gather batching are not modelled."""
     mm.check()
     with mm.page_table_lock:
         pages, vma.pages = vma.pages, []

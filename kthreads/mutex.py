@@ -1,5 +1,11 @@
 """``struct mutex``: a sleeping lock with a single owner (Linux 4.6's
-kernel/locking/mutex.c), with 4.10's hand-off as an option."""
+kernel/locking/mutex.c, read in a stored 4.6 copy), with 4.10's hand-off as
+an option.
+
+The kernel-named methods and functions follow 4.6 unless their docstrings
+say otherwise; the Python API (``acquire``, ``with``, ``killable()``, real-
+second deadlines) and the introspection methods are the lab's.
+"""
 
 from __future__ import annotations
 

@@ -19,6 +19,12 @@ there is no swap space), sacrificing a child for its parent (the model
 has no parent/child tree), ``oom_task_origin`` (OOM_SCAN_SELECT: no task is
 marked so), the 3% CAP_SYS_ADMIN bonus (no credentials), and coredumps
 (``SIGNAL_GROUP_COREDUMP`` is never set).
+
+Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
+its docstring says otherwise. The parent, aac45363^ (policy ``none``), is
+taken to be the same OOM killer without the reaper and its wake-up (what
+aac45363 adds); the parent itself was not read at the source. Events and
+``Kernel.lab`` lines are the lab's.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
 
 
 class OomScan(enum.Enum):
+    """4.6's ``enum oom_scan_t`` (aac45363)."""
+
     OOM_SCAN_OK = 0
     OOM_SCAN_CONTINUE = 1
     OOM_SCAN_ABORT = 2
@@ -51,21 +59,28 @@ class OomScan(enum.Enum):
 
 @dataclass(frozen=True)
 class OomControl:
+    """4.6's ``struct oom_control`` reduced to what one zone needs: no
+    zonelist, nodemask or memcg."""
+
     gfp_mask: int
     order: int = 0
 
 
 def is_global_init(p: Task) -> bool:
+    """4.6's test, tgid 1."""
     return p.tgid == 1  # pid 1 is reserved: the model boots no init task
 
 
 def oom_unkillable_task(p: Task) -> bool:
+    """4.6's, without the memcg and nodemask arguments (no memcg, one node):
+    init and kernel threads are never chosen."""
     return is_global_init(p) or p.is_kthread
 
 
 @contextmanager
 def find_lock_task_mm(p: Task) -> Iterator[Task | None]:
-    """A thread of ``p``'s group that still has an mm, with its task_lock held.
+    """A thread of ``p``'s group that still has an mm, with its task_lock
+    held (4.6's find_lock_task_mm, as a context manager).
 
     exit_mm() clears ``task->mm`` under the same lock, so while we hold it
     the mm cannot be torn down under us, and a TIF_MEMDIE set here is seen
@@ -87,8 +102,9 @@ def task_will_free_mem(p: Task) -> bool:
     """Linux 4.6's (include/linux/oom.h): ``p`` is exiting and not dumping
     core, so it should free its memory soon. The coredump exception (a
     coredumping task may sleep long in exit_mm) cannot arise: the model has
-    no coredumps. 4.7 widened it to the whole thread group and every
-    process sharing the mm; that is not this function."""
+    no coredumps. Later kernels widened it (the whole thread group must be
+    exiting, then every process sharing the mm: 4.7 and 4.8, versions not
+    verified at the source); that is not this function."""
     return bool(p.flags & PF.PF_EXITING)
 
 
@@ -172,6 +188,8 @@ def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | 
 
 
 def dump_tasks(kernel: "Kernel") -> None:
+    """4.6's table, header and row formats exact. uid is printed as 0 and
+    nr_pmds as 0 (no credentials, no PMD pages)."""
     kernel.printk("[ pid ]   uid  tgid total_vm      rss nr_ptes nr_pmds swapents oom_score_adj name",
                   LogLevel.KERN_INFO)
     for p in kernel.processes():
@@ -207,7 +225,10 @@ def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
 
 
 def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
-    """Give ``tsk`` TIF_MEMDIE: access to the reserves, and OOM_SCAN_ABORT for everybody else."""
+    """Give ``tsk`` TIF_MEMDIE: access to the reserves, and OOM_SCAN_ABORT
+    for everybody else. aac45363's, without ``__thaw_task`` (no freezer) and
+    the WARN on ``oom_killer_disabled``; the ``mark_victim`` event is the
+    lab's (the tracepoint of that name is 4.13's)."""
     if tsk.tif_memdie:  # test_and_set_tsk_thread_flag
         return
     tsk.tif_memdie = True
@@ -218,6 +239,9 @@ def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
 
 
 def exit_oom_victim(kernel: "Kernel", tsk: Task) -> None:
+    """aac45363's ``exit_oom_victim(void)``: clear TIF_MEMDIE and drop
+    ``oom_victims``. The model passes the task, which is always current
+    (``exit_mm``); the kernel took an argument only from 36324a99 on."""
     tsk.tif_memdie = False
     if atomic_dec_return(kernel.oom_victims) == 0:
         kernel.poke()  # oom_victims_wait: nothing in the model waits on it yet
@@ -225,6 +249,7 @@ def exit_oom_victim(kernel: "Kernel", tsk: Task) -> None:
 
 
 def process_shares_mm(p: Task, mm: MM) -> bool:
+    """4.6's: any thread of ``p`` uses ``mm``."""
     return any(t.mm is mm for t in p.thread_group())
 
 
@@ -256,6 +281,8 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     interval ran out (``___ratelimit``). The "Kill process" and "Killed
     process" lines are never rate-limited. Not modelled: sacrificing a child
     with another mm for its parent (the model has no parent/child tree).
+    Under ``none`` (aac45363^) the same, except that no reaper is woken:
+    that is ``policy_ops.after_kill``.
     """
     # task_lock(p): exit_mm() clears ->mm under it, so an exiting task that
     # still has its mm here sees TIF_MEMDIE when it gets to exit_oom_victim.
@@ -307,6 +334,8 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
 
 
 def panic(kernel: "Kernel", message: str) -> None:
+    """The first line 4.6's panic() prints; the rest (stack, the "end Kernel
+    panic" line, the reboot timeout) is not modelled."""
     kernel.printk(f"Kernel panic - not syncing: {message}", LogLevel.KERN_ERR, current())
     kernel.panic(message)
     raise OomPanic(message)
@@ -314,6 +343,8 @@ def panic(kernel: "Kernel", message: str) -> None:
 
 def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
     """Kill something (or find a reason not to); the caller holds oom_lock.
+    aac45363's ``out_of_memory``, returning True as it does whenever it
+    gets past ``oom_killer_disabled`` (never set here).
 
     A decision: once the plug is pulled it raises PlugPulled and does
     nothing, not even count the invocation.
@@ -328,7 +359,11 @@ def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
 
 
 def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
-    """The decision itself; True when it killed a process."""
+    """The decision itself; True when it killed a process. aac45363's
+    order: the self-victim shortcut, then the scan, a panic if nobody is
+    eligible, nothing on OOM_SCAN_ABORT, else the kill. Not modelled: the
+    notifier chain, constraints, ``check_panic_on_oom`` and
+    ``oom_kill_allocating_task`` (see the module docstring)."""
     cur = current()
     kernel.stats.oom_invocations += 1
     kernel.tracer.record(Ev.OOM_INVOKE, cur.pid if cur else 0, cur.comm if cur else "",

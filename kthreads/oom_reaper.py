@@ -15,6 +15,10 @@ and "oom_reaper: unable to reap pid:" with the lock dump came with bc448e89
 slot. So under ``patch1`` the reaper's work is shown in the lab's own
 stream (``Kernel.lab``), never in dmesg; a policy whose tree printed those
 lines sets ``PolicyOps.oom_reaper_reports``.
+
+Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
+its docstring says otherwise. ``ReapRequest``, ``ReaperState``, the events,
+the lab's lines and ``Patch1Ops`` are the lab's machinery.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .trace import LogLevel
 if TYPE_CHECKING:
     from .kernel import Kernel
 
+#: aac45363 writes the literal 10; the name is bc448e89's.
 MAX_OOM_REAP_RETRIES = 10
 
 
@@ -85,7 +90,10 @@ class ReaperState:
 
 def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
     """Queue ``mm`` for the reaper; False if the slot was busy (not reaped),
-    if there is no reaper, or once the plug is pulled (nothing is queued then)."""
+    if there is no reaper, or once the plug is pulled (nothing is queued then).
+    aac45363's ``wake_oom_reaper(mm)``: mm_count pin, cmpxchg NULL -> mm,
+    wake on success, mmdrop on a busy slot. The victim's pid and comm ride
+    along for the lab's lines only; the ``reap_dropped`` event is the lab's."""
     state = kernel.reaper
     if state is None:
         return False
@@ -123,6 +131,10 @@ def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) ->
 
 def __oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
     """One attempt: True when done (reaped, or nothing left to reap).
+    aac45363's ``__oom_reap_vmas``: mm_users taken only if not zero, then
+    the mmap_sem trylock, then hugetlb and VM_LOCKED VMAs skipped and
+    anonymous or private ones unmapped. The "reaped process" line is
+    bc448e89's and printed only if ``oom_reaper_reports`` says so.
 
     A decision: once the plug is pulled the reaper reaps nothing more.
     """
@@ -186,7 +198,8 @@ def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
 
 
 def _holders(kernel: "Kernel", sem: object) -> str:
-    """'held by pid 100 (mmapper), 1 waiting', for the lab's note on a failed reap."""
+    """'held by pid 100 (mmapper), 1 waiting', for the lab's note on a failed
+    reap (the lab's; no kernel counterpart)."""
     def name(pid: int) -> str:
         t = kernel.find_task_by_pid(pid)
         return f"pid {pid} ({t.comm})" if t is not None else f"pid {pid}"
@@ -197,6 +210,10 @@ def _holders(kernel: "Kernel", sem: object) -> str:
 
 
 def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> None:
+    """aac45363's: up to 10 tries, each failure followed by a HZ/10
+    TASK_IDLE sleep (the last one too), then mmdrop of the pin. aac45363
+    says nothing when it gives up; the "unable to reap" line and the lock
+    dump are bc448e89's (``oom_reaper_reports``)."""
     state.attempts = 0
     hz = kernel.clock.hz
     try:
@@ -224,7 +241,9 @@ def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> Non
 
 
 def oom_reaper(task: "Task") -> None:
-    """The kthread's main loop."""
+    """The kthread's main loop, as aac45363's ``oom_reaper()``: sleep
+    (TASK_INTERRUPTIBLE; the freezer is not modelled) until the slot holds
+    an mm, reap it, then clear the slot."""
     kernel = task.kernel
     state = kernel.reaper
     cell = state.mm_to_reap
@@ -241,6 +260,9 @@ def oom_reaper(task: "Task") -> None:
 
 
 class Patch1Ops(PolicyOps):
+    """``patch1``: aac45363. ``boot`` is its ``oom_init`` (start the
+    kthread); ``after_kill`` is the end of its ``oom_kill_process``."""
+
     policy = Policy.PATCH1
 
     def boot(self, kernel: "Kernel") -> None:

@@ -20,6 +20,11 @@ Recording such a loop event by event would fill the flight recorder in
 seconds (about HZ iterations a model second, half a dozen events each), so
 iterations after the first are counted, not recorded, unless something
 happens in them (``AllocRetry``; new event ``alloc_retry``).
+
+mm/page_alloc.c at v4.6 could not be read; the slow path follows lore
+excerpts of 4.6's ``__alloc_pages_may_oom`` and recollection (see
+KERNEL-HISTORY.md). The retry accounting (``AllocRetry``), task-owned pages
+and the events are the lab's.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ ALLOC_RETRY_PERIOD = 1.0
 ALLOC_RETRY_BATCH = 1000
 
 def get_page_from_freelist(kernel: "Kernel", owner: object, flags: AllocFlags) -> int | None:
+    """One zone, one order-0 page at the given watermark (4.6's walks the
+    zonelist with cpusets, fairness and dirty limits: none modelled)."""
     pfn = kernel.zone.rmqueue(owner, flags)
     if pfn is not None:
         kernel.note_progress()
@@ -57,6 +64,8 @@ def get_page_from_freelist(kernel: "Kernel", owner: object, flags: AllocFlags) -
 
 def alloc_pages(gfp: int, order: int = 0, owner: object = None) -> int | None:
     """Allocate one page for the current task; None only where the kernel fails.
+    4.6's ``__alloc_pages_nodemask``: the fast path at the low watermark,
+    then the slow path.
 
     ``owner`` is the mm the page will be mapped into; by default the page
     belongs to the task itself (freed with ``free_page`` or at exit).
@@ -81,7 +90,8 @@ def alloc_pages(gfp: int, order: int = 0, owner: object = None) -> int | None:
 
 
 def free_page(pfn: int) -> None:
-    """Free a page the current task allocated for itself."""
+    """Free a page the current task allocated for itself (the lab's
+    task-owned pages; the kernel's free_page takes no owner)."""
     task = current()
     if task is None:
         raise RuntimeError("free_page() called outside a task")
@@ -143,6 +153,8 @@ class AllocRetry:
 
 def __alloc_pages_slowpath(kernel: "Kernel", task: Task, gfp: GFP, order: int,
                            owner: object) -> int | None:
+    """4.6's slow path (see the module docstring), looping until a step
+    says it is done; no ``warn_alloc_failed`` line when it fails."""
     clock = kernel.clock
     tracer = kernel.tracer
     start = clock.now()
@@ -178,7 +190,9 @@ def __alloc_pages_slowpath(kernel: "Kernel", task: Task, gfp: GFP, order: int,
 
 def __alloc_pages_slowpath_once(kernel: "Kernel", task: Task, gfp: GFP, order: int,
                                 owner: object, loop: AllocRetry) -> tuple[bool, int | None]:
-    """One iteration of the retry loop: (done, page)."""
+    """One iteration of 4.6's retry loop: (done, page). Not modelled:
+    kswapd, compaction, the PF_MEMALLOC recursion check, ALLOC_HIGH and
+    ALLOC_HARDER, and reclaim progress (direct reclaim never frees here)."""
     pfn = get_page_from_freelist(kernel, owner, AllocFlags.ALLOC_WMARK_MIN)
     if pfn is None and task.tif_memdie and not gfp & __GFP_NOMEMALLOC:
         # TIF_MEMDIE lets the victim dip into the reserves below min.
@@ -207,9 +221,11 @@ def __alloc_pages_slowpath_once(kernel: "Kernel", task: Task, gfp: GFP, order: i
 
 
 def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int) -> None:
-    """4.9-4.15's stall warning (only designs whose ``warns_alloc_stalls``
-    says so print it). A decision: no warning once the plug is pulled.
-    The ``mode:%#x(%pGg)`` tail of 4.9's line is not printed yet."""
+    """The stall warning of 4.9 to 4.14 (63f53dea added it, 400e2249 removed
+    it in 4.15; ids not re-verified), printed only by designs whose
+    ``warns_alloc_stalls`` says so; neither 4.6 tree prints it. A decision:
+    no warning once the plug is pulled. The ``mode:%#x(%pGg)`` tail of 4.9's
+    line is not printed yet."""
     with kernel.decision():
         with kernel.stats.lock:
             kernel.stats.alloc_stalls += 1
@@ -221,6 +237,10 @@ def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int) -
 
 def __alloc_pages_may_oom(kernel: "Kernel", task: Task, gfp: GFP, order: int,
                           owner: object) -> int | None:
+    """4.6's: oom_lock trylock, a last try at the high watermark, no OOM
+    kill for !__GFP_FS (unless __GFP_NOFAIL), ``out_of_memory``, then the
+    reserves for __GFP_NOFAIL. Its order, lowmem, __GFP_THISNODE and
+    ``pm_suspended_storage`` exits cannot arise (order 0, one zone)."""
     # A trylock: an allocator must not sleep on oom_lock behind the OOM
     # killer, which itself sleeps a jiffy holding it after a kill.
     if not kernel.oom_lock.trylock():

@@ -4,6 +4,9 @@ A policy is chosen per ``Kernel``. Its ops decide which kernel threads start
 at boot and what the OOM killer does with a victim's mm after the kill. The
 base class is the design without a reaper; each design's module subclasses
 it, and ``kernel.py`` maps every ``Policy`` to its ops class.
+
+The ops classes are the lab's machinery; each flag below names the kernel
+version or commit whose behaviour it switches on.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ class PolicyOps:
     policy = Policy.NONE
     #: "%s: page allocation stalls for %ums, order:%u, mode:%#x(%pGg)" came in
     #: 4.9 (63f53dea, "mm: warn about allocations which stall for too long")
-    #: and went in 4.15 (400e2249): neither 4.6 tree prints it.
+    #: and went in 4.15 (400e2249; neither id re-verified at the source):
+    #: neither 4.6 tree prints it.
     warns_alloc_stalls = False
     #: The tree has the oom tracepoints mark_victim, wake_reaper,
     #: start_task_reaping, finish_task_reaping and skip_task_reaping (each
@@ -56,7 +60,8 @@ class PolicyOps:
     #: (PF_EXITING) and still has its mm aborts the scan (OOM_SCAN_ABORT), so
     #: the OOM killer waits for it instead of killing anybody. Johannes
     #: Weiner's "mm: oom_kill: don't ignore oom score on exiting tasks"
-    #: (6a618957, merged in 4.6-rc1 before aac45363) removed it: in both 4.6
+    #: (6a618957, id not re-verified; merged in 4.6-rc1 before aac45363)
+    #: removed it: in both 4.6
     #: trees an exiting task is scored like the others. True only for a 4.5
     #: design, where an exiting task stuck in exit_mm locks the machine up.
     exiting_task_aborts_scan = False

@@ -14,7 +14,8 @@ and counts the rest as missed. As 4.6 does it:
 So the "callbacks suppressed" line comes at the next call after an interval
 has run out, just before that call's own (allowed) output; a suppression
 followed by no later call is never reported. Printing it when the state is
-released instead (RATELIMIT_MSG_ON_RELEASE) is 4.8 (6b1d174b), not modelled.
+released instead (RATELIMIT_MSG_ON_RELEASE) came later (6b1d174b, 4.8;
+neither id nor version verified at the source), not modelled.
 """
 
 from __future__ import annotations

@@ -42,6 +42,10 @@ wake above are the same in both.
 Lockdep: a task asleep in ``down_read``/``down_write`` lists the rwsem in
 lockdep's dumps already (4.6's ``rwsem_acquire[_read]()`` comes before the
 sleep), not in ``held_locks`` (see ``lockdep``).
+
+The Python API (``acquire_read``, ``read()``, ``write()``, deadlines) and
+the introspection methods are the lab's; the kernel-named ones follow 4.6
+unless their docstrings say otherwise.
 """
 
 from __future__ import annotations
@@ -135,8 +139,9 @@ class RwSemaphore(SleepingLock):
 
     def down_read_killable(self) -> int:
         """down_read_killable(): 0, or -EINTR if SIGKILL came while waiting.
-        Not in 4.6: it came in Linux 4.15 (for the OOM reaper's sake); the
-        model offers it for the later designs."""
+        Not in 4.6: it came in Linux 4.15 (76f8507f7a64, "locking/rwsem: Add
+        down_read_killable()", v4.14-rc4-65; why it was added was not
+        verified at the source); the model offers it for the later designs."""
         res = self._down(False, TaskState.TASK_KILLABLE, None, sys._getframe(1).f_code)
         return 0 if res is SleepResult.WOKEN else -Errno.EINTR
 
@@ -198,8 +203,9 @@ class RwSemaphore(SleepingLock):
 
     def down_write_killable(self) -> int:
         """down_write_killable(): 0, or -EINTR if SIGKILL came while waiting.
-        Not in 4.6: it came in Linux 4.7 (mmap_sem's killable writers); the
-        model offers it for the later designs."""
+        Not in 4.6: it came in Linux 4.7 (916633a40370, Michal Hocko, so that
+        mmap_sem writers can be killed; id not re-verified); the model offers
+        it for the later designs."""
         res = self._down(True, TaskState.TASK_KILLABLE, None, sys._getframe(1).f_code)
         return 0 if res is SleepResult.WOKEN else -Errno.EINTR
 
@@ -388,6 +394,7 @@ def down_read_trylock(sem: RwSemaphore) -> bool:
 
 
 def down_read_killable(sem: RwSemaphore) -> int:
+    """Not in 4.6 (4.15): see ``RwSemaphore.down_read_killable``."""
     return sem.down_read_killable()
 
 
@@ -404,6 +411,7 @@ def down_write_trylock(sem: RwSemaphore) -> bool:
 
 
 def down_write_killable(sem: RwSemaphore) -> int:
+    """Not in 4.6 (4.7): see ``RwSemaphore.down_write_killable``."""
     return sem.down_write_killable()
 
 

@@ -10,6 +10,12 @@ Every sleep in the model goes through ``sleep_on()``. It records the state
 and what the task waits on (``wchan``), so dumps and khungtaskd can read
 them, and it also watches for the harness pulling the plug, so that every
 thread can be unwound on shutdown whatever its sleep mode.
+
+Kernel semantics are Linux 4.6's (include/linux/sched.h, kernel/signal.c,
+kernel/time/timer.c): the task state and PF_* values, which sleeps a signal
+may end, SIGKILL to a whole thread group, the schedule_timeout_* family.
+The threads, ``sleep_on``, ``Waiter``, ``current_holder`` and the plug are
+the lab's machinery.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ TASK_STATE_MAX = 0x800
 
 
 def task_state_letter(state: TaskState) -> str:
-    """The letter ps and sysrq-t print: R S D Z X."""
+    """The letter 4.6's ``sched_show_task`` prints (the first set bit of the
+    state): R S D Z X; TASK_KILLABLE and TASK_IDLE read D."""
     if state & TaskState.EXIT_DEAD:
         return "X"
     if state & TaskState.EXIT_ZOMBIE:
@@ -71,7 +78,7 @@ def task_state_letter(state: TaskState) -> str:
 
 
 class PF(enum.IntFlag):
-    """``task->flags`` the model uses."""
+    """``task->flags`` the model uses, with 4.6's values."""
 
     PF_EXITING = 0x00000004
     PF_MEMALLOC = 0x00000800
@@ -238,7 +245,9 @@ def signal_wake_up(task: Task) -> None:
 
 
 def send_sigkill(p: Task) -> None:
-    """SIGKILL to ``p``'s whole thread group (do_send_sig_info, group=true)."""
+    """SIGKILL to ``p``'s whole thread group, as 4.6's OOM killer sends it
+    (do_send_sig_info(SIGKILL, SEND_SIG_FORCED, p, true)): every live thread
+    gets it pending and is woken if its sleep lets a fatal signal in."""
     p.signal.group_exit = True
     for t in p.thread_group():
         if t.state & (TaskState.EXIT_DEAD | TaskState.EXIT_ZOMBIE):
@@ -254,7 +263,8 @@ def wake_up_process(task: Task) -> None:
 
 
 def return_to_user(task: Task | None = None) -> None:
-    """A return-to-user point: a pending SIGKILL unwinds the body here."""
+    """A return-to-user point: a pending SIGKILL unwinds the body here (the
+    lab's stand-in for 4.6's signal check on the way back to user space)."""
     task = task or current()
     if task is None:
         return
@@ -266,7 +276,8 @@ def return_to_user(task: Task | None = None) -> None:
 
 def sleep_on(state: TaskState, wchan: object, until: Callable[[], bool] | None = None,
              deadline: float | None = None) -> SleepResult:
-    """The model's one wait primitive.
+    """The model's one wait primitive (the lab's; kernel sleeps that take a
+    state, as 4.6's, are built on it).
 
     Sleeps in ``state`` until ``until()`` is true (rechecked after every
     wake), the ``deadline`` (``kernel.clock.monotonic()`` seconds: real time, or
@@ -349,6 +360,9 @@ def schedule_timeout_killable(jiffies: float, wchan: object = "schedule_timeout"
 
 
 def schedule_timeout_idle(jiffies: float, wchan: object = "schedule_timeout") -> SleepResult:
+    """TASK_IDLE: uninterruptible, but not counted as load and skipped by
+    khungtaskd. Added by 69b27baf, "sched: add schedule_timeout_idle()",
+    merged in 4.6-rc1 just before aac45363 for the reaper's sake."""
     return schedule_timeout(TaskState.TASK_IDLE, jiffies, wchan)
 
 

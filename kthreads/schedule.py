@@ -17,6 +17,8 @@ run recorded, enough to run it again:
 (workload seed, policy, strategy, schedule seed) decides a controlled run;
 its ``Schedule`` replays it with ``Sched.REPLAY``, and a free run's replays
 it as closely as the model allows with ``Sched.FOLLOW``.
+
+Lab machinery: no kernel has any of this.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Taken without stopping the world: each field is read once, so a snapshot is
 consistent per object, not across objects (like /proc).
+
+Lab machinery: the views and their fields are the lab's, not a kernel
+interface (the state letters are those of 4.6's ``sched_show_task``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ the stacks it needs in *one* call, with the cyclic garbage collector paused
 around it, and formats them afterwards: ``model_call_traces(tasks)`` for
 khungtaskd and lockup reports, ``thread_stacks(threads)`` for a shutdown that
 names the threads that did not stop.
+
+Reading stacks is lab machinery (a call trace is the Python stack, not a
+kernel one). ``sched_show_task`` prints in Linux 4.6's format, see there.
 """
 
 from __future__ import annotations
@@ -106,8 +109,12 @@ def thread_stacks(threads: Iterable[threading.Thread]) -> dict[threading.Thread,
 
 
 def sched_show_task(t: "Task", trace: list[str] | None = None) -> list[str]:
-    """The lines of ``sched_show_task()``: a ps-like line and the call trace
-    (``trace`` if the caller already read it with ``model_call_traces``)."""
+    """The lines of Linux 4.6's ``sched_show_task()``: a ps-like line and the
+    call trace (``trace`` if the caller already read it with
+    ``model_call_traces``). Differences: 4.6 also prints the task's saved PC
+    (``thread_saved_pc``) between the state letter and the free-stack
+    column, which the model leaves out (from memory, not verified at the
+    source); free stack is printed as 0 and the parent pid as 1."""
     flags = (TIF.TIF_MEMDIE if t.tif_memdie else 0) | (TIF.TIF_SIGPENDING if t.sigkill_pending else 0)
     lines = [f"{t.comm:<15.15} {t.state_letter} {0:5d} {t.pid:5d} {1:6d} 0x{int(flags):08x}",
              "Call Trace:"]

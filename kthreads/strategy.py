@@ -1,5 +1,7 @@
 """Who runs next on a controlled CPU: the seeded scheduling strategies.
 
+Lab machinery (a test scheduler), not a model of the kernel's scheduler.
+
 * ``random``: at every scheduling point, a uniform choice among the running
   task and the ready ones.
 * ``pct``: Probabilistic Concurrency Testing (Burckhardt, Kothari, Musuvathi,

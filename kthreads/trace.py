@@ -12,6 +12,11 @@ routine events for one iteration (``hold_back``/``release_held``): if the
 iteration records only routine events they are dropped and handed back to
 the caller to count; the first other event flushes them into the ring, in
 order, ahead of itself. So a looping allocator does not flood the ring.
+
+Lab machinery: the ring, the hold-back and the lab's stream are the lab's.
+What is kernel-shaped is the text: a dmesg line is printk's timestamp and
+message as 4.6 prints them, and ``SchedRecord`` carries what 4.6's
+sched_switch / sched_wakeup tracepoints report.
 """
 
 from __future__ import annotations

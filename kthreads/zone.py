@@ -20,6 +20,14 @@ Memory: four bytes per page, whatever the zone size. One C ``int`` per page,
 
 Per-owner counts make "how many pages does this mm still own" O(1), so an
 exiting mm never scans the zone.
+
+Kernel semantics (Linux 4.6): the watermark test is ``__zone_watermark_ok``'s
+for an order-0 page with no lowmem reserve (free pages must stay above the
+mark; ALLOC_NO_WATERMARKS skips it), and the default low and high marks are
+min + min/4 and min + min/2, as 4.6's ``__setup_per_zone_wmarks`` gives
+for a small zone. The default ``min`` (nr_pages/32) is the lab's choice, not
+``min_free_kbytes``' formula. The owner map, the ownership checks and the
+page ids are the lab's machinery.
 """
 
 from __future__ import annotations
@@ -152,7 +160,9 @@ class Zone:
             lock.release()
 
     def rmqueue_bulk(self, owner: object, count: int, flags: AllocFlags) -> list[int] | None:
-        """Take ``count`` pages under one zone->lock hold, all or none."""
+        """Take ``count`` pages under one zone->lock hold, all or none (the
+        lab's set-up helper; the kernel's rmqueue_bulk refills per-cpu
+        lists and is not modelled)."""
         sched_point()
         mark = self.wmark[flags]
         with self.lock:
