@@ -306,11 +306,12 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
         # reserves from the user space under its control".
         send_sigkill(victim)
         mark_oom_victim(kernel, victim)
-        line = (f"Killed process {victim.pid} ({victim.comm}) total-vm:{mm.total_vm * PAGE_KB}kB, "
-                f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
-                f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
-                f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
-    kernel.printk(line, LogLevel.KERN_ERR, current())
+        # Printed still under task_lock, as 4.6 does.
+        kernel.printk(f"Killed process {victim.pid} ({victim.comm}) total-vm:{mm.total_vm * PAGE_KB}kB, "
+                      f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+                      f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+                      f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
+                      LogLevel.KERN_ERR, current())
     kernel.stats.oom_kills += 1
 
     # Kill every other process sharing the victim's mm. A sharer we may not
