@@ -284,10 +284,14 @@ class Cpu:
         # Set by the kernel: the blocked tasks and what each waits on.
         self.describe_blocked: Callable[[], str] = lambda: ""
         # Set by the kernel, to trace the scheduler: on_switch(prev, next)
-        # as the CPU changes hands, on_wake(waker or None for a timer, woken)
-        # as a sleeper becomes runnable. Called under the CPU's lock.
-        self.on_switch: Callable[[Runner, Runner], None] | None = None
+        # as the CPU changes hands, where None is the idle task: (runner,
+        # None) as time is about to pass with nobody runnable, answering
+        # whether the CPU really went idle (a task napping in TASK_RUNNING
+        # keeps it); on_wake(waker or None for a timer, woken) as a sleeper
+        # becomes runnable. Called under the CPU's lock.
+        self.on_switch: Callable[[Runner | None, Runner | None], bool] | None = None
         self.on_wake: Callable[[Runner | None, Runner], None] | None = None
+        self.idle = False  # the trace's view: the idle task has the CPU while time passes
         self._last_look: tuple[float, int] | None = None  # see poke()
         if not hasattr(this_thread, "holder"):
             this_init()
@@ -380,9 +384,13 @@ class Cpu:
 
     def _run_locked(self, nxt: Runner) -> None:
         nxt.state = RunState.RUNNING
-        if nxt is not self.current:
+        if self.idle:
+            self.idle = False
             if self.on_switch is not None:
-                self.on_switch(self.current, nxt)
+                self.on_switch(None, nxt)
+        elif nxt is not self.current and self.on_switch is not None:
+            self.on_switch(self.current, nxt)
+        if nxt is not self.current:
             self.current = nxt
             self.switches.append([self.steps, nxt.pid])
             self.strategy.on_run(self, nxt)
@@ -435,6 +443,10 @@ class Cpu:
             if nxt is me:
                 me.state = RunState.RUNNING
                 self.current = me
+                if self.idle:
+                    self.idle = False
+                    if self.on_switch is not None:
+                        self.on_switch(None, me)
             elif nxt is not None:
                 self._run_locked(nxt)
         if nxt is not me:
@@ -567,6 +579,8 @@ class Cpu:
         if not timed:
             self.deadlock = self.describe_blocked()
             return []
+        if self.on_switch is not None and not self.idle:
+            self.idle = self.on_switch(self.current, None)
         self.advance_locked(min(r.deadline for r in timed))  # type: ignore[type-var]
         return self.ready()
 

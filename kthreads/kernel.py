@@ -35,7 +35,8 @@ from .policy import Policy, PolicyOps
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
 from .schedule import EventOrder, SchedConfig, Schedule
-from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_DEAD, TASK_STATE_MAX, SignalStruct, Task, current,
+from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_DEAD, TASK_STATE_MAX, SignalStruct, Task, TaskState,
+                    current,
                     task_state_letter)
 from .snapshot import KernelSnapshot, ReaperStatus, take_snapshot
 from .stacktrace import thread_stacks
@@ -461,24 +462,43 @@ class Kernel:
                         **fields)
 
     # -- the scheduler as ftrace sees it (controlled CPU only) -----------------
-    def _note_switch(self, prev: Runner, nxt: Runner) -> None:
-        """sched_switch: prev's state as the kernel's bits, as 4.6's
-        tracepoint reports it. A runner switched out while runnable was
-        preempted (R+, TASK_STATE_MAX added); one that finished is TASK_DEAD."""
-        if prev.state is RunState.DONE:
+    def _note_switch(self, prev: Runner | None, nxt: Runner | None) -> bool:
+        """sched_switch, prev's state as the kernel's bits; None is the idle
+        task, and the harness (pid 0) stands for it too. A runner switched
+        out while runnable, or napping in TASK_RUNNING (direct reclaim's
+        scan), was preempted (R+); one that finished is TASK_DEAD. Returns
+        whether the CPU went idle: a napping task keeps it while time passes."""
+        prev_pid = prev.pid if prev is not None else 0
+        next_pid = nxt.pid if nxt is not None else 0
+        task = prev.task if prev is not None else None
+        if nxt is None and task is not None and prev.state is RunState.BLOCKED and \
+                task.state == TaskState.TASK_RUNNING:
+            return False
+        if prev_pid == next_pid:
+            return True  # the harness and the idle task are one pid 0
+        if prev is None or task is None:
+            state = 0
+        elif prev.state is RunState.DONE:
             state = TASK_DEAD
-        elif prev.state is RunState.BLOCKED and prev.task is not None:
-            state = int(prev.task.state)
-        elif prev.state in (RunState.READY, RunState.HELD) and prev.task is not None:
-            state = TASK_STATE_MAX  # preempted: "R+"
+        elif prev.state is RunState.BLOCKED and task.state != TaskState.TASK_RUNNING:
+            state = int(task.state)
         else:
-            state = 0  # the harness, which stands for the idle task
-        self.tracer.note_sched(SCHED_SWITCH, prev.pid, state, nxt.pid)
+            state = TASK_STATE_MAX  # preempted: "R+"
+        self.tracer.note_sched(SCHED_SWITCH, prev_pid, state, next_pid)
+        return True
 
     def _note_wake(self, waker: Runner | None, woken: Runner) -> None:
-        """sched_wakeup (4.6's tracepoint), from the waker's context (a timer's: pid 0)."""
-        if woken.task is not None:
-            self.tracer.note_sched(SCHED_WAKEUP, waker.pid if waker is not None else 0, woken.pid)
+        """sched_wakeup (4.6's tracepoint), from the waker's context (a timer's:
+        pid 0). A task napping in TASK_RUNNING was never asleep, and
+        try_to_wake_up traces nothing for it."""
+        task = woken.task
+        if task is None or task.state == TaskState.TASK_RUNNING:
+            return
+        if waker is None and self.cpu is not None and not self.cpu.idle:
+            # A timer firing while a task naps in TASK_RUNNING (it kept the
+            # CPU): the interrupt comes in that task's context.
+            waker = self.cpu.current
+        self.tracer.note_sched(SCHED_WAKEUP, waker.pid if waker is not None else 0, woken.pid)
 
     def dmesg_text(self) -> str:
         return "\n".join(str(line) for line in self.dmesg())

@@ -218,7 +218,7 @@ def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
     kernel.printk(f"{comm} invoked oom-killer: gfp_mask={oc.gfp_mask:#x}({format_gfp(oc.gfp_mask)}), "
                   f"order={oc.order}, oom_score_adj={adj}", LogLevel.KERN_WARNING, cur)
     z = kernel.zone
-    kernel.lab(f"show_mem (not printed by the model): the zone has free:{z.nr_free * PAGE_KB}kB "
+    kernel.lab(f"show_mem() omitted (4.6 prints per-zone counters here); the zone: free:{z.nr_free * PAGE_KB}kB "
                f"min:{z.wmark_min * PAGE_KB}kB low:{z.wmark_low * PAGE_KB}kB "
                f"high:{z.wmark_high * PAGE_KB}kB present:{z.nr_pages * PAGE_KB}kB", cur)
     dump_tasks(kernel)

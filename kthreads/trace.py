@@ -28,7 +28,7 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Iterator, NamedTuple
+from typing import Any, Callable, Collection, NamedTuple
 
 from loguru import logger
 
@@ -309,8 +309,6 @@ class Tracer:
         """dmesg and the lab's lines, interleaved as they were written."""
         return [str(line) for line in list(self._console)]
 
-    def iter_text(self) -> Iterator[str]:
-        return (str(line) for line in list(self._dmesg))
 
 
 #: A call-trace line as printk prints it: " Mutex.__enter__+98" (3.11+) or

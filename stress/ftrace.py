@@ -35,7 +35,7 @@ own header, on lines marked ``# lab:``, which trace readers skip as comments.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, TextIO
 
 from kthreads import SCHED_SWITCH, SCHED_WAKEUP, Ev, Kernel, Policy
 from kthreads.jiffies import dmesg_stamp
@@ -56,9 +56,10 @@ STATE_LETTERS = ((0x1, "S"), (0x2, "D"), (0x4, "T"), (0x8, "t"), (0x10, "Z"), (0
 CLONE_FORK = 0x11
 CLONE_THREAD_FLAGS = 0x3d0f00
 CLONE_KTHREAD = 0x800711
-#: signal_generate's code for the kernel's own SIGKILL (SEND_SIG_FORCED:
-#: SI_KERNEL) and its result TRACE_SIGNAL_DELIVERED.
-SI_KERNEL = 0x80
+#: signal_generate's code for the OOM killer's SIGKILL: 4.6's
+#: TP_STORE_SIGINFO stores SI_USER for SEND_SIG_FORCED (and SEND_SIG_NOINFO);
+#: res=0 is TRACE_SIGNAL_DELIVERED.
+SI_USER = 0
 REAPER_TRACEPOINTS = frozenset({Ev.MARK_VICTIM, Ev.WAKE_REAPER, Ev.START_TASK_REAPING,
                                 Ev.FINISH_TASK_REAPING, Ev.SKIP_TASK_REAPING})
 
@@ -78,6 +79,7 @@ class TraceInput:
     sched: list[tuple[int, float, str, int, int, int]] = field(default_factory=list)
     comms: dict[int, str] = field(default_factory=dict)
     lost: int = 0
+    sched_expected: int | None = None  # scheduler records the log's header announces
 
     @classmethod
     def from_kernel(cls, k: Kernel) -> "TraceInput":
@@ -102,7 +104,9 @@ class TraceInput:
         if isinstance(raw, dict):
             comms = {int(pid): str(comm) for pid, comm in raw.items() if str(pid).isdigit()}
         events = [(e.t, e.name, e.pid, e.comm, e.fields, e.cur, e.pos) for e in log.events]
-        return cls(policy, controlled, events, list(log.sched), comms, log.lost)
+        expected = header.get("sched_records")
+        expected = expected if isinstance(expected, int) and not isinstance(expected, bool) else None
+        return cls(policy, controlled, events, list(log.sched), comms, log.lost, expected)
 
 
 def task_column(comm: str, pid: int) -> str:
@@ -145,16 +149,21 @@ class _Writer:
         if pid and comm:
             self.comms.setdefault(pid, comm)
         if name == Ev.TASK_NEWTASK:
+            # copy_process fires it before the child is renamed, so the comm
+            # is the parent's: kthreadd for a kthread, the process for a
+            # thread. A process's parent is the lab's harness, which the
+            # kernel never saw: its own name stands in.
+            tgid = fields.get("tgid", pid)
             if fields.get("kthread"):
-                flags = CLONE_KTHREAD
-            elif fields.get("tgid", pid) != pid:
-                flags = CLONE_THREAD_FLAGS
+                flags, comm = CLONE_KTHREAD, "kthreadd"
+            elif tgid != pid:
+                flags, comm = CLONE_THREAD_FLAGS, self.comms.get(tgid, comm)
             else:
                 flags = CLONE_FORK
             self.emit(t, cur, "task_newtask", f"pid={pid} comm={comm[:15]} clone_flags={flags:x} "
                       f"oom_score_adj={int(fields.get('oom_score_adj', 0))}")
         elif name == Ev.SIGNAL_GENERATE:
-            self.emit(t, cur, "signal_generate", f"sig={int(fields.get('sig', 9))} errno=0 code={SI_KERNEL} "
+            self.emit(t, cur, "signal_generate", f"sig={int(fields.get('sig', 9))} errno=0 code={SI_USER} "
                       f"comm={comm[:15]} pid={pid} grp=1 res=0")
         elif name == Ev.SCHED_PROCESS_EXIT:
             self.emit(t, cur, "sched_process_exit", f"comm={comm[:15]} pid={pid} prio={DEFAULT_PRIO}")
@@ -194,42 +203,12 @@ def ftrace_lines(src: TraceInput) -> list[str]:
         if first_pos is not None and first_pos <= r[0] <= end:
             items.append((r[0], 0, r[1:]))
     items.sort(key=lambda item: (item[0], item[1]))
-    for payload in _idle_between(items):
-        if len(payload) == 6:
+    for _, kind, payload in items:
+        if kind == 1:
             w.event(*payload)
         else:
             w.sched(*payload)
     return w.lines
-
-
-def _idle_between(items: list[tuple[int, int, tuple[Any, ...]]]) -> Iterator[tuple[Any, ...]]:
-    """The records in order, with the idle task put where time passed.
-
-    The controlled CPU fires timers (a wake-up from pid 0) only when nobody
-    can run, inside the switch away from a task that just went to sleep, and
-    records that switch after the wake-ups. In the kernel the sleeper first
-    switches to the idle task, the timer fires there, and idle switches to
-    the woken task. So a timer's wake-up while a task is current becomes
-    "task -> swapper/0", the wake-ups, then "swapper/0 -> next".
-    """
-    cur: int | None = None
-    rewritten: dict[int, tuple[Any, ...]] = {}
-    for i, (_, kind, payload) in enumerate(items):
-        if kind == 0:
-            payload = rewritten.pop(i, payload)
-            t, sk, a, b, c = payload
-            if sk == SCHED_WAKEUP and a == 0 and cur not in (None, 0):
-                # The switch away from the current task that follows.
-                j = next((j for j in range(i + 1, len(items)) if items[j][1] == 0
-                          and items[j][2][1] == SCHED_SWITCH and items[j][2][2] == cur), None)
-                if j is not None:
-                    _, _, prev, state, nxt = items[j][2]
-                    yield (t, SCHED_SWITCH, prev, state, 0)
-                    rewritten[j] = (items[j][2][0], SCHED_SWITCH, 0, 0, nxt)
-                    cur = 0
-            elif sk == SCHED_SWITCH:
-                cur = c
-        yield payload
 
 
 HEADER = """\
@@ -252,6 +231,9 @@ def lab_notes(src: TraceInput) -> list[str]:
              f"stands for the lab's harness; latency flags not modelled"]
     if not src.controlled:
         notes.append("# lab: a free run (real threads): no sched_switch or sched_wakeup was recorded")
+    elif src.sched_expected is not None and src.sched_expected > len(src.sched):
+        notes.append(f"# lab: {src.sched_expected - len(src.sched)} of {src.sched_expected} scheduler "
+                     f"records are missing from the log (it is partial): switches and wake-ups are incomplete")
     if src.lost:
         notes.append(f"# lab: the flight recorder's ring overwrote {src.lost} earlier events")
     return notes
@@ -266,12 +248,3 @@ def write_ftrace(src: TraceInput, out: TextIO) -> int:
     for line in lines:
         out.write(line + "\n")
     return len(lines)
-
-
-def summary(lines: Iterable[str]) -> str:
-    """'412 lines: 300 sched_switch, ...' for the terminal."""
-    counts: dict[str, int] = {}
-    for line in lines:
-        name = line.split(": ", 2)[1] if line.count(": ") >= 2 else "?"
-        counts[name] = counts.get(name, 0) + 1
-    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))

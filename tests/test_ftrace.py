@@ -218,3 +218,53 @@ def test_bad_ftrace_paths_are_usage_errors(tmp_path, capsys):
     assert main(["run", "lockup-mutex", "--policy", "none", "--sched", "pct", "-q", "--log", str(log)]) == 0
     rc = main(["postmortem", str(log), "--ftrace", str(log)])
     assert rc == ExitStatus.USAGE and "would overwrite the input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, policy", [("lockup-mutex", Policy.NONE), ("second-victim", Policy.PATCH1)])
+def test_a_task_runs_only_after_a_switch_to_it_and_time_passes_only_on_the_idle_task(name, policy):
+    """Every stretch of a task on the CPU begins with a switch to it, and a
+    timer's wake-up (from <idle>) fires only while the idle task runs."""
+    _, lines = trace_of(name, policy)
+    running, last_t = None, 0.0
+    for m in parsed(lines):
+        t = int(m.group("secs")) + int(m.group("us")) / 1e6
+        assert t >= last_t  # time never goes back
+        last_t = t
+        args = m.group("args")
+        if m.group("event") == "sched_switch":
+            fields = dict(kv.split("=", 1) for kv in args.replace(" ==> ", " ").split())
+            assert fields["prev_pid"] != fields["next_pid"]  # no switch from a task to itself
+            running = int(fields["next_pid"])
+        elif m.group("event") == "sched_wakeup" and int(m.group("pid")) == 0:
+            assert running in (None, 0), m.group(0)
+
+
+def test_a_task_napping_in_task_running_is_never_woken():
+    """Direct reclaim's nap is TASK_RUNNING: try_to_wake_up traces nothing for
+    it, so a looping allocator shows no stream of wake-ups."""
+    res, lines = trace_of("lockup-mutex", Policy.NONE)
+    w = res.roles["writer"]
+    wakes = [line for line in lines if ": sched_wakeup: " in line and f" pid={w} " in line]
+    naps = res.counters["oom_aborts"]
+    assert naps > 100 and len(wakes) < 10
+
+
+def test_task_newtask_prints_the_parents_comm():
+    _, lines = trace_of("mmap-sem-writer", Policy.PATCH1)
+    news = [line for line in lines if ": task_newtask: " in line]
+    assert any("comm=kthreadd " in line and "clone_flags=800711" in line for line in news)  # oom_reaper
+    thread = next(line for line in news if "clone_flags=3d0f00" in line)
+    assert "comm=victim " in thread  # mmapper, a thread of victim, before it was named
+
+
+def test_a_partial_log_says_its_switches_are_missing(tmp_path, capsys):
+    log = tmp_path / "l.jsonl"
+    assert main(["run", "lockup-mutex", "--policy", "none", "--sched", "pct", "-q", "--log", str(log)]) == 0
+    lines = log.read_text().splitlines()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(line for line in lines if '"sched_records"' not in line or line is lines[0]) + "\n")
+    out = tmp_path / "t"
+    assert main(["postmortem", str(cut), "--ftrace", str(out)]) == ExitStatus.OK
+    text = out.read_text()
+    assert "scheduler records are missing from the log (it is partial)" in text
+    assert ": sched_switch: " not in text

@@ -376,15 +376,17 @@ class _Reader:
         self.events.append(ev)
 
     def sched_records(self, no: int, records: Any) -> None:
-        good = []
+        """A line of scheduler records: the well-formed ones are kept, a
+        malformed one is skipped and counted (once per line)."""
+        bad = 0
         for r in records if isinstance(records, list) else [None]:
             if isinstance(r, list) and len(r) == 6 and r[2] in (SCHED_SWITCH, SCHED_WAKEUP) and \
                     all(_is_number(x) and float(x).is_integer() for x in (r[0], *r[3:])) and _is_number(r[1]):
-                good.append((int(r[0]), float(r[1]), r[2], int(r[3]), int(r[4]), int(r[5])))
+                self.sched.append((int(r[0]), float(r[1]), r[2], int(r[3]), int(r[4]), int(r[5])))
             else:
-                self.skip(no, Skip.CORRUPT, f"corrupt scheduler records skipped ({str(r)[:40]})")
-                return
-        self.sched.extend(good)
+                bad += 1
+        if bad:
+            self.skip(no, Skip.CORRUPT, f"{bad} corrupt scheduler record{'s' if bad > 1 else ''} skipped")
 
     def finish(self) -> FlightLog:
         assert self.header is not None
