@@ -10,8 +10,10 @@ again at every later check while it stays asleep: 4.6 keeps no memory of
 what it reported. Each report fires the ``sched_process_hang`` tracepoint
 (the lab's ``hung_task`` event) and, while the ten warnings of a boot last,
 prints the report, the task's stack and the locks that task holds
-(``debug_show_held_locks``). Once the warnings are used up nothing more is
-printed, but the event is still recorded at every check.
+(``debug_show_held_locks``). The stack in dmesg is the kernel call trace the
+model's Python stack stands for (``stacktrace.kernel_call_trace``); the
+Python stack itself follows in the lab's stream. Once the warnings are used
+up nothing more is printed, but the event is still recorded at every check.
 
 Sources: a Linux 4.6 copy of kernel/hung_task.c with its comments stripped
 and its whitespace squeezed (``garghub/TROVON``,
@@ -37,7 +39,7 @@ from .events import Ev
 from .lockdep import debug_show_held_locks
 from .sched import Task, TaskState, schedule_timeout
 from .snapshot import describe_wchan
-from .stacktrace import model_call_traces, sched_show_task
+from .stacktrace import ModelStack, model_call_traces, model_stack_line, sched_show_task
 from .trace import LogLevel
 
 if TYPE_CHECKING:
@@ -169,25 +171,30 @@ def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[T
         if state.warnings_left != 0:
             if state.warnings_left > 0:
                 state.warnings_left -= 1
-            report_hung_task(kernel, state, t, traces.get(t.pid, []))
+            report_hung_task(kernel, state, t, traces.get(t.pid, ModelStack()))
         state.reported.setdefault(t.pid, now)
 
 
-def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, trace: list[str]) -> None:
+def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: ModelStack) -> None:
     """One report, as 4.6 prints it: two lines and the taint line at KERN_ERR,
-    ``sched_show_task()`` at KERN_INFO, then ``debug_show_held_locks(t)``:
+    ``sched_show_task()`` at KERN_INFO (its call trace the kernel functions
+    the model's ``stack`` stands for), then ``debug_show_held_locks(t)``:
     the hung task's own locks, printed without a level (the console's
     default, KERN_WARNING). ``touch_nmi_watchdog()`` has nothing to touch
     here, and ``hung_task_panic`` (0 by default) is not modelled. From 4.9
     or 4.10 on, khungtaskd prints ``debug_show_all_locks()`` instead of the
-    hung task's own locks; that is not this function."""
+    hung task's own locks; that is not this function.
+
+    Then, in the lab's stream (never dmesg), the model's own stack of the
+    task, which the kernel call trace only stands for."""
     me = state.task
     kernel.printk(f"INFO: task {t.comm}:{t.pid} blocked for more than {int(state.timeout)} seconds.",
                   LogLevel.KERN_ERR, me)
     kernel.printk(f"      Not tainted {UTS_RELEASE} {UTS_VERSION}", LogLevel.KERN_ERR, me)
     kernel.printk('"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
                   LogLevel.KERN_ERR, me)
-    for line in sched_show_task(t, trace):
+    for line in sched_show_task(t, stack):
         kernel.printk(line, LogLevel.KERN_INFO, me)
     for line in debug_show_held_locks(t):
         kernel.printk(line, LogLevel.KERN_WARNING, me)
+    kernel.lab(model_stack_line(t, stack), me)

@@ -14,15 +14,19 @@ slow path before it sleeps, cleared once the lock is taken or given up);
 ``lockdep_held(task)`` is lockdep's list, and the dumps print it.
 
 The bookkeeping hooks (``lock_acquired`` and the rest) and their events are
-the lab's; only what the dumps print stands for 4.6 lockdep output.
+the lab's; only what the dumps print stands for 4.6 lockdep output, in 4.6's
+format (``print_lock``): the lock's name, its class's usage bits, and where
+it was taken as a kernel symbol (``kallsyms``: synthetic addresses).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from .errors import LockBug
 from .events import Ev
+from .kallsyms import acquire_symbol, ip_sym, lock_call
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -33,14 +37,22 @@ if TYPE_CHECKING:
 #: building it is on every lock fast path, and a dataclass costs 4x more.
 HeldLock = tuple
 
+#: The usage bits lockdep prints for a lock class: per state (hardirq,
+#: softirq, reclaim_fs), for write then read, "+" once taken with that
+#: state enabled (irqs on; held across a __GFP_FS allocation), "." never.
+#: The model does not track them; these are what 4.x logs show for the
+#: classes the lab has: oom_lock ``{+.+...}`` (never held across an
+#: allocation), mmap_sem ``{++++++}``.
+LOCK_USAGE = {"oom_lock": "+.+...", "&mm->mmap_sem": "++++++"}
+#: Any other lock: taken in process context with irqs on and held across a
+#: GFP_KERNEL allocation, as i_mutex shows (``{+.+.+.}``); an rwsem also
+#: for read. The lab's assumption, not tracked.
+MUTEX_USAGE = "+.+.+."
+RWSEM_USAGE = "++++++"
+
 
 def held_lock_name(h: HeldLock) -> str:
     return getattr(h[0], "name", repr(h[0]))
-
-
-def held_lock_at(h: HeldLock) -> str:
-    at = h[2]
-    return at if isinstance(at, str) else at.co_name
 
 
 def lock_acquired(task: "Task", lock: object, read: bool, at: object) -> None:
@@ -111,28 +123,67 @@ def lock_released(task: "Task", lock: object) -> None:
     raise LockBug(f"{task.comm}/{task.pid} releases {getattr(lock, 'name', lock)} it does not hold")
 
 
+def lock_usage(lock: object) -> str:
+    """The usage bits 4.6's ``get_usage_chars()`` would give the lock's class
+    (see ``LOCK_USAGE``)."""
+    usage = LOCK_USAGE.get(getattr(lock, "name", ""))
+    if usage is not None:
+        return usage
+    return RWSEM_USAGE if getattr(lock, "kind", "") == "rw_semaphore" else MUTEX_USAGE
+
+
+def held_lock_acquire_ip(h: HeldLock) -> str:
+    """Where the lock was taken, as 4.6's ``print_ip_sym(acquire_ip)`` prints
+    it: ``[<address>] symbol+0xoff/0xsize``. acquire_ip is the return address
+    of the lock call, so the symbol is the caller's: the kernel function the
+    model function that took it stands for, or for a lock a task body took,
+    the system call that would take it (``kallsyms.user_site``)."""
+    lock, read, at = h
+    return ip_sym(acquire_symbol(at, lock, read), lock_call(lock, read))
+
+
+def print_lock(h: HeldLock) -> str:
+    """4.6's ``print_lock()``: `` (name){usage}, at: [<address>] symbol+0xoff/0xsize``
+    (``print_lock_name()`` opens with a space; no lock address, which came
+    in 4.16 or so; no ``#N`` name version: locks of one name are one class
+    to the model, as every mm's mmap_sem is one class to lockdep)."""
+    return f" ({held_lock_name(h)}){{{lock_usage(h[0])}}}, at: {held_lock_acquire_ip(h)}"
+
+
 def _print_held_locks(task: "Task", held: list[HeldLock]) -> list[str]:
-    """lockdep_print_held_locks() (4.6): the header line exact, one line per
-    lock simplified: 4.6 also prints the lock class's usage bits and the
-    acquire address with its symbol; the model prints the lock's name and
-    the function that took it."""
+    """lockdep_print_held_locks() (4.6): "N lock(s) held by comm/pid:", then
+    ``" #%d: "`` and ``print_lock()`` for each, in acquisition order."""
     n = len(held)
     lines = [f"{n} lock{'s' if n > 1 else ''} held by {task.comm}/{task.pid}:"]
     for i, h in enumerate(held):
-        lines.append(f" #{i}: ({held_lock_name(h)}), at: {held_lock_at(h)}")
+        lines.append(f" #{i}: {print_lock(h)}")
     return lines
 
 
-def debug_show_all_locks(kernel: "Kernel") -> list[str]:
+def debug_show_all_locks(kernel: "Kernel", running: bool = False) -> list[str]:
     """The lines of lockdep's debug_show_all_locks() (Linux 4.6): every task
-    with a lock in lockdep's view, including one it is asleep acquiring."""
-    lines = ["Showing all locks held in the system:"]
+    with a lock in lockdep's view (including one it is asleep acquiring),
+    between 4.6's framing: "Showing all locks held in the system:" after a
+    newline, and after the tasks a newline, the row of "=" and two newlines
+    (each newline a line of its own on the console: the empty strings). The
+    tasklist_lock retries ("hm, tasklist_lock locked, retrying...") cannot
+    happen here.
+
+    4.6 skips a task in TASK_RUNNING (but the caller): its held locks may be
+    changing under the reader. ``running=True`` lists those too: the lab's
+    lockup report wants every lock (4.16 or so started printing at least
+    their "N locks held by" line). Checked against a stored copy of an
+    older lockdep.c with the same loop and later copies with the skip moved
+    into lockdep_print_held_locks(); v4.6 itself was not read."""
+    me = threading.current_thread()
+    lines = ["", "Showing all locks held in the system:"]
     for task in kernel.tasks():
+        if not running and task.state_letter == "R" and task.thread is not me:
+            continue
         held = lockdep_held(task)
         if held:
             lines.extend(_print_held_locks(task, held))
-    lines.append("")
-    lines.append("=============================================")
+    lines += ["", "=============================================", ""]
     return lines
 
 

@@ -1,12 +1,19 @@
 """The verdict and, for a lockup, the full report, recorded in the flight
 recorder (structured) and in the lab's stream (text marked "# lab", never
-dmesg: no kernel printed it) before shutdown."""
+dmesg: no kernel printed it) before shutdown.
+
+The text borrows the kernel's formats where they fit (``sched_show_task``'s
+lines, with the kernel call trace the model's stack stands for; lockdep's
+lock dump), and adds what no kernel would print: each task's own Python
+stack (a "model stack of" line), and the locks of tasks in TASK_RUNNING,
+which 4.6's lock dump skips."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kthreads import Ev, Kernel, Task, debug_show_all_locks, model_call_traces, sched_show_task
+from kthreads.stacktrace import model_stack_line
 
 from .outcomes import Outcome, Shape
 from .verdict import blocking_tasks, chain_from, story_victim
@@ -44,8 +51,10 @@ def record_lockup_report(k: Kernel, chain: list[dict[str, Any]], aborts: int) ->
         "raced_exit": rs.raced_exit, "skipped": rs.skipped}
     live = [t for t in k.tasks() if t.state_letter not in "ZX"]
     stacks = model_call_traces(live)  # every stack in one read
-    k.tracer.record(Ev.LOCKUP_REPORT, 0, "", tasks=[task_report(t, stacks[t.pid]) for t in live],
-                    locks=debug_show_all_locks(k), oom_aborts=aborts, reaper=reaper,
+    locks = debug_show_all_locks(k, running=True)  # the running tasks' locks too
+    k.tracer.record(Ev.LOCKUP_REPORT, 0, "",
+                    tasks=[task_report(t, stacks[t.pid].lab_trace()) for t in live],
+                    locks=locks, oom_aborts=aborts, reaper=reaper,
                     chain=chain, last_progress=k.stats.last_progress)
     since = f"{k.stats.last_progress:.6f} s" if k.stats.last_progress else "boot"
     # The harness's report, not the kernel's: into the lab's stream, never dmesg.
@@ -54,6 +63,7 @@ def record_lockup_report(k: Kernel, chain: list[dict[str, Any]], aborts: int) ->
         if t.state_letter == "D" or t.alloc_since is not None:
             for line in sched_show_task(t, stacks[t.pid]):
                 k.lab(line)
-    for line in debug_show_all_locks(k):
+            k.lab(model_stack_line(t, stacks[t.pid]))
+    for line in locks:
         if line:
             k.lab(line)
