@@ -311,20 +311,24 @@ class Tracer:
 
 
 
-#: A call-trace line as printk prints it: " Mutex.__enter__+98" (3.11+) or
-#: " __enter__+98" (3.10, no co_qualname).
-_TRACE_LINE = re.compile(r"^ (?:[\w<>]+\.)*([\w<>]+)\+\d+$")
+#: The lab's line with a task's Python stack ("model stack of victim/101:
+#: sleep_on < Mutex.__enter__ < ..."): names are qualified on 3.11+ only.
+_MODEL_STACK = re.compile(r"^(model stack of [^:]*: )(.*)$")
 
 
 def _hash_event(h: Any, e: EventTuple) -> None:
-    """Hash one event. A call trace's lines are hashed by function name only:
-    their line numbers move with every edit of the model's source, and the
-    names they print differ between Python versions."""
+    """Hash one event. Python stacks are hashed by bare function name, or not
+    at all: their line numbers move with every edit of the model's source,
+    and qualified names exist on 3.11+ only (co_qualname)."""
     _, t, name, pid, comm, fields, cur, _ = e
-    if name == Ev.PRINTK:
-        m = _TRACE_LINE.match(fields.get("text", ""))
+    if name == Ev.LOCKUP_REPORT and isinstance(fields.get("tasks"), list):
+        fields = {**fields, "tasks": [{k: v for k, v in task.items() if k != "stack"}
+                                      if isinstance(task, dict) else task for task in fields["tasks"]]}
+    elif name == Ev.LAB:
+        m = _MODEL_STACK.match(fields.get("text", ""))
         if m is not None:
-            fields = {**fields, "text": m.group(1)}
+            names = " < ".join(f.rsplit(".", 1)[-1] for f in m.group(2).split(" < "))
+            fields = {**fields, "text": m.group(1) + names}
     h.update(f"{t:.9f}|{name}|{pid}|{comm}|{fields!r}|{cur}\n".encode())
 
 
