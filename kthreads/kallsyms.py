@@ -201,8 +201,19 @@ def frame_symbols(filename: str, name: str, qualname: str) -> tuple[FrameKind, t
     return FrameKind.KERNEL, (name,)
 
 
+#: inspect.CO_NESTED: the code of a function defined inside another.
+CO_NESTED = 0x10
+
+
 def code_symbols(code: CodeType) -> tuple[FrameKind, tuple[str, ...]]:
-    return frame_symbols(code.co_filename, code.co_name, getattr(code, "co_qualname", code.co_name))
+    qualname = getattr(code, "co_qualname", None)
+    if qualname is None:
+        # Python 3.10 has no co_qualname: tell a method (its first argument
+        # is self or cls) or a nested function by other means, so that a
+        # frame maps to the same symbols on every version.
+        method = code.co_argcount > 0 and code.co_varnames[0] in ("self", "cls")
+        qualname = f"?.{code.co_name}" if method or code.co_flags & CO_NESTED else code.co_name
+    return frame_symbols(code.co_filename, code.co_name, qualname)
 
 
 def lock_call(lock: object, read: bool) -> str:
