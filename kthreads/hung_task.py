@@ -49,12 +49,10 @@ if TYPE_CHECKING:
 #: value would mean "no limit", as the sysctl's -1 does).
 HUNG_TASK_WARNINGS = 10
 
-#: ``init_utsname()->release`` and the first word of ``->version``, which the
-#: report's second line prints. Both trees the lab models (aac45363^ and
-#: aac45363) sit in the 4.6 merge window, before v4.6-rc1 was tagged: their
-#: Makefile still says 4.5.0, and an untagged tree gets a "+". Reasoned from
-#: the merge dates, not read from a build.
-UTS_RELEASE = "4.5.0+"
+#: The first word of ``init_utsname()->version``, which the report's second
+#: line prints after the release (``PolicyOps.release``: "4.5.0+" for the
+#: trees in the 4.6 merge window, whose Makefile still said 4.5.0; reasoned
+#: from the merge dates, not read from a build).
 UTS_VERSION = "#1"
 
 
@@ -190,7 +188,7 @@ def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: Mod
     me = state.task
     kernel.printk(f"INFO: task {t.comm}:{t.pid} blocked for more than {int(state.timeout)} seconds.",
                   LogLevel.KERN_ERR, me)
-    kernel.printk(f"      Not tainted {UTS_RELEASE} {UTS_VERSION}", LogLevel.KERN_ERR, me)
+    kernel.printk(f"      Not tainted {kernel.policy_ops.release} {UTS_VERSION}", LogLevel.KERN_ERR, me)
     kernel.printk('"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
                   LogLevel.KERN_ERR, me)
     for line in sched_show_task(t, stack):

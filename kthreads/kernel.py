@@ -31,7 +31,7 @@ from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
 from .oom_reaper import Patch1Ops, ReaperState
-from .policy import Policy, PolicyOps
+from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
 from .schedule import EventOrder, SchedConfig, Schedule
@@ -46,6 +46,7 @@ from .zone import Zone
 
 #: Which ops class boots each design.
 POLICY_OPS: dict[Policy, type[PolicyOps]] = {
+    Policy.V4_5: V45Ops,
     Policy.NONE: PolicyOps,
     Policy.PATCH1: Patch1Ops,
 }

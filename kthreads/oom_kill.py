@@ -215,8 +215,12 @@ def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
     cur = current()
     comm = cur.comm if cur else "harness"
     adj = cur.signal.oom_score_adj if cur else 0
-    kernel.printk(f"{comm} invoked oom-killer: gfp_mask={oc.gfp_mask:#x}({format_gfp(oc.gfp_mask)}), "
-                  f"order={oc.order}, oom_score_adj={adj}", LogLevel.KERN_WARNING, cur)
+    # 4.5 prints the bare mask ("gfp_mask=0x%x"); the 4.6 trees add the
+    # flags' names ("%#x(%pGg)", a0795cd4).
+    gfp = (f"{oc.gfp_mask:#x}({format_gfp(oc.gfp_mask)})" if kernel.policy_ops.header_gfp_names
+           else f"0x{oc.gfp_mask:x}")
+    kernel.printk(f"{comm} invoked oom-killer: gfp_mask={gfp}, order={oc.order}, oom_score_adj={adj}",
+                  LogLevel.KERN_WARNING, cur)
     z = kernel.zone
     kernel.lab(f"show_mem() omitted (4.6 prints per-zone counters here); the zone: free:{z.nr_free * PAGE_KB}kB "
                f"min:{z.wmark_min * PAGE_KB}kB low:{z.wmark_low * PAGE_KB}kB "

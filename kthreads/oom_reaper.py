@@ -263,6 +263,12 @@ class Patch1Ops(PolicyOps):
     """``patch1``: aac45363. ``boot`` is its ``oom_init`` (start the
     kthread); ``after_kill`` is the end of its ``oom_kill_process``."""
 
+    commit = "aac45363"
+    title = "mm, oom: introduce oom reaper"
+    label = "Linux 4.6-rc1 at aac45363: 'mm, oom: introduce oom reaper'"
+    change = ("the oom_reaper kthread: a single mm_to_reap slot, 10 down_read_trylock(mmap_sem) tries "
+              "HZ/10 apart, unmap the victim's private memory; prints nothing")
+
     policy = Policy.PATCH1
 
     def boot(self, kernel: "Kernel") -> None:

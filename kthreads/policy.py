@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 
 class Policy(str, enum.Enum):
+    """The designs, in the order of the kernel's history: each is the one
+    before it plus one change (``PolicyOps.commit`` and ``title`` say which)."""
+
+    #: Linux 4.5: no reaper, and 4.5's OOM rules (an exiting task with an mm
+    #: aborts the scan; the header prints the gfp mask without names).
+    V4_5 = "v4.5"
     #: aac45363^: 4.6-rc1's mm merge just before the reaper, so that the A/B
     #: differs by the reaper alone (Johannes Weiner's "don't ignore oom score
     #: on exiting tasks" is already in).
@@ -28,6 +34,13 @@ class Policy(str, enum.Enum):
     #: aac45363, "mm, oom: introduce oom reaper": the first of the merged
     #: series (the commit order in 4.6-rc1; see KERNEL-HISTORY.md).
     PATCH1 = "patch1"
+
+    @property
+    def previous(self) -> "Policy | None":
+        """The design this one changes (None for the first)."""
+        members = list(type(self))
+        i = members.index(self)
+        return members[i - 1] if i else None
 
     @classmethod
     def parse(cls, text: str) -> "Policy":
@@ -42,6 +55,22 @@ class PolicyOps:
     """What differs between designs. The base class is ``none``."""
 
     policy = Policy.NONE
+    #: The tree: a commit (or a release tag), its title, and what it changed
+    #: from the design before it, for ``python -m stress policies``.
+    commit = "aac45363^"
+    title = "4.6-rc1's mm merge, just before 'mm, oom: introduce oom reaper'"
+    #: One line for banners.
+    label = "Linux 4.6-rc1 at aac45363^: no oom_reaper"
+    change = ("4.5's exiting-task abort gone (Johannes Weiner, 'mm: oom_kill: don't ignore oom score on "
+              "exiting tasks'); the OOM header names the gfp flags (a0795cd4, not re-verified)")
+    #: What ``uname -r`` says: khungtaskd's taint line prints it. The commits
+    #: between v4.5 and v4.6-rc1 build as "4.5.0+" (the Makefile says 4.5.0
+    #: until rc1; not verified at those commits).
+    release = "4.5.0+"
+    #: The OOM header prints the gfp mask with its flag names, "%#x(%pGg)":
+    #: a0795cd4, "mm, oom: print symbolic gfp_flags in oom warning", in the
+    #: 4.6-rc1 mm batch (not re-verified). 4.5 prints "gfp_mask=0x%x".
+    header_gfp_names = True
     #: "%s: page allocation stalls for %ums, order:%u, mode:%#x(%pGg)" came in
     #: 4.9 (63f53dea, "mm: warn about allocations which stall for too long")
     #: and went in 4.15 (400e2249; neither id re-verified at the source):
@@ -81,3 +110,19 @@ class PolicyOps:
                    self_victim: bool = False) -> None:
         """Called by the OOM killer once ``victim`` is marked and signalled."""
 
+
+
+class V45Ops(PolicyOps):
+    """Linux 4.5: no reaper; an exiting task that still has its mm aborts the
+    OOM scan, and the header prints the bare gfp mask (both from the v4.5
+    tag's mm/oom_kill.c as the issue's research found it; the kill lines
+    themselves were not read at v4.5 and are taken to be 4.6's)."""
+
+    policy = Policy.V4_5
+    commit = "v4.5"
+    title = "Linux 4.5"
+    label = "Linux 4.5: no oom_reaper"
+    change = "the baseline: no oom_reaper; an exiting task with an mm aborts the OOM scan"
+    release = "4.5.0"
+    header_gfp_names = False
+    exiting_task_aborts_scan = True

@@ -75,7 +75,7 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
         sentences.append(f"The OOM killer aborted {aborts} times because {why}; "
                          f"no page was allocated and no task exited since {since}.")
         if not rs.running:
-            sentences.append("oom_reaper: not running (policy none).")
+            sentences.append(f"oom_reaper: not running (policy {k.policy.value}).")
         elif outcome is Outcome.REAP_FAILED_LOCKUP:
             sentences.append("oom_reaper: every down_read_trylock(mmap_sem) failed, "
                              "10 tries HZ/10 apart, and it gave up without a word (patch 1 "

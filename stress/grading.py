@@ -53,10 +53,23 @@ SOAK_GRADES: dict[Policy, dict[str, Grade]] = {
 }
 
 
+# 4.5 promises what aac45363^ does: no reaper, so any lockup is the flaw
+# measured (an exiting task in exit_mm adds lockup:mmap_sem shapes).
+SOAK_GRADES[Policy.V4_5] = dict(SOAK_GRADES[Policy.NONE])
+
+
+def soak_grades(policy: Policy) -> dict[str, Grade]:
+    """The grades of ``policy``: its own, or the nearest earlier design's."""
+    p: Policy | None = policy
+    while p is not None and p not in SOAK_GRADES:
+        p = p.previous
+    return SOAK_GRADES.get(p, {}) if p is not None else {}
+
+
 def soak_grade(policy: Policy, lbl: str, breaches: bool) -> Grade:
     if breaches:
         return Grade.FORBIDDEN
-    return SOAK_GRADES.get(policy, {}).get(lbl, Grade.FORBIDDEN)
+    return soak_grades(policy).get(lbl, Grade.FORBIDDEN)
 
 
 def rule_of_three(n: int) -> float:

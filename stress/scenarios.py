@@ -24,13 +24,28 @@ DriveFn = Callable[[Kernel, Sequencer, random.Random], Roles]
 Grades = dict[Policy, dict[Outcome, Grade]]
 
 
-def expect(under_none: Outcome, under_patch1: Outcome,
+def expect(outcomes: dict[Policy, Outcome],
            acceptable: dict[Policy, Outcome] | None = None) -> Grades:
-    """One EXPECTED outcome per policy, and maybe an ACCEPTABLE other."""
-    grades: Grades = {Policy.NONE: {under_none: Grade.EXPECTED},
-                      Policy.PATCH1: {under_patch1: Grade.EXPECTED}}
-    for policy, outcome in (acceptable or {}).items():
-        grades[policy][outcome] = Grade.ACCEPTABLE
+    """One EXPECTED outcome per policy, and maybe an ACCEPTABLE other.
+
+    Each design is the one before it plus one change, so a scenario names
+    its outcome only where a change changes it: a policy not named inherits
+    the grades of the design before it (one before the first named, the
+    first named's). An ACCEPTABLE outcome belongs to the policy it is named
+    for and is inherited the same way."""
+    grades: Grades = {}
+    first = next(p for p in Policy if p in outcomes)
+    previous: dict[Outcome, Grade] = {}
+    for policy in Policy:
+        source = policy if policy in outcomes else (first if not previous else None)
+        if source is None:
+            grades[policy] = dict(previous)
+        else:
+            grades[policy] = {outcomes[source]: Grade.EXPECTED}
+            extra = (acceptable or {}).get(source)
+            if extra is not None:
+                grades[policy][extra] = Grade.ACCEPTABLE
+        previous = grades[policy]
     return grades
 
 
@@ -326,35 +341,35 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "writer holds inode_lock and allocates; the OOM killer picks victim (the biggest), "
         "which sleeps uninterruptibly on inode_lock and cannot die. Without a reaper nothing "
         "moves; the reaper frees victim's memory without victim running.",
-        grades=expect(Outcome.LOCKUP, Outcome.RECOVERED_BY_REAPER)),
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.RECOVERED_BY_REAPER})),
     Scenario(
         "lockup-nofs", drive_lockup_nofs,
         "lockup A over GFP_NOFS: the lock holder cannot even call the OOM killer",
         "writer holds inode_lock across a GFP_NOFS allocation, which loops without ever "
         "invoking the OOM killer; a third task's GFP_KERNEL allocation kills victim, asleep "
         "on inode_lock.",
-        grades=expect(Outcome.LOCKUP, Outcome.RECOVERED_BY_REAPER)),
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.RECOVERED_BY_REAPER})),
     Scenario(
         "mmap-sem-writer", drive_mmap_sem_writer,
         "lockup B: a thread of the victim holds mmap_sem for write and loops in the allocator",
         "victim's mmapper thread holds mmap_sem for write across a GFP_NOFS allocation; "
         "victim's main thread, killed, waits for mmap_sem in exit_mm. Every reaper trylock "
         "fails: 'unable to reap', as the commit message admits.",
-        grades=expect(Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP)),
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP})),
     Scenario(
         "mmap-sem-queued-writer", drive_mmap_sem_queued_writer,
         "lockup B, Tetsuo's form: a reader loops in the allocator, a writer queues behind it",
         "victim's faulter holds mmap_sem for read and loops in a GFP_NOFS allocation; its "
         "mmapper queues for write, which makes every down_read_trylock fail; the killed main "
         "thread waits in exit_mm behind the queued writer.",
-        grades=expect(Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP)),
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP})),
     Scenario(
         "exit-race", drive_exit_race,
         "the victim exits on its own while the reaper sleeps between two trylocks",
         "victim's mmapper holds mmap_sem for write, so the reaper's first trylock fails; then "
         "it lets go and victim exits by itself. The reaper's next try must notice "
         "(mmget_not_zero fails) or reap alongside exit_mmap: never a use-after-free.",
-        grades=expect(Outcome.VICTIM_EXITED, Outcome.VICTIM_EXITED,
+        grades=expect({Policy.NONE: Outcome.VICTIM_EXITED, Policy.PATCH1: Outcome.VICTIM_EXITED},
                       acceptable={Policy.PATCH1: Outcome.RECOVERED_BY_REAPER})),
     Scenario(
         "exiting-task", drive_exiting_task,
@@ -366,26 +381,27 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "scored like the others: victim is killed and exits, the mmapper's allocation then "
         "succeeds, and exiter exits too, reaper or not. 4.5 aborted the scan on any exiting "
         "task with an mm and locked up here, with no kill at all.",
-        grades=expect(Outcome.VICTIM_EXITED, Outcome.VICTIM_EXITED,
+        grades=expect({Policy.V4_5: Outcome.LOCKUP, Policy.NONE: Outcome.VICTIM_EXITED,
+                       Policy.PATCH1: Outcome.VICTIM_EXITED},
                       acceptable={Policy.PATCH1: Outcome.RECOVERED_BY_REAPER})),
     Scenario(
         "second-victim", drive_second_victim,
         "a second OOM kill while the reaper is busy: the single slot drops it",
         "victim1's reap keeps failing while its main thread exits and its memory is munmapped; "
         "a second lockup-A victim is then killed, but mm_to_reap still holds victim1's mm, so "
-        "wake_oom_reaper drops victim2: patch 1 locks up where a queue (patch 4) would not.",
-        grades=expect(Outcome.LOCKUP, Outcome.LOCKUP), nr_pages=2048),
+        "wake_oom_reaper drops victim2: patch 1 locks up where a queue (03049269) would not.",
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.LOCKUP}), nr_pages=2048),
     Scenario(
         "shared-mm-unkillable", drive_shared_mm_unkillable,
         "the victim shares its mm with an OOM_SCORE_ADJ_MIN process: killed, never reaped",
         "victim (lockup A) shares its address space with a process the OOM killer must not "
         "kill; reaping would pull memory from under it, so the reaper is not woken.",
-        grades=expect(Outcome.LOCKUP, Outcome.LOCKUP)),
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.LOCKUP})),
     Scenario(
         "no-killable-task", drive_no_killable_task,
         "every process is OOM_SCORE_ADJ_MIN: 'Out of memory and no killable processes'",
         "nothing may be killed, so the OOM killer panics: a prompt outcome, not a hang.",
-        grades=expect(Outcome.OOM_PANIC, Outcome.OOM_PANIC)),
+        grades=expect({Policy.NONE: Outcome.OOM_PANIC, Policy.PATCH1: Outcome.OOM_PANIC})),
 )}
 
 

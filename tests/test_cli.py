@@ -63,7 +63,7 @@ def test_run_writes_json(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, needle", [
     (["run", "nope"], "unknown scenario 'nope'; valid: lockup-mutex"),
-    (["run", "lockup-mutex", "--policy", "v9"], "unknown policy 'v9'; valid: none, patch1"),
+    (["run", "lockup-mutex", "--policy", "v9"], "unknown policy 'v9'; valid: v4.5, none, patch1"),
     (["run", "lockup-mutex", "--speed", "-3"], "argument --speed: must be > 0 and <= 100, got -3"),
     (["run", "lockup-mutex", "--speed", "1e9"], "must be > 0 and <= 100"),
     (["run", "lockup-mutex", "--speed", "fast"], "argument --speed: must be a number"),

@@ -15,7 +15,7 @@ import pytest
 from kthreads import (Completion, Ev, Kernel, Mutex, model_call_traces, sched_show_task,
                       schedule_timeout_uninterruptible)
 from kthreads import hung_task
-from kthreads.hung_task import HUNG_TASK_WARNINGS, UTS_RELEASE, UTS_VERSION
+from kthreads.hung_task import HUNG_TASK_WARNINGS, UTS_VERSION
 from kthreads.lockdep import debug_show_held_locks
 from kthreads.stacktrace import kernel_call_trace, print_trace
 from util import CONTROLLED, park_killable, park_uninterruptible
@@ -148,7 +148,7 @@ def test_a_report_shows_the_hung_tasks_own_locks_not_everyones(boot, monkeypatch
     assert dumped == [d.pid, bare.pid]  # once per report, for the reported task only
     text = [line.text for line in k.dmesg()]
     i = text.index(f"INFO: task stuck:{d.pid} blocked for more than {int(T)} seconds.")
-    assert text[i + 1] == f"      Not tainted {UTS_RELEASE} {UTS_VERSION}"
+    assert text[i + 1] == f"      Not tainted {k.policy_ops.release} {UTS_VERSION}" == "      Not tainted 4.5.0+ #1"
     assert text[i + 2] == '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.'
     assert text[i + 3].startswith("stuck           D")
     own = debug_show_held_locks(d)

@@ -119,7 +119,7 @@ def test_snapshot_is_frozen_and_describes_the_run(boot):
 
 
 @pytest.mark.parametrize("kw, msg", [
-    (dict(policy="bogus"), "unknown policy 'bogus'; valid: none, patch1"),
+    (dict(policy="bogus"), "unknown policy 'bogus'; valid: v4.5, none, patch1"),
     (dict(hung_task_timeout=-1), "hung_task_timeout"),
     (dict(nr_pages=4), "at least 16 pages"),
     (dict(speed=1e9), "floor"),

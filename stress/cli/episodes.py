@@ -9,6 +9,7 @@ import time
 from typing import Sequence, TextIO
 
 from kthreads import Policy, SchedConfig
+from kthreads.kernel import POLICY_OPS
 
 from ..config import DEMO_TIMING, RUN_TIMING, TIMING_FLAGS, Timing, build
 from ..episode import EpisodeConfig, EpisodeResult, Interrupted, run_episode, write_log
@@ -22,8 +23,9 @@ from .output import (OutputError, UsageError, check_outputs, silence_stdout, str
 from .parser import SCHED_FLAGS, ExitStatus
 
 DEMO_SCENARIO = "lockup-mutex"
-POLICY_TITLES = {Policy.NONE: "Linux 4.6-rc1 at aac45363^: no oom_reaper",
-                 Policy.PATCH1: "Linux 4.6-rc1 at aac45363: 'mm, oom: introduce oom reaper'"}
+def policy_label(policy: Policy) -> str:
+    """The banner's name of a design's tree."""
+    return POLICY_OPS[policy].label
 
 
 def print_episode(res: EpisodeResult, out: TextIO) -> None:
@@ -73,7 +75,7 @@ def cmd_demo(args: argparse.Namespace, stop: StopSignals) -> int:
         for policy in (Policy.NONE, Policy.PATCH1):
             if stop.requested():
                 raise Interrupted()
-            print(f"\n=== {sc.name} under policy {policy.value} ({POLICY_TITLES[policy]}) ===", file=out)
+            print(f"\n=== {sc.name} under policy {policy.value} ({policy_label(policy)}) ===", file=out)
             out.flush()
             res = run_episode(sc, EpisodeConfig(policy=policy, timing=timing), stop=stop.requested)
             print_episode(res, out)
@@ -85,7 +87,25 @@ def cmd_demo(args: argparse.Namespace, stop: StopSignals) -> int:
     return ExitStatus.OK if all(r.expected for r in results) else ExitStatus.UNEXPECTED
 
 
+def cmd_policies(args: argparse.Namespace, stop: StopSignals) -> int:
+    print_policies(sys.stdout)
+    return ExitStatus.OK
+
+
+def print_policies(out: TextIO) -> None:
+    """One paragraph per design, in the kernel's order: name, commit, title, change."""
+    width = max(len(p.value) for p in Policy)
+    for policy in Policy:
+        ops = POLICY_OPS[policy]
+        print(f"{policy.value:<{width}}  {ops.commit}  {ops.title}", file=out)
+        print(f"{'':<{width}}  {ops.change}", file=out)
+
+
 def cmd_list(args: argparse.Namespace, stop: StopSignals) -> int:
+    if args.verbose:
+        print("policies (python -m stress policies):")
+        print_policies(sys.stdout)
+        print()
     width = max(len(n) for n in SCENARIOS)
     for sc in SCENARIOS.values():
         print(f"{sc.name:<{width}}  {sc.summary}")
@@ -187,7 +207,7 @@ def cmd_run(args: argparse.Namespace, stop: StopSignals) -> int:
     # Polled: a stop signal during the episode unwinds it (every thread joined,
     # nothing written); one after it still gets every file written.
     with stop.polled():
-        print(f"=== {sc.name} under policy {cfg.policy.value} ({POLICY_TITLES[cfg.policy]}), "
+        print(f"=== {sc.name} under policy {cfg.policy.value} ({policy_label(cfg.policy)}), "
               f"seed {cfg.seed}, sched {sched_label(cfg.sched)} ===", flush=True)
         timing_note(timing, sys.stdout)
         res = run_episode(sc, cfg, stop=stop.requested)

@@ -112,6 +112,10 @@ def build_parser() -> Parser:
                          description="List the scenarios and what each shows.")
     lst.add_argument("-v", "--verbose", action="store_true", help="the whole story and expectations")
 
+    sub.add_parser("policies", help="the kernel designs, in the order of the kernel's history",
+                   description="Each policy is a kernel tree: its commit, title and what it changed "
+                               "from the one before.")
+
     run = sub.add_parser("run", help="one episode of one scenario",
                          description="Run one scenario under one policy and print its log and verdict.")
     run.add_argument("scenario", type=scenario_type, metavar="SCENARIO", nargs="?",

@@ -38,7 +38,8 @@ def soak_settings(args: argparse.Namespace, keep: Keep) -> SoakSettings:
 
 
 def cmd_soak(args: argparse.Namespace, stop: StopSignals) -> int:
-    policies = tuple(dict.fromkeys(args.policy or tuple(Policy)))
+    # By default the A/B the lab was built for: 4.6 without and with the reaper.
+    policies = tuple(dict.fromkeys(args.policy or (Policy.NONE, Policy.PATCH1)))
     if args.replay is not None:
         return cmd_replay(args, policies, stop)
     if args.log_dir is None and not sched_config(args, SoakSettings().sched).controlled:

@@ -14,7 +14,7 @@ from kthreads import Policy
 
 from ..episode import EpisodeResult
 from ..files import replaced_atomically
-from ..grading import SOAK_GRADES, rule_of_three
+from ..grading import rule_of_three, soak_grades
 from ..outcomes import Grade
 from .settings import replay_command
 
@@ -91,7 +91,7 @@ class SoakReport:
 
 
 def grade_of(policy: str, lbl: str) -> str:
-    return SOAK_GRADES[Policy(policy)].get(lbl, Grade.FORBIDDEN).value
+    return soak_grades(Policy(policy)).get(lbl, Grade.FORBIDDEN).value
 
 
 def never_seen(n: int) -> str:
@@ -119,7 +119,7 @@ def format_report(report: SoakReport, out: TextIO) -> None:
         rows = [("outcome", "count", "frequency", "grade")]
         for lbl, cnt in st.labels.most_common():
             rows.append((lbl, str(cnt), f"{100 * cnt / n:.1f}%", grade_of(pol, lbl)))
-        for lbl, grade in SOAK_GRADES[Policy(pol)].items():
+        for lbl, grade in soak_grades(Policy(pol)).items():
             if lbl not in st.labels:
                 rows.append((lbl, "0", never_seen(n), grade.value))
         if "lockup:mutex" not in st.labels and Policy(pol) is Policy.PATCH1:
@@ -176,7 +176,7 @@ def report_json(report: SoakReport) -> dict[str, Any]:
         pols[pol] = {
             "episodes": n,
             "outcomes": dict(st.labels),
-            "grades": {**{k: g.value for k, g in SOAK_GRADES[Policy(pol)].items()},
+            "grades": {**{k: g.value for k, g in soak_grades(Policy(pol)).items()},
                        **{lbl: grade_of(pol, lbl) for lbl in st.labels}},
             "forbidden": st.forbidden,
             "episodes_per_second": n / report.wall_seconds if report.wall_seconds else 0.0,
