@@ -30,7 +30,7 @@ from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .oom_reaper import Patch1Ops, ReaperState
+from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps
 from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
@@ -49,6 +49,9 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.V4_5: V45Ops,
     Policy.NONE: PolicyOps,
     Policy.PATCH1: Patch1Ops,
+    Policy.TIFMEMDIE: TifMemdieOps,
+    Policy.REPORT: ReportOps,
+    Policy.QUEUE: QueueOps,
 }
 
 def _actor_pid() -> int:

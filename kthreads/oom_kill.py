@@ -243,10 +243,16 @@ def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
 
 
 def exit_oom_victim(kernel: "Kernel", tsk: Task) -> None:
-    """aac45363's ``exit_oom_victim(void)``: clear TIF_MEMDIE and drop
-    ``oom_victims``. The model passes the task, which is always current
-    (``exit_mm``); the kernel took an argument only from 36324a99 on."""
-    tsk.tif_memdie = False
+    """``exit_oom_victim``: clear TIF_MEMDIE and drop ``oom_victims``. At
+    aac45363 it takes no argument and only the exiting task calls it; from
+    36324a99 on the reaper calls it on its victim too, so it became
+    test-and-clear (``test_and_clear_tsk_thread_flag``)."""
+    # task_lock stands for the atomic test-and-clear: the exiting victim and
+    # the reaper must not both drop oom_victims for one flag.
+    with tsk.alloc_lock:
+        if not tsk.tif_memdie:
+            return
+        tsk.tif_memdie = False
     if atomic_dec_return(kernel.oom_victims) == 0:
         kernel.poke()  # oom_victims_wait: nothing in the model waits on it yet
     kernel.tracer.record(Ev.EXIT_OOM_VICTIM, tsk.pid, tsk.comm)

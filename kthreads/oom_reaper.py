@@ -27,14 +27,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .atomic import Cell, cmpxchg
+from .cpu import SpinLock
 from .errors import PlugPulled
 from .events import Ev
 from .lockdep import debug_show_all_locks
 from .mm import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, mmdrop, mmget_not_zero, mmgrab,
                  mmput, unmap_page_range)
 from .gfp import PAGE_KB
+from .oom_kill import exit_oom_victim, find_lock_task_mm
 from .policy import Policy, PolicyOps
-from .sched import Task, TaskState, schedule_timeout_idle, sleep_on, wake_up_process
+from .sched import OOM_SCORE_ADJ_MIN, Task, TaskState, schedule_timeout_idle, sleep_on, wake_up_process
 from .snapshot import ReaperStatus
 from .trace import LogLevel
 
@@ -47,10 +49,12 @@ MAX_OOM_REAP_RETRIES = 10
 
 @dataclass(frozen=True)
 class ReapRequest:
-    """What sits in ``mm_to_reap``: the mm, and the victim it was killed with
-    (the kernel's patch 1 kept only the mm; the task is here for the log)."""
+    """What the OOM killer hands the reaper. Patch 1 hands it the mm (pinned
+    with mm_count; the task is kept here for the lab's lines only); from
+    36324a99 on it hands it the task, whose mm is looked up at each try."""
 
-    mm: MM
+    mm: MM | None
+    task: Task | None
     pid: int
     comm: str
 
@@ -60,8 +64,15 @@ class ReaperState:
     """The reaper's slot, thread and bookkeeping; the harness reads it only
     through ``Kernel.reaper_status()``."""
 
-    mm_to_reap: Cell[ReapRequest]
+    mm_to_reap: Cell[ReapRequest]  # patch1's mm_to_reap, 36324a99's task_to_reap
     task: Task  # the oom_reaper kthread
+    # 03049269 on: oom_reaper_list instead of the slot, pushed and popped at
+    # its head (LIFO) under oom_reaper_lock; ``busy`` is the one being reaped.
+    queue: list[ReapRequest] | None = None
+    busy: ReapRequest | None = None
+    list_lock: SpinLock = field(default_factory=lambda: SpinLock("oom_reaper_lock"))
+    popped: list[int] = field(default_factory=list)  # pids in the order the reaper took them
+    last_mm: MM | None = None  # the mm of the current request's last try (36324a99 on)
     attempts: int = 0  # trylock attempts on the current mm
     skipped: int = 0  # failed trylocks, ever
     reaped: int = 0  # mms reaped
@@ -75,10 +86,14 @@ class ReaperState:
     forbidden_mm_ids: set[int] = field(default_factory=set)  # shared with the unkillable: never queued
 
     def status(self) -> ReaperStatus:
-        req = self.mm_to_reap.read()  # once: the reaper may clear it meanwhile
+        # Each read once: the reaper may clear them meanwhile.
+        req = self.busy if self.queue is not None else self.mm_to_reap.read()
+        mm = None
+        if req is not None:
+            mm = req.mm if req.mm is not None else (req.task.mm if req.task is not None else None)
         return ReaperStatus(
             running=True, busy_with=req.pid if req is not None else None,
-            busy_mm=req.mm.id if req is not None else None, attempts=self.attempts,
+            busy_mm=mm.id if mm is not None else None, attempts=self.attempts,
             skipped=self.skipped, reaped=self.reaped, failed=self.failed, dropped=self.dropped,
             raced_exit=self.raced_exit, pages_reaped=self.pages_reaped,
             reaped_mm_ids=frozenset(self.reaped_mm_ids),
@@ -89,27 +104,38 @@ class ReaperState:
 
 
 def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
-    """Queue ``mm`` for the reaper; False if the slot was busy (not reaped),
-    if there is no reaper, or once the plug is pulled (nothing is queued then).
+    """Hand the victim to the reaper; False if it was refused (the slot was
+    busy, or the task is queued already), if there is no reaper, or once the
+    plug is pulled (nothing is queued then).
+
     aac45363's ``wake_oom_reaper(mm)``: mm_count pin, cmpxchg NULL -> mm,
-    wake on success, mmdrop on a busy slot. The victim's pid and comm ride
-    along for the lab's lines only; the ``reap_dropped`` event is the lab's."""
+    wake on success, mmdrop on a busy slot. 36324a99 hands over the task
+    instead (``task_to_reap``, pinned with get_task_struct, which Python's
+    references stand for). 03049269 and its follow-ups push it at the head
+    of ``oom_reaper_list`` (LIFO) unless it is there already (af8e15cc, not
+    re-verified). The victim's pid and comm ride along for the lab's lines;
+    the ``reap_dropped`` event is the lab's."""
     state = kernel.reaper
     if state is None:
         return False
     try:
         with kernel.decision():
+            if state.queue is not None:
+                return _push_reap(kernel, state, victim)
             return _queue_reap(kernel, state, victim, mm)
     except PlugPulled:
         return False
 
 
 def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) -> bool:
-    # Pin the struct with mm_count, not mm_users: the victim's own exit must
-    # still be able to tear the address space down while the request waits.
-    mmgrab(mm)
-    req = ReapRequest(mm, victim.pid, victim.comm)
-    # cmpxchg, NULL -> mm only. Two OOM kills racing for the slot (two
+    if kernel.policy_ops.reap_task:
+        req = ReapRequest(None, victim, victim.pid, victim.comm)
+    else:
+        # Pin the struct with mm_count, not mm_users: the victim's own exit
+        # must still be able to tear the address space down while it waits.
+        mmgrab(mm)
+        req = ReapRequest(mm, None, victim.pid, victim.comm)
+    # cmpxchg, NULL -> request only. Two OOM kills racing for the slot (two
     # allocating CPUs) cannot both win, and a busy slot is never overwritten:
     #   CPU0: cmpxchg(NULL -> mm0) wins     CPU1: cmpxchg(NULL -> mm1) sees mm0
     #   CPU0: wake_up(oom_reaper)            CPU1: mmdrop(mm1)   (not reaped)
@@ -122,11 +148,32 @@ def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) ->
     state.dropped_mm_ids.add(mm.id)
     kernel.tracer.record(Ev.REAP_DROPPED, victim.pid, victim.comm, mm=mm.id,
                          busy_with=busy.pid if busy is not None else None)
-    busy_text = f"pid {busy.pid} ({busy.comm})" if busy is not None else "another mm"
-    kernel.lab(f"oom_reaper: mm_to_reap is busy with {busy_text}; pid {victim.pid} "
-               f"({victim.comm}) will not be reaped (patch 1 has a single slot)", victim)
-    mmdrop(mm)
+    busy_text = f"pid {busy.pid} ({busy.comm})" if busy is not None else "another victim"
+    slot = "task_to_reap" if kernel.policy_ops.reap_task else "mm_to_reap"
+    kernel.lab(f"oom_reaper: {slot} is busy with {busy_text}; pid {victim.pid} "
+               f"({victim.comm}) will not be reaped (a single slot)", victim)
+    if req.mm is not None:
+        mmdrop(mm)
     return False
+
+
+def _push_reap(kernel: "Kernel", state: ReaperState, victim: "Task") -> bool:
+    queue = state.queue
+    assert queue is not None
+    # oom_reaper_lock: the OOM killer pushes while the reaper pops; without
+    # it a push racing a pop could lose one of the two list updates.
+    with state.list_lock:
+        if any(r.task is victim for r in queue):
+            return False  # already queued (af8e15cc)
+        queue.insert(0, ReapRequest(None, victim, victim.pid, victim.comm))
+        depth = len(queue)
+    kernel.tracer.record(Ev.WAKE_REAPER, victim.pid, victim.comm,
+                         mm=victim.mm.id if victim.mm is not None else None)
+    if depth > 1 or state.busy is not None:
+        kernel.lab(f"oom_reaper: pid {victim.pid} ({victim.comm}) queued on oom_reaper_list, "
+                   f"{depth} waiting (the list is popped from its head)", victim)
+    wake_up_process(state.task)
+    return True
 
 
 def __oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
@@ -142,21 +189,38 @@ def __oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> b
         return _reap_once(kernel, state, req)
 
 
-def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
-    mm = req.mm
-    # atomic_inc_not_zero(mm_users): the victim may have dropped its last
-    # user reference already. Then exit_mmap is (or was) freeing everything
-    # and reaping would race with it:
-    #   oom_reaper                          victim
-    #                                       mmput: mm_users 1 -> 0
-    #   mmget_not_zero: fails, done         exit_mmap: frees the pages
-    # The mm_count pin keeps the struct itself valid for this check.
-    if not mmget_not_zero(mm):
+def _target_mm(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> MM | None:
+    """The mm to reap with an mm_users reference taken, or None when there is
+    nothing left to reap. Patch 1 has the mm (pinned); from 36324a99 on the
+    reaper looks for a thread of the victim that still has one
+    (find_lock_task_mm), and takes the reference under its task_lock."""
+    if req.task is None:
+        mm = req.mm
+        # atomic_inc_not_zero(mm_users): the victim may have dropped its last
+        # user reference already. Then exit_mmap is (or was) freeing
+        # everything and reaping would race with it:
+        #   oom_reaper                          victim
+        #                                       mmput: mm_users 1 -> 0
+        #   mmget_not_zero: fails, done         exit_mmap: frees the pages
+        # The mm_count pin keeps the struct itself valid for this check.
+        got = mm if mmget_not_zero(mm) else None
+    else:
+        with find_lock_task_mm(req.task) as p:
+            mm = p.mm if p is not None else None
+            got = mm if mm is not None and mmget_not_zero(mm) else None
+    if got is None:
         state.raced_exit += 1
-        kernel.tracer.record(Ev.REAP_RACED_EXIT, req.pid, req.comm, mm=mm.id)
-        kernel.lab(f"oom_reaper: pid {req.pid} ({req.comm}) dropped its last mm user before "
-                   f"the reaper got there: exit_mmap frees its memory", state.task)
+        kernel.tracer.record(Ev.REAP_RACED_EXIT, req.pid, req.comm, mm=mm.id if mm is not None else None)
+        kernel.lab(f"oom_reaper: pid {req.pid} ({req.comm}) has no mm user left (it exited "
+                   f"before the reaper got there): nothing to reap", state.task)
+    return got
+
+
+def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
+    mm = _target_mm(kernel, state, req)
+    if mm is None:
         return True
+    state.last_mm = mm
     try:
         state.attempts += 1
         if not mm.mmap_sem.down_read_trylock():
@@ -190,6 +254,13 @@ def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
             kernel.poke()
         finally:
             mm.mmap_sem.up_read()
+        if req.task is not None:
+            # 36324a99: the victim's memory is gone, so stop treating it as
+            # the one everybody waits for. Hide it from the OOM killer (it
+            # may well sleep on) and clear its TIF_MEMDIE, which lets the
+            # next OOM kill choose somebody else.
+            req.task.signal.oom_score_adj = OOM_SCORE_ADJ_MIN
+            exit_oom_victim(kernel, req.task)
         return True
     finally:
         # Possibly the last user: then exit_mmap runs here, in the reaper
@@ -215,6 +286,7 @@ def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> Non
     says nothing when it gives up; the "unable to reap" line and the lock
     dump are bc448e89's (``oom_reaper_reports``)."""
     state.attempts = 0
+    state.last_mm = None
     hz = kernel.clock.hz
     try:
         tries = 0
@@ -223,21 +295,25 @@ def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> Non
             if __oom_reap_vmas(kernel, state, req):
                 return
             schedule_timeout_idle(hz // 10, "oom_reap_vmas")
+        mm = req.mm if req.mm is not None else state.last_mm
         with kernel.decision():
             state.failed += 1
-            state.failed_mms.append(req.mm)
-            kernel.tracer.record(Ev.REAP_FAILED, req.pid, req.comm, mm=req.mm.id, attempts=tries)
+            if mm is not None:
+                state.failed_mms.append(mm)
+            kernel.tracer.record(Ev.REAP_FAILED, req.pid, req.comm, mm=mm.id if mm is not None else None,
+                                 attempts=tries)
             if kernel.policy_ops.oom_reaper_reports:
                 kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
                               LogLevel.KERN_INFO, state.task)
                 for line in debug_show_all_locks(kernel):
                     kernel.printk(line, LogLevel.KERN_INFO, state.task)
             else:
-                sem = req.mm.mmap_sem
+                held = f"; {_holders(kernel, mm.mmap_sem)}" if mm is not None else ""
                 kernel.lab(f"oom_reaper: gave up on pid {req.pid} ({req.comm}) after {tries} "
-                           f"failed down_read_trylock(mmap_sem); {_holders(kernel, sem)}", state.task)
+                           f"failed down_read_trylock(mmap_sem){held}", state.task)
     finally:
-        mmdrop(req.mm)  # the pin taken by wake_oom_reaper
+        if req.mm is not None:
+            mmdrop(req.mm)  # the pin taken by wake_oom_reaper
 
 
 def oom_reaper(task: "Task") -> None:
@@ -246,6 +322,8 @@ def oom_reaper(task: "Task") -> None:
     an mm, reap it, then clear the slot."""
     kernel = task.kernel
     state = kernel.reaper
+    if state.queue is not None:
+        _reap_list(kernel, state)
     cell = state.mm_to_reap
     while True:
         sleep_on(TaskState.TASK_INTERRUPTIBLE, "oom_reaper", lambda: cell.read() is not None)
@@ -256,6 +334,27 @@ def oom_reaper(task: "Task") -> None:
             # Free the slot only when done: until then a new victim must not
             # be queued behind our back.
             cell.write(None)
+            kernel.poke()
+
+
+def _reap_list(kernel: "Kernel", state: ReaperState) -> None:
+    """03049269's loop: sleep until ``oom_reaper_list`` is not empty, pop its
+    head under ``oom_reaper_lock``, reap it. Never returns (the plug unwinds it)."""
+    queue = state.queue
+    assert queue is not None
+    while True:
+        sleep_on(TaskState.TASK_INTERRUPTIBLE, "oom_reaper", lambda: bool(queue))
+        # oom_reaper_lock: see _push_reap.
+        with state.list_lock:
+            req = queue.pop(0) if queue else None
+            state.busy = req
+        if req is None:
+            continue
+        state.popped.append(req.pid)
+        try:
+            oom_reap_vmas(kernel, state, req)
+        finally:
+            state.busy = None
             kernel.poke()
 
 
@@ -273,7 +372,8 @@ class Patch1Ops(PolicyOps):
 
     def boot(self, kernel: "Kernel") -> None:
         task = kernel.kthread_run("oom_reaper", oom_reaper, start=False)
-        kernel.reaper = ReaperState(Cell(None, "mm_to_reap"), task)
+        kernel.reaper = ReaperState(Cell(None, "task_to_reap" if self.reap_task else "mm_to_reap"), task,
+                                    queue=[] if self.reaper_list else None)
         kernel.start(task)
 
     def shutdown(self, kernel: "Kernel") -> None:
@@ -282,7 +382,7 @@ class Patch1Ops(PolicyOps):
         # unwinds it, so one is left here only if the reaper thread was run
         # down before it ever entered its loop: give its mm_count pin back.
         req = kernel.reaper.mm_to_reap.xchg(None)
-        if req is not None:
+        if req is not None and req.mm is not None:
             mmdrop(req.mm)
 
     def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
@@ -293,3 +393,50 @@ class Patch1Ops(PolicyOps):
             kernel.reaper.forbidden_mm_ids.add(mm.id)  # under oom_lock, like every kill
         elif not self_victim:
             wake_oom_reaper(kernel, victim, mm)
+
+
+class TifMemdieOps(Patch1Ops):
+    """``tifmemdie``: 36324a99, "oom: clear TIF_MEMDIE after oom_reaper
+    managed to unmap the address space" (4.6-rc1, second of the series).
+    The slot holds the task (``task_to_reap``); each try finds a thread of
+    it that still has an mm; a successful reap sets its ``oom_score_adj``
+    to OOM_SCORE_ADJ_MIN and clears its TIF_MEMDIE, so the OOM killer can
+    choose another victim. Taken from the series' v6 3/9 posting and the
+    v4.6 release text (the merged commit itself not re-read)."""
+
+    policy = Policy.TIFMEMDIE
+    commit = "36324a99"
+    title = "oom: clear TIF_MEMDIE after oom_reaper managed to unmap the address space"
+    label = "Linux 4.6-rc1 at 36324a99: the reaper clears TIF_MEMDIE"
+    change = ("the slot holds the task; after a successful reap its TIF_MEMDIE is cleared and its "
+              "oom_score_adj set to -1000, so the OOM killer may choose another victim")
+    reap_task = True
+
+
+class ReportOps(TifMemdieOps):
+    """``report``: bc448e89, "mm, oom_reaper: report success/failure": the
+    "oom_reaper: reaped process" line, and "unable to reap pid:" with
+    debug_show_all_locks() after the last try. No other change."""
+
+    policy = Policy.REPORT
+    commit = "bc448e89"
+    title = "mm, oom_reaper: report success/failure"
+    label = "Linux 4.6-rc1 at bc448e89: the reaper reports"
+    change = "the reaper prints 'reaped process' and 'unable to reap' (with the lock dump)"
+    oom_reaper_reports = True
+
+
+class QueueOps(ReportOps):
+    """``queue``: 03049269, "mm, oom_reaper: implement OOM victims queuing",
+    with its 4.6-rc1 follow-ups (29c696e1 a singly linked list, bb29902a,
+    af8e15cc not queueing a task twice; ids not re-verified). Victims are
+    pushed on ``oom_reaper_list`` and popped from its head (LIFO), so no
+    victim is dropped. e2679606 made the reaper freezable; the model has no
+    freezer."""
+
+    policy = Policy.QUEUE
+    commit = "03049269"
+    title = "mm, oom_reaper: implement OOM victims queuing"
+    label = "Linux 4.6-rc1 at 03049269: a list of victims to reap"
+    change = "oom_reaper_list instead of the single slot: every victim is queued (LIFO), none dropped"
+    reaper_list = True

@@ -34,6 +34,12 @@ class Policy(str, enum.Enum):
     #: aac45363, "mm, oom: introduce oom reaper": the first of the merged
     #: series (the commit order in 4.6-rc1; see KERNEL-HISTORY.md).
     PATCH1 = "patch1"
+    #: 36324a99: the reaper clears TIF_MEMDIE after a successful reap.
+    TIFMEMDIE = "tifmemdie"
+    #: bc448e89: the reaper reports success and failure in dmesg.
+    REPORT = "report"
+    #: 03049269 (+ follow-ups): a LIFO list of victims instead of one slot.
+    QUEUE = "queue"
 
     @property
     def previous(self) -> "Policy | None":
@@ -99,6 +105,11 @@ class PolicyOps:
     #: an rwsem from 5.3 on. Read when a Mutex / RwSemaphore is built.
     mutex_handoff = False
     rwsem_handoff = False
+    #: The reaper is handed the task, not the mm, and after a successful reap
+    #: clears its TIF_MEMDIE and sets its oom_score_adj to -1000: 36324a99.
+    reap_task = False
+    #: The reaper takes victims from a LIFO list, not a single slot: 03049269.
+    reaper_list = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

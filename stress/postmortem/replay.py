@@ -361,16 +361,25 @@ class Replay:
 
     def on_finish_task_reaping(self, e: Event) -> None:
         mm = e.integer("mm")
-        self.reaper_busy.pop(mm, None)
+        self._reaper_done(mm, e.pid)
         self.reaped_mms[mm] = (e.t, e.integer("pages", 0))
         self._marker(e, f"oom_reaper reaped pid {e.pid}: {e.get('pages')} pages")
 
+    def _reaper_done(self, mm: int | None, pid: int) -> None:
+        """The reaper is done with a victim: by its mm, or (a task-based
+        reaper, 36324a99 on, that found no mm left) by its pid."""
+        if mm is not None and mm in self.reaper_busy:
+            del self.reaper_busy[mm]
+            return
+        for key in [k for k, v in self.reaper_busy.items() if v == pid]:
+            del self.reaper_busy[key]
+
     def on_reap_raced_exit(self, e: Event) -> None:
-        self.reaper_busy.pop(e.integer("mm"), None)
+        self._reaper_done(e.integer("mm"), e.pid)
 
     def on_reap_failed(self, e: Event) -> None:
         mm = e.integer("mm")
-        self.reaper_busy.pop(mm, None)
+        self._reaper_done(mm, e.pid)
         self.failed.append((e.pid, mm))
         self._marker(e, f"oom_reaper gave up on pid {e.pid} after {e.get('attempts')} tries")
 
