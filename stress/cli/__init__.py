@@ -17,12 +17,13 @@ from ..signals import StopSignals
 from .episodes import cmd_demo, cmd_list, cmd_policies, cmd_run
 from .output import OutputError, UsageError, silence_stdout
 from .parser import PROG, ExitStatus, build_parser
+from .history import cmd_history
 from .postmortem import cmd_postmortem
 from .soak import cmd_soak
 
 Command = Callable[[argparse.Namespace, StopSignals], int]
 COMMANDS: dict[str, Command] = {"demo": cmd_demo, "list": cmd_list, "policies": cmd_policies, "run": cmd_run, "soak": cmd_soak,
-                                "postmortem": cmd_postmortem}
+                                "postmortem": cmd_postmortem, "history": cmd_history}
 
 
 def error(message: str) -> None:

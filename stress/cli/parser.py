@@ -116,6 +116,20 @@ def build_parser() -> Parser:
                    description="Each policy is a kernel tree: its commit, title and what it changed "
                                "from the one before.")
 
+    hist = sub.add_parser("history", help="every scenario under every policy, as a matrix",
+                          description="Run every scenario under every policy on the controlled CPU and print "
+                                      "the matrix of observed outcomes; '!' marks one that differs from the "
+                                      "scenario's expectation. Exit 0 only when every cell matches.")
+    hist.add_argument("--policy", type=policy_type, action="append", metavar="P",
+                      help="only these policies, in history's order (repeatable; default: all)")
+    hist.add_argument("--scenario", type=scenario_type, action="append", metavar="S",
+                      help="only these scenarios (repeatable; default: all)")
+    hist.add_argument("--sched-seed", type=int_in("--sched-seed", 0, 2 ** 63 - 1), default=0, metavar="N",
+                      help="the PCT seed of every cell (default 0)")
+    hist.add_argument("--json", metavar="FILE", help="write the matrix as JSON")
+    hist.add_argument("--html", metavar="FILE", help="write the matrix as a self-contained HTML table")
+    hist.add_argument("-q", "--quiet", action="store_true", help="no progress dots")
+
     run = sub.add_parser("run", help="one episode of one scenario",
                          description="Run one scenario under one policy and print its log and verdict.")
     run.add_argument("scenario", type=scenario_type, metavar="SCENARIO", nargs="?",
