@@ -18,7 +18,8 @@ from .parser import ExitStatus
 
 def cmd_history(args: argparse.Namespace, stop: StopSignals) -> int:
     check_outputs({"--json": args.json, "--html": args.html})
-    policies = tuple(dict.fromkeys(args.policy or tuple(Policy)))
+    policies = tuple(dict.fromkeys(p for group in args.policy for p in group)) if args.policy \
+        else tuple(Policy)
     scenarios = [SCENARIOS[n] for n in dict.fromkeys(args.scenario or SCENARIOS)]
     sched = default_sched(args.sched_seed)
     t0 = time.monotonic()

@@ -49,6 +49,13 @@ def policy_type(text: str) -> Policy:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def policies_type(text: str) -> tuple[Policy, ...]:
+    """A policy, or "all" for every design in history's order (soak, history)."""
+    if text == "all":
+        return tuple(Policy)
+    return (policy_type(text),)
+
+
 def scenario_type(text: str) -> str:
     try:
         return get_scenario(text).name
@@ -120,8 +127,8 @@ def build_parser() -> Parser:
                           description="Run every scenario under every policy on the controlled CPU and print "
                                       "the matrix of observed outcomes; '!' marks one that differs from the "
                                       "scenario's expectation. Exit 0 only when every cell matches.")
-    hist.add_argument("--policy", type=policy_type, action="append", metavar="P",
-                      help="only these policies, in history's order (repeatable; default: all)")
+    hist.add_argument("--policy", type=policies_type, action="append", metavar="P",
+                      help="only these policies (repeatable; default: all, in history's order)")
     hist.add_argument("--scenario", type=scenario_type, action="append", metavar="S",
                       help="only these scenarios (repeatable; default: all)")
     hist.add_argument("--sched-seed", type=int_in("--sched-seed", 0, 2 ** 63 - 1), default=0, metavar="N",
@@ -172,8 +179,9 @@ def add_soak_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("soak", help="randomized workloads, many episodes, an outcome histogram per policy",
                        description="Soak: the same seeded random workloads under each --policy, in "
                                    "worker processes; prints how often each design locks up.")
-    p.add_argument("--policy", type=policy_type, action="append", metavar="P",
-                   help=f"{' | '.join(p.value for p in Policy)}; repeat to compare (default: all)")
+    p.add_argument("--policy", type=policies_type, action="append", metavar="P",
+                   help=f"{' | '.join(p.value for p in Policy)}, or all (every design, in history's "
+                        f"order); repeat to compare (default: none and patch1)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--episodes", type=int_in("--episodes", 1, 10 ** 9), metavar="N",
                      help="episodes per policy (default 100)")

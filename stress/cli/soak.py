@@ -39,7 +39,8 @@ def soak_settings(args: argparse.Namespace, keep: Keep) -> SoakSettings:
 
 def cmd_soak(args: argparse.Namespace, stop: StopSignals) -> int:
     # By default the A/B the lab was built for: 4.6 without and with the reaper.
-    policies = tuple(dict.fromkeys(args.policy or (Policy.NONE, Policy.PATCH1)))
+    policies = tuple(dict.fromkeys(p for group in args.policy for p in group)) if args.policy \
+        else (Policy.NONE, Policy.PATCH1)
     if args.replay is not None:
         return cmd_replay(args, policies, stop)
     if args.log_dir is None and not sched_config(args, SoakSettings().sched).controlled:
@@ -126,7 +127,7 @@ def cmd_replay(args: argparse.Namespace, policies: tuple[Policy, ...], stop: Sto
         if rec.scenario is not None:
             raise UsageError(f"{args.replay} records scenario {rec.scenario}: replay it with "
                              f"'python -m stress run --replay {args.replay}'")
-        if args.policy and rec.policy not in args.policy:
+        if args.policy and rec.policy not in policies:
             raise UsageError(f"{args.replay} records policy {rec.policy.value}, not "
                              f"{', '.join(p.value for p in policies)}")
         seed, policies = rec.seed, (rec.policy,)
