@@ -30,7 +30,7 @@ from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps
+from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops
 from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
@@ -52,6 +52,7 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.TIFMEMDIE: TifMemdieOps,
     Policy.REPORT: ReportOps,
     Policy.QUEUE: QueueOps,
+    Policy.V4_7: V47Ops,
 }
 
 def _actor_pid() -> int:

@@ -38,15 +38,16 @@ or shmem memory, so no verdict depends on it.
 from __future__ import annotations
 
 import enum
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .atomic import Atomic, atomic_dec_and_test, atomic_inc, atomic_inc_not_zero
 from .cpu import SpinLock
-from .errors import UseAfterFree
+from .errors import ModelBug, UseAfterFree
 from .events import Ev
 from .rwsem import RwSemaphore
-from .sched import current
+from .sched import current, return_to_user
 from .zone import AllocFlags
 
 if TYPE_CHECKING:
@@ -66,6 +67,14 @@ class VmaKind(enum.Enum):
     @property
     def shared(self) -> bool:
         return self in (VmaKind.FILE_SHARED, VmaKind.SHMEM_SHARED)
+
+
+class MMF(enum.IntFlag):
+    """``mm->flags`` bits the model uses. MMF_OOM_REAPED is 4.7's: the
+    reaper has unmapped this mm, so ``oom_badness`` gives it 0 points (4.9
+    renamed it MMF_OOM_SKIP)."""
+
+    MMF_OOM_REAPED = 1 << 21
 
 
 class MMCounter(enum.IntEnum):
@@ -147,6 +156,8 @@ class MM:
         # count a page twice.
         self.page_table_lock = SpinLock("page_table_lock")
         self.freed = False
+        # mm->flags: set_bit / test_bit, each a single store or load here.
+        self.flags = MMF(0)
         self._next_addr = 0
         self.id = kernel.register_mm(self)
 
@@ -272,15 +283,61 @@ def __mmdrop(mm: MM) -> None:
 
 def mmput(mm: MM) -> None:
     """Drop an address-space reference; the last one tears the mm down
-    (4.6's mmput: exit_mmap, then mmdrop; 4.7 split that into ``__mmput``
-    for mmput_async). Runs in the caller, the reaper included; mmput_async
-    is not modelled."""
+    (4.6's mmput: exit_mmap, then mmdrop). Runs in the caller, the reaper
+    included before 4.7 (``mmput_async``)."""
     mm.check()
     last = atomic_dec_and_test(mm.mm_users)
     _ref_event(mm, "mmput", mm.mm_users.read())
     if last:
-        exit_mmap(mm)
-        mmdrop(mm)
+        __mmput(mm)
+
+
+def __mmput(mm: MM) -> None:
+    """The teardown of a last ``mmput``: 4.7 split it out of ``mmput`` for
+    ``mmput_async`` (ec8d7c14, id not re-verified). 4.6 and 4.7 also run
+    uprobe_clear_state, exit_aio, ksm_exit and khugepaged_exit here, and
+    exit_aio can sleep for in-flight AIO; none is modelled, so in the model
+    it never blocks."""
+    exit_mmap(mm)
+    mmdrop(mm)
+
+
+def mmput_async(mm: MM) -> None:
+    """4.7's ``mmput_async`` (ec8d7c14, "mm, oom_reaper: do not mmput
+    synchronously from the oom reaper context"; id not re-verified): drop a
+    reference, and if it was the last, queue ``__mmput`` on a workqueue
+    (``mm->async_put_work``) so that the caller, the oom_reaper, never
+    sleeps in the teardown. Here ``__mmput`` never blocks (see it), so
+    deferring it would change only which thread runs exit_mmap: the model
+    runs it in the caller. A lab with a blocking ``__mmput`` (exit_aio) must
+    give this a worker thread."""
+    mm.check()
+    last = atomic_dec_and_test(mm.mm_users)
+    _ref_event(mm, "mmput_async", mm.mm_users.read())
+    if last:
+        __mmput(mm)
+
+
+@contextmanager
+def vm_mmap_write_lock(mm: MM) -> Iterator[MM]:
+    """mmap_sem for write as an mm syscall takes it (vm_mmap_pgoff,
+    vm_munmap, brk, mprotect...): ``down_write`` in 4.6,
+    ``down_write_killable`` from 4.7 (``PolicyOps.killable_mmap_writers``:
+    916633a4 and dc0ef0df, ids not re-verified). A SIGKILL while waiting
+    makes the syscall return -EINTR: the task then dies on its way back to
+    user space (``return_to_user`` raises SigKill). The helper is the lab's;
+    the lock calls are the kernel's."""
+    sem = mm.mmap_sem
+    if mm.kernel.policy_ops.killable_mmap_writers:
+        if sem.down_write_killable() != 0:
+            return_to_user()  # -EINTR: the pending SIGKILL unwinds the task here
+            raise ModelBug("down_write_killable returned -EINTR with no fatal signal pending")
+    else:
+        sem.down_write()
+    try:
+        yield mm
+    finally:
+        sem.up_write()
 
 
 def exit_mmap(mm: MM) -> None:

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Iterator
 from .atomic import atomic_dec_return, atomic_inc
 from .errors import OomPanic
 from .events import Ev
-from .gfp import PAGE_KB, format_gfp
-from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, mmdrop, mmgrab
+from .gfp import PAGE_KB, __GFP_FS, __GFP_NOFAIL, format_gfp
+from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, MMF, mmdrop, mmgrab
 from .ratelimit import ___ratelimit
 from .sched import (OOM_SCORE_ADJ_MIN, PF, Task, current, fatal_signal_pending, schedule_timeout_killable,
                     send_sigkill)
@@ -102,10 +102,31 @@ def task_will_free_mem(p: Task) -> bool:
     """Linux 4.6's (include/linux/oom.h): ``p`` is exiting and not dumping
     core, so it should free its memory soon. The coredump exception (a
     coredumping task may sleep long in exit_mm) cannot arise: the model has
-    no coredumps. Later kernels widened it (the whole thread group must be
-    exiting, then every process sharing the mm: 4.7 and 4.8, versions not
-    verified at the source); that is not this function."""
-    return bool(p.flags & PF.PF_EXITING)
+    no coredumps. 4.7 (``policy_ops.task_will_free_mem_group``, 98748bd7,
+    not re-verified) also wants the whole thread group going down: ``p`` is
+    its group's only live thread, or the group was killed
+    (SIGNAL_GROUP_EXIT, the model's ``signal.group_exit``). 4.8 widened it
+    to every process sharing the mm; that is not this function."""
+    if not p.flags & PF.PF_EXITING:
+        return False
+    if not p.kernel.policy_ops.task_will_free_mem_group:
+        return True
+    return thread_group_empty(p) or p.signal.group_exit
+
+
+def thread_group_empty(p: Task) -> bool:
+    """No other live thread in ``p``'s group (the kernel's test is on the
+    thread list, from which an exited thread is unlinked)."""
+    dead = p.state.EXIT_DEAD | p.state.EXIT_ZOMBIE
+    return all(t is p or t.state & dead for t in p.thread_group())
+
+
+def signal_oom_victims(p: Task) -> int:
+    """4.7's ``atomic_read(&p->signal->oom_victims)``: how many threads of
+    ``p``'s group hold TIF_MEMDIE. The kernel keeps a counter that
+    mark_oom_victim and exit_oom_victim move with the flag; the model counts
+    the flags, which is the same number at every instant."""
+    return sum(1 for t in p.thread_group() if t.tif_memdie)
 
 
 def oom_badness(p: Task, totalpages: int) -> int:
@@ -129,6 +150,9 @@ def oom_badness(p: Task, totalpages: int) -> int:
         if t is None or adj == OOM_SCORE_ADJ_MIN:
             return 0
         mm = t.mm
+        # 4.7: a reaped mm has nothing left worth killing for.
+        if p.kernel.policy_ops.mmf_oom_reaped and mm.flags & MMF.MMF_OOM_REAPED:
+            return 0
         points = mm.get_mm_rss() + mm.get_mm_counter(MM_SWAPENTS) + mm.nr_ptes
     # "Normalize to oom_score_adj units": totalpages / 1000 first, in integers.
     points += adj * (totalpages // 1000)
@@ -149,6 +173,10 @@ def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> Oom
     """
     if oom_unkillable_task(task):
         return OomScan.OOM_SCAN_CONTINUE
+    if kernel.policy_ops.oom_scan_processes:
+        # 4.7: ``task`` is a process; a victim anywhere in it aborts the
+        # scan, and one without an mm scores 0 in oom_badness.
+        return OomScan.OOM_SCAN_ABORT if signal_oom_victims(task) else OomScan.OOM_SCAN_OK
     # This task already has access to memory reserves and is being killed:
     # don't let anybody else at them (the assumption the lockup breaks).
     if task.tif_memdie:
@@ -168,8 +196,10 @@ def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | 
     returns it through ``*ppoints`` (what "score %u" prints)."""
     totalpages = kernel.zone.nr_pages
     chosen, chosen_points = None, 0
-    for p in kernel.tasks():
-        if p.state & (p.state.EXIT_DEAD | p.state.EXIT_ZOMBIE):
+    by_process = kernel.policy_ops.oom_scan_processes
+    # 4.6 walks every thread (for_each_process_thread), 4.7 every process.
+    for p in (kernel.processes() if by_process else kernel.tasks()):
+        if not by_process and p.state & (p.state.EXIT_DEAD | p.state.EXIT_ZOMBIE):
             continue
         scan = oom_scan_process_thread(kernel, oc, p)
         if scan is OomScan.OOM_SCAN_CONTINUE:
@@ -179,8 +209,9 @@ def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | 
         points = oom_badness(p, totalpages)
         if not points or points < chosen_points:
             continue
-        # Prefer a thread group leader on a tie, as the kernel does.
-        if points == chosen_points and chosen is not None and \
+        # Prefer a thread group leader on a tie, as 4.6 does (4.7 scans
+        # leaders only: the later one wins).
+        if not by_process and points == chosen_points and chosen is not None and \
                 chosen.group_leader is chosen:
             continue
         chosen, chosen_points = p, points
@@ -297,9 +328,18 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     # task_lock(p): exit_mm() clears ->mm under it, so an exiting task that
     # still has its mm here sees TIF_MEMDIE when it gets to exit_oom_victim.
     with p.alloc_lock:
-        if p.mm is not None and task_will_free_mem(p):
+        mark_only = p.mm is not None and task_will_free_mem(p)
+        if mark_only:
             mark_oom_victim(kernel, p)
-            return
+            mm = p.mm
+    if mark_only:
+        # 4.7 (``reap_self_victims``) queues it for the reaper too
+        # (try_oom_reaper); the kernel does that still under task_lock, the
+        # model after it (no other lock is taken under a task's alloc_lock).
+        # Earlier designs do nothing here.
+        if mm is not None:
+            kernel.policy_ops.after_kill(kernel, p, mm, True, self_victim=True)
+        return
     if ___ratelimit(kernel, kernel.oom_rs, "oom_kill_process"):
         dump_header(kernel, oc, p)
     kernel.printk(f"{message}: Kill process {p.pid} ({p.comm}) score {points} or sacrifice child",
@@ -386,6 +426,12 @@ def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
         mark_oom_victim(kernel, cur)
         kernel.tracer.record(Ev.OOM_CURRENT_VICTIM, cur.pid, cur.comm)
         kernel.policy_ops.after_kill(kernel, cur, cur.mm, True, self_victim=True)
+        return False
+    # 4.7 (3da88fb3): the !__GFP_FS test moved here from
+    # __alloc_pages_may_oom, after the shortcut above, so that a killed
+    # GFP_NOFS allocator gets the reserves; nobody is killed for one.
+    if kernel.policy_ops.nofs_check_in_out_of_memory and oc.gfp_mask and \
+            not oc.gfp_mask & (__GFP_FS | __GFP_NOFAIL):
         return False
     p, points = select_bad_process(kernel, oc)
     if p is None:

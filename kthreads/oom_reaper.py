@@ -31,12 +31,13 @@ from .cpu import SpinLock
 from .errors import PlugPulled
 from .events import Ev
 from .lockdep import debug_show_all_locks
-from .mm import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, mmdrop, mmget_not_zero, mmgrab,
-                 mmput, unmap_page_range)
+from .mm import (MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MMF, mmdrop, mmget, mmget_not_zero, mmgrab,
+                 mmput, mmput_async, unmap_page_range)
 from .gfp import PAGE_KB
-from .oom_kill import exit_oom_victim, find_lock_task_mm
+from .oom_kill import exit_oom_victim, find_lock_task_mm, process_shares_mm
 from .policy import Policy, PolicyOps
-from .sched import OOM_SCORE_ADJ_MIN, Task, TaskState, schedule_timeout_idle, sleep_on, wake_up_process
+from .sched import (OOM_SCORE_ADJ_MIN, Task, TaskState, fatal_signal_pending, schedule_timeout_idle, sleep_on,
+                    wake_up_process)
 from .snapshot import ReaperStatus
 from .trace import LogLevel
 
@@ -131,6 +132,28 @@ def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
         return False
 
 
+def try_oom_reaper(kernel: "Kernel", tsk: "Task") -> bool:
+    """4.7's ``try_oom_reaper`` (3ef22dff, id not re-verified; the text is
+    v4.7's): queue a victim that skipped the regular kill (a self-victim, or
+    a chosen task already exiting) unless its mm is shared with a process
+    that is not dying (neither SIGKILL pending nor its group exiting):
+    reaping would pull memory from under a live process. False when not
+    queued."""
+    mm = tsk.mm
+    if mm is None:
+        return False
+    if mm.mm_users.read() > 1:
+        for p in kernel.processes():
+            if not process_shares_mm(p, mm):
+                continue
+            if fatal_signal_pending(p) or p.signal.group_exit:
+                continue
+            kernel.lab(f"oom_reaper: pid {tsk.pid} ({tsk.comm}) not queued: its mm is shared with "
+                       f"pid {p.pid} ({p.comm}), which is not dying", tsk)
+            return False
+    return wake_oom_reaper(kernel, tsk, mm)
+
+
 def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) -> bool:
     if kernel.policy_ops.reap_task:
         req = ReapRequest(None, victim, victim.pid, victim.comm)
@@ -184,13 +207,30 @@ def __oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> b
     """One attempt: True when done (reaped, or nothing left to reap).
     aac45363's ``__oom_reap_vmas``: mm_users taken only if not zero, then
     the mmap_sem trylock, then hugetlb and VM_LOCKED VMAs skipped and
-    anonymous or private ones unmapped. The "reaped process" line is
-    bc448e89's and printed only if ``oom_reaper_reports`` says so.
+    anonymous or private ones unmapped, then mmput. The "reaped process"
+    line is bc448e89's and printed only if ``oom_reaper_reports`` says so.
+    4.7's ``__oom_reap_task`` holds ``oom_lock`` across the attempt
+    (``reaper_takes_oom_lock``, a blocking mutex_lock) and drops the mm
+    with ``mmput_async`` after unlocking it (``reaper_mmput_async``).
 
     A decision: once the plug is pulled the reaper reaps nothing more.
     """
-    with kernel.decision():
-        return _reap_once(kernel, state, req)
+    ops = kernel.policy_ops
+    taken: list[MM] = []  # the mm_users reference this attempt took, if any
+    if ops.reaper_takes_oom_lock:
+        # oom_lock: the OOM killer must not select (and find the victim's
+        # mm not yet reaped, nor MMF_OOM_REAPED set) in the middle of a reap.
+        kernel.oom_lock.lock()
+    try:
+        with kernel.decision():
+            return _reap_once(kernel, state, req, taken)
+    finally:
+        if ops.reaper_takes_oom_lock:
+            kernel.oom_lock.unlock()
+        # Possibly the last user: then exit_mmap runs here, in the reaper,
+        # or (4.7's mmput_async) on a worker.
+        for mm in taken:
+            (mmput_async if ops.reaper_mmput_async else mmput)(mm)
 
 
 def _target_mm(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> MM | None:
@@ -208,6 +248,13 @@ def _target_mm(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> MM | N
         #   mmget_not_zero: fails, done         exit_mmap: frees the pages
         # The mm_count pin keeps the struct itself valid for this check.
         got = mm if mmget_not_zero(mm) else None
+    elif kernel.policy_ops.reaper_takes_oom_lock:
+        # 4.7: under task_lock a thread's ->mm has a user (that thread), so
+        # a plain increment is enough.
+        with find_lock_task_mm(req.task) as p:
+            mm = got = p.mm if p is not None else None
+            if got is not None:
+                mmget(got)
     else:
         with find_lock_task_mm(req.task) as p:
             mm = p.mm if p is not None else None
@@ -220,56 +267,56 @@ def _target_mm(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> MM | N
     return got
 
 
-def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> bool:
+def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest, taken: list[MM]) -> bool:
     mm = _target_mm(kernel, state, req)
     if mm is None:
         return True
+    taken.append(mm)  # the caller drops it, whatever happens here
     state.last_mm = mm
+    state.attempts += 1
+    if not mm.mmap_sem.down_read_trylock():
+        state.skipped += 1
+        kernel.tracer.record(Ev.SKIP_TASK_REAPING, req.pid, req.comm, mm=mm.id,
+                             attempt=state.attempts)
+        return False
     try:
-        state.attempts += 1
-        if not mm.mmap_sem.down_read_trylock():
-            state.skipped += 1
-            kernel.tracer.record(Ev.SKIP_TASK_REAPING, req.pid, req.comm, mm=mm.id,
-                                 attempt=state.attempts)
-            return False
-        try:
-            kernel.tracer.record(Ev.START_TASK_REAPING, req.pid, req.comm, mm=mm.id)
-            freed = 0
-            for vma in mm.vmas:
-                # hugetlb pages and mlocked VMAs need more than a zap; skip.
-                if vma.is_hugetlb or vma.locked:
-                    continue
-                # Only private memory is safe to drop behind the owner's back.
-                if vma.is_anonymous or not vma.kind.shared:
-                    freed += unmap_page_range(mm, vma)
-            state.reaped += 1
-            state.pages_reaped += freed
-            state.reaped_mm_ids.add(mm.id)
-            rss = (f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
-                   f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
-                   f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
-            if kernel.policy_ops.oom_reaper_reports:
-                kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now {rss}",
-                              LogLevel.KERN_INFO, state.task)
-            else:
-                kernel.lab(f"oom_reaper: reaped pid {req.pid} ({req.comm}) on try {state.attempts}: "
-                           f"{freed} pages freed, now {rss}", state.task)
-            kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed)
-            kernel.poke()
-        finally:
-            mm.mmap_sem.up_read()
-        if req.task is not None:
-            # 36324a99: the victim's memory is gone, so stop treating it as
-            # the one everybody waits for. Hide it from the OOM killer (it
-            # may well sleep on) and clear its TIF_MEMDIE, which lets the
-            # next OOM kill choose somebody else.
-            req.task.signal.oom_score_adj = OOM_SCORE_ADJ_MIN
-            exit_oom_victim(kernel, req.task)
-        return True
+        kernel.tracer.record(Ev.START_TASK_REAPING, req.pid, req.comm, mm=mm.id)
+        freed = 0
+        for vma in mm.vmas:
+            # hugetlb pages and mlocked VMAs need more than a zap; skip.
+            if vma.is_hugetlb or vma.locked:
+                continue
+            # Only private memory is safe to drop behind the owner's back.
+            if vma.is_anonymous or not vma.kind.shared:
+                freed += unmap_page_range(mm, vma)
+        state.reaped += 1
+        state.pages_reaped += freed
+        state.reaped_mm_ids.add(mm.id)
+        rss = (f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+               f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+               f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
+        if kernel.policy_ops.oom_reaper_reports:
+            kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now {rss}",
+                          LogLevel.KERN_INFO, state.task)
+        else:
+            kernel.lab(f"oom_reaper: reaped pid {req.pid} ({req.comm}) on try {state.attempts}: "
+                       f"{freed} pages freed, now {rss}", state.task)
+        kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed)
+        kernel.poke()
     finally:
-        # Possibly the last user: then exit_mmap runs here, in the reaper
-        # (the 4.7 series moved this to mmput_async).
-        mmput(mm)
+        mm.mmap_sem.up_read()
+    if kernel.policy_ops.mmf_oom_reaped:
+        # 4.7: the mm is marked instead; oom_badness gives it 0 points,
+        # and TIF_MEMDIE is cleared by oom_reap_task, after the attempts.
+        mm.flags |= MMF.MMF_OOM_REAPED
+    elif req.task is not None:
+        # 36324a99: the victim's memory is gone, so stop treating it as
+        # the one everybody waits for. Hide it from the OOM killer (it
+        # may well sleep on) and clear its TIF_MEMDIE, which lets the
+        # next OOM kill choose somebody else.
+        req.task.signal.oom_score_adj = OOM_SCORE_ADJ_MIN
+        exit_oom_victim(kernel, req.task)
+    return True
 
 
 def _holders(kernel: "Kernel", sem: object) -> str:
@@ -288,7 +335,9 @@ def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> Non
     """aac45363's: up to 10 tries, each failure followed by a HZ/10
     TASK_IDLE sleep (the last one too), then mmdrop of the pin. aac45363
     says nothing when it gives up; the "unable to reap" line and the lock
-    dump are bc448e89's (``oom_reaper_reports``)."""
+    dump are bc448e89's (``oom_reaper_reports``). 4.7's ``oom_reap_task``
+    then clears the victim's TIF_MEMDIE, reaped or not
+    (``reaper_clears_memdie_always``)."""
     state.attempts = 0
     state.last_mm = None
     hz = kernel.clock.hz
@@ -297,27 +346,52 @@ def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> Non
         while tries < MAX_OOM_REAP_RETRIES:
             tries += 1
             if __oom_reap_vmas(kernel, state, req):
-                return
+                break
             schedule_timeout_idle(hz // 10, "oom_reap_vmas")
-        mm = req.mm if req.mm is not None else state.last_mm
-        with kernel.decision():
-            state.failed += 1
-            if mm is not None:
-                state.failed_mms.append(mm)
-            kernel.tracer.record(Ev.REAP_FAILED, req.pid, req.comm, mm=mm.id if mm is not None else None,
-                                 attempts=tries)
-            if kernel.policy_ops.oom_reaper_reports:
-                kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
-                              LogLevel.KERN_INFO, state.task)
-                for line in debug_show_all_locks(kernel):
-                    kernel.printk(line, LogLevel.KERN_INFO, state.task)
-            else:
-                held = f"; {_holders(kernel, mm.mmap_sem)}" if mm is not None else ""
-                kernel.lab(f"oom_reaper: gave up on pid {req.pid} ({req.comm}) after {tries} "
-                           f"failed down_read_trylock(mmap_sem){held}", state.task)
+        else:
+            _report_failure(kernel, state, req, tries)
+        if kernel.policy_ops.reaper_clears_memdie_always and req.task is not None:
+            with kernel.decision():
+                _clear_memdie_after_reap(kernel, state, req)
     finally:
         if req.mm is not None:
             mmdrop(req.mm)  # the pin taken by wake_oom_reaper
+
+
+def _clear_memdie_after_reap(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> None:
+    """4.7's end of ``oom_reap_task``: clear the victim's TIF_MEMDIE whether
+    the reap succeeded or not, "because the task shouldn't be sitting on a
+    reasonably reclaimable memory anymore or it is not a good candidate for
+    the oom victim right now". A victim the reaper failed on may then be
+    chosen again: it is killed (a no-op) and queued once more."""
+    task = req.task
+    assert task is not None
+    had = task.tif_memdie
+    exit_oom_victim(kernel, task)
+    if had and not task.tif_memdie:
+        kernel.lab(f"oom_reaper: TIF_MEMDIE of pid {req.pid} ({req.comm}) cleared after the "
+                   f"reap attempt; the OOM killer may choose again", state.task)
+
+
+def _report_failure(kernel: "Kernel", state: ReaperState, req: ReapRequest, tries: int) -> None:
+    """After the last failed try: bc448e89's "unable to reap" line and lock
+    dump, or the lab's line for a design that printed nothing."""
+    mm = req.mm if req.mm is not None else state.last_mm
+    with kernel.decision():
+        state.failed += 1
+        if mm is not None:
+            state.failed_mms.append(mm)
+        kernel.tracer.record(Ev.REAP_FAILED, req.pid, req.comm, mm=mm.id if mm is not None else None,
+                             attempts=tries)
+        if kernel.policy_ops.oom_reaper_reports:
+            kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
+                          LogLevel.KERN_INFO, state.task)
+            for line in debug_show_all_locks(kernel):
+                kernel.printk(line, LogLevel.KERN_INFO, state.task)
+        else:
+            held = f"; {_holders(kernel, mm.mmap_sem)}" if mm is not None else ""
+            kernel.lab(f"oom_reaper: gave up on pid {req.pid} ({req.comm}) after {tries} "
+                       f"failed down_read_trylock(mmap_sem){held}", state.task)
 
 
 def oom_reaper(task: "Task") -> None:
@@ -465,3 +539,59 @@ class QueueOps(ReportOps):
     label = "Linux 4.6-rc1 at 03049269: a list of victims to reap"
     change = "oom_reaper_list instead of the single slot: every victim is queued (LIFO), none dropped"
     reaper_list = True
+
+
+class V47Ops(QueueOps):
+    """``v4.7``: Linux 4.7's OOM killer and reaper, on top of ``queue``
+    (read in v4.7's mm/oom_kill.c and mm/page_alloc.c; each change is a
+    flag on ``PolicyOps`` whose docstring names its commit):
+
+    * the !__GFP_FS test moved from ``__alloc_pages_may_oom`` into
+      ``out_of_memory``, after the self-victim shortcut: a killed GFP_NOFS
+      allocator gets the reserves (``nofs_check_in_out_of_memory``);
+    * self-victims and already-exiting chosen tasks are queued for the
+      reaper (``try_oom_reaper``: ``reap_self_victims``);
+    * a reaped mm is marked MMF_OOM_REAPED and scores 0
+      (``mmf_oom_reaped``); TIF_MEMDIE is cleared after every reap, success
+      or failure (``reaper_clears_memdie_always``);
+    * the reaper holds ``oom_lock`` across an attempt and drops its mm
+      reference with ``mmput_async`` (``reaper_takes_oom_lock``,
+      ``reaper_mmput_async``; the model's __mmput never blocks, so the
+      latter changes nothing observable);
+    * the scan walks processes and aborts on ``signal->oom_victims``
+      (``oom_scan_processes``); ``task_will_free_mem`` wants the whole
+      thread group exiting (``task_will_free_mem_group``; 4.7's oom.h not
+      read);
+    * mm syscalls take mmap_sem for write killably
+      (``killable_mmap_writers``, read by ``mm.vm_mmap_write_lock``).
+
+    Not modelled: 4.7's OOM-detection rework (``should_reclaim_retry``:
+    with nothing reclaimable it reaches the OOM killer as the model does),
+    the freezer, and ``oom_killer_disable``."""
+
+    policy = Policy.V4_7
+    commit = "v4.7"
+    title = "Linux 4.7"
+    label = "Linux 4.7: killed GFP_NOFS allocators get the reserves; self-victims reaped"
+    change = ("GFP_NOFS test moved into out_of_memory after the self-victim shortcut (3da88fb3); "
+              "self-victims reaped (try_oom_reaper); MMF_OOM_REAPED and TIF_MEMDIE cleared after "
+              "every reap; reaper under oom_lock, mmput_async; killable mmap_sem writers")
+    release = "4.7.0"
+    nofs_check_in_out_of_memory = True
+    mmf_oom_reaped = True
+    reaper_clears_memdie_always = True
+    reaper_takes_oom_lock = True
+    oom_scan_processes = True
+    task_will_free_mem_group = True
+    reap_self_victims = True
+    reaper_mmput_async = True
+    killable_mmap_writers = True
+
+    def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
+                   self_victim: bool = False) -> None:
+        # 4.7: a victim that skipped the regular kill goes through
+        # try_oom_reaper; a killed one is queued as before (or forbidden).
+        if self_victim:
+            try_oom_reaper(kernel, victim)
+        else:
+            super().after_kill(kernel, victim, mm, can_oom_reap)

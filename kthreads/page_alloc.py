@@ -239,7 +239,9 @@ def __alloc_pages_may_oom(kernel: "Kernel", task: Task, gfp: GFP, order: int,
                           owner: object) -> int | None:
     """4.6's: oom_lock trylock, a last try at the high watermark, no OOM
     kill for !__GFP_FS (unless __GFP_NOFAIL), ``out_of_memory``, then the
-    reserves for __GFP_NOFAIL. Its order, lowmem, __GFP_THISNODE and
+    reserves for __GFP_NOFAIL. 4.7 (``nofs_check_in_out_of_memory``,
+    verified in v4.7's page_alloc.c) calls ``out_of_memory`` for !__GFP_FS
+    too, which tests the mask after its self-victim shortcut. Its order, lowmem, __GFP_THISNODE and
     ``pm_suspended_storage`` exits cannot arise (order 0, one zone)."""
     # A trylock: an allocator must not sleep on oom_lock behind the OOM
     # killer, which itself sleeps a jiffy holding it after a kill.
@@ -252,9 +254,11 @@ def __alloc_pages_may_oom(kernel: "Kernel", task: Task, gfp: GFP, order: int,
         pfn = get_page_from_freelist(kernel, owner, AllocFlags.ALLOC_WMARK_HIGH)
         if pfn is not None:
             return pfn
-        if not gfp & __GFP_NOFAIL and not gfp & __GFP_FS:
+        if not gfp & __GFP_NOFAIL and not gfp & __GFP_FS and \
+                not kernel.policy_ops.nofs_check_in_out_of_memory:
             # The OOM killer cannot be invoked for IO-less reclaim "but keep
-            # looping as per tradition".
+            # looping as per tradition". From 4.7 on (3da88fb3) out_of_memory
+            # makes this test itself, after giving a killed task the reserves.
             return None
         out_of_memory(kernel, OomControl(gfp_mask=gfp, order=order))
         if gfp & __GFP_NOFAIL:

@@ -40,6 +40,11 @@ class Policy(str, enum.Enum):
     REPORT = "report"
     #: 03049269 (+ follow-ups): a LIFO list of victims instead of one slot.
     QUEUE = "queue"
+    #: Linux 4.7: the GFP_NOFS test moved into out_of_memory after the
+    #: self-victim shortcut, self-victims reaped, MMF_OOM_REAPED, TIF_MEMDIE
+    #: cleared after every reap attempt, killable mmap_sem writers,
+    #: mmput_async.
+    V4_7 = "v4.7"
 
     @property
     def previous(self) -> "Policy | None":
@@ -110,6 +115,67 @@ class PolicyOps:
     reap_task = False
     #: The reaper takes victims from a LIFO list, not a single slot: 03049269.
     reaper_list = False
+
+    # -- Linux 4.7 (each verified in v4.7's mm/oom_kill.c and page_alloc.c
+    # -- as stored for docs/HISTORY-DESIGNS.md; the commit ids are not) ----
+    #: ``__alloc_pages_may_oom`` no longer stops a !__GFP_FS allocation
+    #: before the OOM killer; ``out_of_memory`` tests it instead, *after*
+    #: the self-victim shortcut. So a SIGKILLed task looping in GFP_NOFS
+    #: gets TIF_MEMDIE and the reserves, and can finish its allocation and
+    #: die; an unkilled GFP_NOFS allocator still kills nobody. 3da88fb3,
+    #: "mm, oom: move GFP_NOFS check to out_of_memory" (id not re-verified;
+    #: its 4.7 placement is).
+    nofs_check_in_out_of_memory = False
+    #: The reaper sets MMF_OOM_REAPED on the mm after a successful reap and
+    #: ``oom_badness`` gives such an mm 0 points; the reaper no longer sets
+    #: ``oom_score_adj`` to -1000, nor clears TIF_MEMDIE inside the attempt
+    #: (``reaper_clears_memdie_always`` does, after it). "mm, oom_reaper:
+    #: hide oom reaped tasks from OOM killer more carefully" (bb8a4b7f, id
+    #: not re-verified).
+    mmf_oom_reaped = False
+    #: ``oom_reap_task`` ends, success or failure, with
+    #: ``tsk->oom_reaper_list = NULL; exit_oom_victim(tsk)``: a victim the
+    #: reaper could not reap stops blocking the OOM killer too, which may
+    #: then choose it again (or another). "mm, oom_reaper: clear TIF_MEMDIE
+    #: for all tasks queued for oom_reaper" (449d777d, id and title not
+    #: re-verified; the behaviour is in v4.7's text).
+    reaper_clears_memdie_always = False
+    #: ``__oom_reap_task`` holds ``oom_lock`` (a blocking mutex_lock) across
+    #: the attempt, so a reap never runs while the OOM killer selects: "oom_reaper:
+    #: close race with exiting task" (e2fe1456, id not re-verified).
+    reaper_takes_oom_lock = False
+    #: ``select_bad_process`` walks processes (for_each_process), not
+    #: threads, and aborts on ``signal->oom_victims`` (a victim anywhere in
+    #: the thread group), with no ``!task->mm`` test and no tie-break for
+    #: the group leader. In the v4.7 text; commit not identified.
+    oom_scan_processes = False
+    #: ``task_will_free_mem`` needs the whole thread group going down
+    #: (single-threaded, or SIGNAL_GROUP_EXIT) besides PF_EXITING:
+    #: 98748bd7, "oom: consider multi-threaded tasks in task_will_free_mem"
+    #: (id not re-verified; 4.7's oom.h was not read, see HISTORY-DESIGNS §1.7).
+    task_will_free_mem_group = False
+    #: ``try_oom_reaper``: a victim that skipped the kill (a self-victim
+    #: with SIGKILL pending or exiting, or a chosen task already exiting) is
+    #: queued for the reaper too, unless a process sharing its mm is not
+    #: dying. 3ef22dff, "oom, oom_reaper: try to reap tasks which skip
+    #: regular OOM killer path" (id not re-verified).
+    reap_self_victims = False
+    #: The reaper drops its mm reference with ``mmput_async``: a last
+    #: reference hands ``__mmput`` (exit_aio, ksm, exit_mmap...) to a
+    #: workqueue so that the reaper never blocks in it. ec8d7c14, "mm,
+    #: oom_reaper: do not mmput synchronously from the oom reaper context"
+    #: (id not re-verified). The model's ``__mmput`` never blocks (no aio,
+    #: uprobes, ksm or khugepaged), so ``mmput_async`` runs it in the
+    #: caller: the flag changes nothing observable yet.
+    reaper_mmput_async = False
+    #: mm syscalls (mmap, munmap, brk, mprotect...) wait for mmap_sem with
+    #: ``down_write_killable``: a SIGKILLed waiter leaves the queue with
+    #: -EINTR instead of holding up the readers behind it. 916633a4
+    #: ("locking/rwsem: provide down_write_killable()") and dc0ef0df ("mm:
+    #: make mmap_sem for write waits killable for mm syscalls"), ids not
+    #: re-verified. Read by ``mm.vm_mmap_write_lock``, which scenario and
+    #: workload code uses where a task stands for an mm syscall.
+    killable_mmap_writers = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

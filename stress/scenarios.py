@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kthreads import (GFP_KERNEL, GFP_NOFS, OOM_SCORE_ADJ_MIN, Completion, Kernel, Mutex, Policy,
-                      Task, VmaSpec, alloc_pages, do_munmap, return_to_user)
+                      Task, VmaSpec, alloc_pages, do_munmap, return_to_user, send_sigkill)
+from kthreads.oom_reaper import freeze_oom_reaper, thaw_oom_reaper
 
 from .config import REAPER_WINDOW
 from .outcomes import Grade, Outcome
@@ -335,6 +336,141 @@ def drive_no_killable_task(k: Kernel, seq: Sequencer, rng: random.Random) -> Rol
     return {"hog": hog, "allocator": a}
 
 
+# -- history scenarios (#11): what each design changed --------------------------
+def looping_writer(lock: Mutex, go: Completion) -> Callable[[Task], None]:
+    """lockup A's writer, looping: holds ``lock`` and allocates page after page,
+    checking for a fatal signal after each (as generic_perform_write does), so
+    a later design may kill it too."""
+    def body(t: Task) -> None:
+        with lock:
+            go.wait_for_completion()
+            while True:
+                alloc_pages(GFP_KERNEL)
+                return_to_user(t)
+    return body
+
+
+def sleep_on_lock(lock: Mutex) -> Callable[[Task], None]:
+    """mutex_lock(): TASK_UNINTERRUPTIBLE, SIGKILL cannot wake it; the task
+    dies on its way back to user space once it has had the lock."""
+    def body(t: Task) -> None:
+        with lock:
+            pass
+        return_to_user(t)
+    return body
+
+
+def drive_reaped_not_enough(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """writer loops in the allocator holding inode_lock; victim (the biggest)
+    sleeps on it; bystander sleeps killably. The reaper frees victim's memory,
+    and writer eats all of it before anybody else could use it."""
+    inode_lock, go, never = Mutex("inode_lock", k), Completion("go"), Completion("never")
+    w = k.fork("writer", looping_writer(inode_lock, go), vmas=[VmaSpec(pages=jitter(rng, 20))])
+    seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
+    b = k.fork("bystander", park_killable(never), vmas=[VmaSpec(pages=jitter(rng, k.zone.nr_pages // 4))])
+    seq.until("bystander sleeps killably", lambda: b.state_letter == "D")
+    v = k.fork("victim", sleep_on_lock(inode_lock), vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    seq.until("victim sleeps in D on inode_lock", sleeps_on(v, inode_lock))
+    go.complete()
+    return {"writer": w, "bystander": b, "victim": v}
+
+
+def drive_mlocked_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """lockup-mutex with a bystander, and a victim whose memory is mlocked but
+    for a few pages: too few, once reaped, to lift the zone over its min
+    watermark (wmark_min/2 free, plus wmark_min/2 - 8)."""
+    inode_lock, go, never = Mutex("inode_lock", k), Completion("go"), Completion("never")
+
+    def writer(t: Task) -> None:
+        with inode_lock:
+            go.wait_for_completion()
+            alloc_pages(GFP_KERNEL)  # one page: too small to fail, loops until it comes
+
+    w = k.fork("writer", writer, vmas=[VmaSpec(pages=jitter(rng, 40))])
+    seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
+    b = k.fork("bystander", park_killable(never), vmas=[VmaSpec(pages=jitter(rng, k.zone.nr_pages // 5))])
+    seq.until("bystander sleeps killably", lambda: b.state_letter == "D")
+    free = k.zone.wmark_min // 2
+    unlocked = max(1, free - 8)
+    # The unlocked VMA's pages and its page table come out of what stays free.
+    locked = pages_leaving(k, free + unlocked + 1)
+    v = k.fork("victim", sleep_on_lock(inode_lock),
+               vmas=[VmaSpec(pages=locked, locked=True), VmaSpec(pages=unlocked)])
+    seq.until("victim sleeps in D on inode_lock", sleeps_on(v, inode_lock))
+    go.complete()
+    return {"writer": w, "bystander": b, "victim": v}
+
+
+def drive_three_victims(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """Three OOM kills while the reaper is frozen; it then takes them in the
+    order its queue gives. victimA and victimB each share their mm (CLONE_VM,
+    not a thread) with a helper at oom_score_adj -999 asleep on inode_lock:
+    killed, they exit at once and clear their TIF_MEMDIE, but their memory
+    lives on in the helper. victim (victimC) sleeps on inode_lock itself."""
+    inode_lock, go = Mutex("inode_lock", k), Completion("go")
+    never = Completion("never")
+    n = k.zone.nr_pages
+    w = k.fork("writer", looping_writer(inode_lock, go), vmas=[VmaSpec(pages=jitter(rng, 20))])
+    seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
+    roles: Roles = {"writer": w}
+    for name, share in (("A", 30), ("B", 25)):
+        p = k.fork(f"victim{name}", park_killable(never), vmas=[VmaSpec(pages=jitter(rng, n * share // 100, 0.05))])
+        seq.until(f"victim{name} sleeps killably", lambda p=p: p.state_letter == "D")
+        # -999, not -1000: the helper is killed with the victim and does not
+        # forbid the reap (4.6's sharer rule); it scores 1 point.
+        h = k.fork(f"helper{name}", sleep_on_lock(inode_lock), share_mm_with=p, oom_score_adj=-999)
+        seq.until(f"helper{name} sleeps in D on inode_lock", sleeps_on(h, inode_lock))
+        roles.update({f"victim{name}": p, f"helper{name}": h})
+    c = k.fork("victimC", sleep_on_lock(inode_lock), vmas=[VmaSpec(pages=jitter(rng, n * 20 // 100, 0.05))])
+    seq.until("victimC sleeps in D on inode_lock", sleeps_on(c, inode_lock))
+    roles.update(victimC=c, victim=c)
+    a, b = roles["victimA"], roles["victimB"]
+    freeze_oom_reaper(k)
+    go.complete()
+    seq.until("victimC is killed (after victimA and victimB)", lambda: c.tif_memdie)
+    aborts = k.stats.oom_aborts  # oom_lock was held from C's kill to here: no abort since
+    seq.until("the OOM killer is back and aborts on victimC's TIF_MEMDIE",
+              lambda: k.stats.oom_aborts > aborts and a.state_letter in "ZX" and b.state_letter in "ZX")
+    thaw_oom_reaper(k)
+    return roles
+
+
+def drive_self_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """victim, SIGKILLed by another process while asleep in D, allocates on
+    its way out: out_of_memory's shortcut gives it TIF_MEMDIE and the
+    reserves, and no OOM kill happens. Then it sleeps on a mutex held by
+    writer, whose allocation comes next."""
+    m = Mutex("i_mutex", k)
+    go, go2 = Completion("go"), Completion("go2")
+
+    def writer(t: Task) -> None:
+        with m:
+            go2.wait_for_completion()
+            alloc_pages(GFP_KERNEL)
+
+    def victim(t: Task) -> None:
+        go.wait_for_completion()  # uninterruptible: the SIGKILL stays pending
+        alloc_pages(GFP_KERNEL)   # e.g. a page cache page for the write it was in
+        with m:
+            pass
+        return_to_user(t)
+
+    def killer(t: Task) -> None:  # kill -9 <victim>
+        send_sigkill(v)
+
+    w = k.fork("writer", writer, vmas=[VmaSpec(pages=jitter(rng, 20))])
+    seq.until("writer takes i_mutex", lambda: m.owner is w)
+    v = k.fork("victim", victim, vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    seq.until("victim sleeps in D", sleeps_on(v, go))
+    kl = k.fork("kill", killer)
+    seq.until("kill sent victim SIGKILL and exited", lambda: v.sigkill_pending and kl.state_letter in "ZX")
+    go.complete()
+    seq.until("victim, a self-victim with TIF_MEMDIE, sleeps in D on i_mutex",
+              lambda: v.tif_memdie and sleeps_on(v, m)())
+    go2.complete()
+    return {"writer": w, "victim": v, "kill": kl}
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
         "lockup-mutex", drive_lockup_mutex,
@@ -356,14 +492,20 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "victim's mmapper thread holds mmap_sem for write across a GFP_NOFS allocation; "
         "victim's main thread, killed, waits for mmap_sem in exit_mm. Every reaper trylock "
         "fails: 'unable to reap', as the commit message admits.",
-        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP})),
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP,
+                       # 4.7: the killed mmapper's GFP_NOFS allocation reaches out_of_memory, gets the reserves
+                       Policy.V4_7: Outcome.VICTIM_EXITED},
+                      acceptable={Policy.V4_7: Outcome.RECOVERED_BY_REAPER})),
     Scenario(
         "mmap-sem-queued-writer", drive_mmap_sem_queued_writer,
         "lockup B, Tetsuo's form: a reader loops in the allocator, a writer queues behind it",
         "victim's faulter holds mmap_sem for read and loops in a GFP_NOFS allocation; its "
         "mmapper queues for write, which makes every down_read_trylock fail; the killed main "
         "thread waits in exit_mm behind the queued writer.",
-        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP})),
+        grades=expect({Policy.NONE: Outcome.LOCKUP, Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP,
+                       # 4.7: the killed faulter's GFP_NOFS allocation reaches out_of_memory, gets the reserves
+                       Policy.V4_7: Outcome.VICTIM_EXITED},
+                      acceptable={Policy.V4_7: Outcome.RECOVERED_BY_REAPER})),
     Scenario(
         "exit-race", drive_exit_race,
         "the victim exits on its own while the reaper sleeps between two trylocks",
@@ -405,6 +547,67 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "every process is OOM_SCORE_ADJ_MIN: 'Out of memory and no killable processes'",
         "nothing may be killed, so the OOM killer panics: a prompt outcome, not a hang.",
         grades=expect({Policy.NONE: Outcome.OOM_PANIC, Policy.PATCH1: Outcome.OOM_PANIC})),
+    Scenario(
+        "reaped-not-enough", drive_reaped_not_enough,
+        "reaped, but the writer eats it all: only clearing TIF_MEMDIE lets a second kill happen",
+        "writer holds inode_lock and allocates page after page; victim, the biggest, sleeps in D "
+        "on inode_lock; bystander sleeps killably. The reaper frees victim's memory and writer "
+        "takes every page of it, so the zone is as full as before. Under patch 1 victim keeps "
+        "TIF_MEMDIE and every later OOM aborts on it; from 36324a99 on the reaper clears it (and "
+        "hides victim at oom_score_adj -1000), so the OOM killer goes on to bystander, then to "
+        "writer, which dies at its signal check and lets inode_lock go. Adapted from the design "
+        "notes (2.1): writer is 20 pages and bystander a quarter of the zone.",
+        grades=expect({Policy.NONE: Outcome.LOCKUP,
+                       # aac45363: reaped, but TIF_MEMDIE stays on the victim: OOM aborts for ever
+                       Policy.PATCH1: Outcome.LOCKUP,
+                       # 36324a99: the reap clears TIF_MEMDIE: bystander, then writer, are killed
+                       Policy.TIFMEMDIE: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "mlocked-victim", drive_mlocked_victim,
+        "lockup A with the victim's memory mlocked: the reaper skips VM_LOCKED and frees a few pages",
+        "lockup-mutex with a bystander sleeping killably, and a victim whose memory is mlocked "
+        "but for a few pages. The reaper skips VM_LOCKED VMAs, so it frees too little to lift the "
+        "zone over its min watermark. Under patch 1 victim keeps TIF_MEMDIE and the writer's "
+        "allocation loops for ever; from 36324a99 on the reap clears it and a second OOM kill "
+        "(bystander) brings the page: two kills where one would do. (A later design that reaps "
+        "mlocked memory, 5.18 by the design notes, would need only the first.)",
+        grades=expect({Policy.NONE: Outcome.LOCKUP,
+                       # aac45363: VM_LOCKED skipped, 8 pages freed, TIF_MEMDIE stays
+                       Policy.PATCH1: Outcome.LOCKUP,
+                       # 36324a99: TIF_MEMDIE cleared after the small reap: bystander is killed too
+                       Policy.TIFMEMDIE: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "three-victims", drive_three_victims,
+        "three OOM kills while the reaper is frozen: the queue hands them back last first",
+        "writer loops in the allocator holding inode_lock. victimA and victimB each share their "
+        "mm (CLONE_VM) with a helper at oom_score_adj -999 asleep on inode_lock: killed, they "
+        "exit at once and clear their TIF_MEMDIE while the helper keeps their memory, so the OOM "
+        "killer moves on. victim (victimC) sleeps on inode_lock and cannot die. The reaper is "
+        "frozen (a lab gate for e2679606's freezable wait; before 03049269 it stands for a late "
+        "reaper) from before the first kill until the OOM killer aborts on victimC. A single slot "
+        "keeps victimA and drops the other two: patch 1 reaps victimA's mm through its helper "
+        "(in vain), 36324a99's task slot finds victimA gone; victimC is never reaped. "
+        "oom_reaper_list (03049269) gives them back LIFO: victimC first, reaped, then victimB and "
+        "victimA, gone. Adapted from the design notes (2.3), where all three exit and the pop "
+        "order alone tells the designs apart: here the last victim is a lockup-A victim, so "
+        "the order also decides the outcome, and no later kill (writer's) can land before the "
+        "three pops.",
+        grades=expect({Policy.NONE: Outcome.LOCKUP,
+                       # a single slot drops victimC, the one that cannot exit
+                       Policy.PATCH1: Outcome.LOCKUP,
+                       # 03049269: victimC is queued last and popped first, and reaped
+                       Policy.QUEUE: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "self-victim", drive_self_victim,
+        "a killed task that allocates: out_of_memory's shortcut marks it, and 4.6 never reaps it",
+        "victim, SIGKILLed by another process ('kill') while asleep in D, allocates on its way "
+        "out; out_of_memory gives it TIF_MEMDIE and the reserves without a kill (and without a "
+        "line in dmesg). It then sleeps in D on i_mutex, held by writer, whose allocation comes "
+        "next: every OOM aborts on victim. No 4.6 tree hands a self-victim to the reaper (4.7's "
+        "try_oom_reaper does), so all of them lock up here.",
+        grades=expect({
+            # 4.6 (every tree here): out_of_memory's shortcut never wakes the reaper
+            Policy.NONE: Outcome.LOCKUP})),
 )}
 
 
