@@ -607,7 +607,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "try_oom_reaper does), so all of them lock up here.",
         grades=expect({
             # 4.6 (every tree here): out_of_memory's shortcut never wakes the reaper
-            Policy.NONE: Outcome.LOCKUP})),
+            Policy.NONE: Outcome.LOCKUP,
+            # 4.7: try_oom_reaper queues the self-victim; its memory is reaped and writer gets it
+            Policy.V4_7: Outcome.RECOVERED_BY_REAPER})),
 )}
 
 
