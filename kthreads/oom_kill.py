@@ -21,7 +21,9 @@ marked so), the 3% CAP_SYS_ADMIN bonus (no credentials), and coredumps
 (``SIGNAL_GROUP_COREDUMP`` is never set).
 
 Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
-its docstring says otherwise. The parent, aac45363^ (policy ``none``), is
+its docstring says otherwise; Linux 4.7's changes (policy ``v4.7``, read in
+v4.7's mm/oom_kill.c) are behind ``PolicyOps`` flags, each named where it
+acts. The parent, aac45363^ (policy ``none``), is
 taken to be the same OOM killer without the reaper and its wake-up (what
 aac45363 adds); the parent itself was not read at the source. Events and
 ``Kernel.lab`` lines are the lab's.
@@ -412,7 +414,9 @@ def out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
 def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
     """The decision itself; True when it killed a process. aac45363's
     order: the self-victim shortcut, then the scan, a panic if nobody is
-    eligible, nothing on OOM_SCAN_ABORT, else the kill. Not modelled: the
+    eligible, nothing on OOM_SCAN_ABORT, else the kill. 4.7 queues the
+    self-victim for the reaper (``after_kill``: try_oom_reaper) and tests
+    for !__GFP_FS right after the shortcut (``nofs_check_in_out_of_memory``). Not modelled: the
     notifier chain, constraints, ``check_panic_on_oom`` and
     ``oom_kill_allocating_task`` (see the module docstring)."""
     cur = current()

@@ -17,7 +17,8 @@ stream (``Kernel.lab``), never in dmesg; a policy whose tree printed those
 lines sets ``PolicyOps.oom_reaper_reports``.
 
 Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
-its docstring says otherwise. ``ReapRequest``, ``ReaperState``, the events,
+its docstring says otherwise (36324a99, bc448e89, 03049269 and 4.7's
+changes, each behind a ``PolicyOps`` flag). ``ReapRequest``, ``ReaperState``, the events,
 the lab's lines and ``Patch1Ops`` are the lab's machinery.
 """
 
