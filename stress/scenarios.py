@@ -465,8 +465,9 @@ def drive_self_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
     kl = k.fork("kill", killer)
     seq.until("kill sent victim SIGKILL and exited", lambda: v.sigkill_pending and kl.state_letter in "ZX")
     go.complete()
-    seq.until("victim, a self-victim with TIF_MEMDIE, sleeps in D on i_mutex",
-              lambda: v.tif_memdie and sleeps_on(v, m)())
+    # Marked once (a design that reaps it may clear TIF_MEMDIE again by now).
+    seq.until("victim, marked a self-victim, sleeps in D on i_mutex",
+              lambda: k.stats.oom_victims_marked >= 1 and sleeps_on(v, m)())
     go2.complete()
     return {"writer": w, "victim": v, "kill": kl}
 
