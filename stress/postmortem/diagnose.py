@@ -215,6 +215,13 @@ def _all_exited(r: Replay, users: list[Track], partial: bool, problems: list[str
                          partial, problems)
     if not r.kills:
         marked = ", ".join(r.tracks[pid].who() if pid in r.tracks else f"pid {pid}" for pid in sorted(r.marked))
+        if r.reaped_mms:  # 4.7's try_oom_reaper: a victim marked without a kill is reaped too
+            _, pages = next(iter(r.reaped_mms.values()))
+            return Diagnosis(Outcome.RECOVERED_BY_REAPER, None,
+                             f"The OOM killer killed nobody: it gave TIF_MEMDIE to {marked}, which was "
+                             f"already exiting (or had SIGKILL pending), and handed it to oom_reaper, "
+                             f"which freed {pages} pages; every task exited.", sorted(r.marked), [], [],
+                             partial, problems)
         return Diagnosis(Outcome.VICTIM_EXITED, None,
                          f"The OOM killer killed nobody: it gave TIF_MEMDIE to {marked}, which was "
                          f"already exiting (or had SIGKILL pending) and then exited; every task "
