@@ -30,7 +30,7 @@ from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops
+from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops, V48Ops
 from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
@@ -53,6 +53,7 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.REPORT: ReportOps,
     Policy.QUEUE: QueueOps,
     Policy.V4_7: V47Ops,
+    Policy.V4_8: V48Ops,
 }
 
 def _actor_pid() -> int:
@@ -380,6 +381,32 @@ class Kernel:
         except BaseException:
             mmput(mm)  # give back what was mapped or referenced
             raise
+
+    def set_oom_score_adj(self, task: Task, adj: int) -> None:
+        """A write to /proc/<pid>/oom_score_adj (``__set_oom_adj``, without
+        the CAP_SYS_RESOURCE rules: the model has no credentials). From 4.8
+        on (``policy_ops.shared_oom_score_adj``, 44a70ade, not re-verified)
+        the value is written to every other process sharing ``task``'s mm
+        too, but init and kernel threads, each with a line. ``fork``'s
+        ``oom_score_adj`` is the value a process is created with (inherited
+        at clone, or a vfork child's, which 4.8 leaves out of the sharing),
+        not a write: it is never propagated."""
+        if not OOM_SCORE_ADJ_MIN <= adj <= OOM_SCORE_ADJ_MAX:
+            raise ValueError(f"oom_score_adj must be in [{OOM_SCORE_ADJ_MIN}, "
+                             f"{OOM_SCORE_ADJ_MAX}], got {adj}")
+        task.signal.oom_score_adj = adj
+        mm = task.mm
+        if mm is None or not self.policy_ops.shared_oom_score_adj or mm.mm_users.read() <= 1:
+            return
+        for p in self.processes():
+            if p.signal is task.signal or p.is_kthread or p.tgid == 1:
+                continue
+            if not any(t.mm is mm for t in p.thread_group()):
+                continue
+            self.printk(f"updating oom_score_adj for {p.pid} ({p.comm}) from {p.signal.oom_score_adj} to "
+                        f"{adj} because it shares mm with {task.pid} ({task.comm}). Report if this is "
+                        f"unexpected.", LogLevel.KERN_INFO)
+            p.signal.oom_score_adj = adj
 
     def clone_thread(self, parent: Task, comm: str, body: Body, start: bool = True) -> Task:
         """A new thread in ``parent``'s thread group (shares mm, signal, mmap_sem)."""

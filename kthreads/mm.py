@@ -72,9 +72,11 @@ class VmaKind(enum.Enum):
 class MMF(enum.IntFlag):
     """``mm->flags`` bits the model uses. MMF_OOM_REAPED is 4.7's: the
     reaper has unmapped this mm, so ``oom_badness`` gives it 0 points (4.9
-    renamed it MMF_OOM_SKIP)."""
+    renamed it MMF_OOM_SKIP). MMF_OOM_NOT_REAPABLE is 4.8's: the reaper
+    failed on this mm once (the second failure gives it up)."""
 
     MMF_OOM_REAPED = 1 << 21
+    MMF_OOM_NOT_REAPABLE = 1 << 22
 
 
 class MMCounter(enum.IntEnum):

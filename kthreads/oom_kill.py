@@ -107,13 +107,45 @@ def task_will_free_mem(p: Task) -> bool:
     no coredumps. 4.7 (``policy_ops.task_will_free_mem_group``, 98748bd7,
     not re-verified) also wants the whole thread group going down: ``p`` is
     its group's only live thread, or the group was killed
-    (SIGNAL_GROUP_EXIT, the model's ``signal.group_exit``). 4.8 widened it
-    to every process sharing the mm; that is not this function."""
+    (SIGNAL_GROUP_EXIT, the model's ``signal.group_exit``). 4.8's, which
+    looks at every process sharing the mm, is ``task_will_free_mem_48``
+    (``policy_ops.task_will_free_mem_mm``)."""
+    if p.kernel.policy_ops.task_will_free_mem_mm:
+        return task_will_free_mem_48(p)
     if not p.flags & PF.PF_EXITING:
         return False
     if not p.kernel.policy_ops.task_will_free_mem_group:
         return True
     return thread_group_empty(p) or p.signal.group_exit
+
+
+def __task_will_free_mem(p: Task) -> bool:
+    """4.8's helper: ``p``'s group is going down, as SIGNAL_GROUP_EXIT (the
+    model's ``signal.group_exit``, set by a group SIGKILL) or as its only
+    thread being PF_EXITING. The coredump test cannot fire (no coredumps)."""
+    return p.signal.group_exit or (thread_group_empty(p) and bool(p.flags & PF.PF_EXITING))
+
+
+def task_will_free_mem_48(p: Task) -> bool:
+    """4.8's ``task_will_free_mem`` (moved into mm/oom_kill.c; ``policy_ops.
+    task_will_free_mem_mm``): ``p`` has an mm not yet MMF_OOM_REAPED, its
+    group is going down, and so is every other process sharing the mm; so
+    nobody pins the mm and the reaper may take it. 4.8 reads ``ret``
+    uninitialised when mm_users > 1 but no other process shares the mm
+    (threads only); the model returns True there."""
+    mm = p.mm
+    if mm is None or not __task_will_free_mem(p):
+        return False
+    if mm.flags & MMF.MMF_OOM_REAPED:
+        return False  # drained by the reaper already: little more to free
+    if mm.mm_users.read() <= 1:
+        return True
+    for q in p.kernel.processes():
+        if q.signal is p.signal or not process_shares_mm(q, mm):
+            continue
+        if not __task_will_free_mem(q):
+            return False
+    return True
 
 
 def thread_group_empty(p: Task) -> bool:
@@ -178,7 +210,15 @@ def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> Oom
     if kernel.policy_ops.oom_scan_processes:
         # 4.7: ``task`` is a process; a victim anywhere in it aborts the
         # scan, and one without an mm scores 0 in oom_badness.
-        return OomScan.OOM_SCAN_ABORT if signal_oom_victims(task) else OomScan.OOM_SCAN_OK
+        if not signal_oom_victims(task):
+            return OomScan.OOM_SCAN_OK
+        # 4.8 (``oom_scan_skips_reaped``): unless its mm is MMF_OOM_REAPED
+        # (reaped, given up, or pinned by a kthread/init): then go past it.
+        if kernel.policy_ops.oom_scan_skips_reaped:
+            with find_lock_task_mm(task) as t:
+                if t is not None and t.mm.flags & MMF.MMF_OOM_REAPED:
+                    return OomScan.OOM_SCAN_CONTINUE
+        return OomScan.OOM_SCAN_ABORT
     # This task already has access to memory reserves and is being killed:
     # don't let anybody else at them (the assumption the lockup breaks).
     if task.tif_memdie:
@@ -329,6 +369,7 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     """
     # task_lock(p): exit_mm() clears ->mm under it, so an exiting task that
     # still has its mm here sees TIF_MEMDIE when it gets to exit_oom_victim.
+    # 4.8's test has no p->mm of its own: task_will_free_mem checks it.
     with p.alloc_lock:
         mark_only = p.mm is not None and task_will_free_mem(p)
         if mark_only:
@@ -370,11 +411,22 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     # kill keeps using the memory, so then the mm must not be reaped: in
     # aac45363 that is a kthread (use_mm), init, or an OOM_SCORE_ADJ_MIN
     # process, none of which is killed.
+    # 4.8 (``oom_kill_all_sharers``) kills the OOM_SCORE_ADJ_MIN ones too;
+    # a kthread or init sharer then hides the mm (MMF_OOM_REAPED) instead.
+    kill_all = kernel.policy_ops.oom_kill_all_sharers
     can_oom_reap = True
     for q in kernel.processes():
         if q.signal is victim.signal or not process_shares_mm(q, mm):
             continue
-        if q.is_kthread or is_global_init(q) or q.signal.oom_score_adj == OOM_SCORE_ADJ_MIN:
+        if kill_all and (q.is_kthread or is_global_init(q)):
+            can_oom_reap = False
+            mm.flags |= MMF.MMF_OOM_REAPED
+            kernel.tracer.record(Ev.OOM_REAP_FORBIDDEN, q.pid, q.comm, mm=mm.id, victim=victim.pid)
+            kernel.printk(f"oom killer {victim.pid} ({victim.comm}) has mm pinned by {q.pid} ({q.comm})",
+                          LogLevel.KERN_INFO, current())
+            continue
+        if not kill_all and (q.is_kthread or is_global_init(q) or
+                             q.signal.oom_score_adj == OOM_SCORE_ADJ_MIN):
             can_oom_reap = False
             kernel.tracer.record(Ev.OOM_REAP_FORBIDDEN, q.pid, q.comm, mm=mm.id,
                                  victim=victim.pid)
@@ -425,8 +477,14 @@ def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
                          gfp=int(oc.gfp_mask), order=oc.order)
     # If current already has SIGKILL pending or is exiting, let it have the
     # reserves so that it can get out of the way quickly.
-    if cur is not None and cur.mm is not None and \
-            (fatal_signal_pending(cur) or task_will_free_mem(cur)):
+    # 4.8 (``task_will_free_mem_mm``): the test is task_will_free_mem alone,
+    # which a group SIGKILL satisfies and which looks at every mm sharer.
+    if kernel.policy_ops.task_will_free_mem_mm:
+        shortcut = cur is not None and task_will_free_mem(cur)
+    else:
+        shortcut = cur is not None and cur.mm is not None and \
+            (fatal_signal_pending(cur) or task_will_free_mem(cur))
+    if shortcut:
         mark_oom_victim(kernel, cur)
         kernel.tracer.record(Ev.OOM_CURRENT_VICTIM, cur.pid, cur.comm)
         kernel.policy_ops.after_kill(kernel, cur, cur.mm, True, self_victim=True)

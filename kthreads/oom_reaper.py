@@ -249,6 +249,14 @@ def _target_mm(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> MM | N
         #   mmget_not_zero: fails, done         exit_mmap: frees the pages
         # The mm_count pin keeps the struct itself valid for this check.
         got = mm if mmget_not_zero(mm) else None
+    elif kernel.policy_ops.reaper_mmget_after_trylock:
+        # 4.8: only mm_count is pinned here (the caller's trylock comes
+        # first, then mmget_not_zero in _reap_once).
+        with find_lock_task_mm(req.task) as p:
+            got = p.mm if p is not None else None
+            if got is not None:
+                mmgrab(got)
+        mm = got
     elif kernel.policy_ops.reaper_takes_oom_lock:
         # 4.7: under task_lock a thread's ->mm has a user (that thread), so
         # a plain increment is enough.
@@ -261,25 +269,49 @@ def _target_mm(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> MM | N
             mm = p.mm if p is not None else None
             got = mm if mm is not None and mmget_not_zero(mm) else None
     if got is None:
-        state.raced_exit += 1
-        kernel.tracer.record(Ev.REAP_RACED_EXIT, req.pid, req.comm, mm=mm.id if mm is not None else None)
-        kernel.lab(f"oom_reaper: pid {req.pid} ({req.comm}) has no mm user left (it exited "
-                   f"before the reaper got there): nothing to reap", state.task)
+        _raced_exit(kernel, state, req, mm)
     return got
+
+
+def _raced_exit(kernel: "Kernel", state: ReaperState, req: ReapRequest, mm: MM | None) -> None:
+    """The victim had no mm user left: nothing to reap (the lab's note)."""
+    state.raced_exit += 1
+    kernel.tracer.record(Ev.REAP_RACED_EXIT, req.pid, req.comm, mm=mm.id if mm is not None else None)
+    kernel.lab(f"oom_reaper: pid {req.pid} ({req.comm}) has no mm user left (it exited "
+               f"before the reaper got there): nothing to reap", state.task)
 
 
 def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest, taken: list[MM]) -> bool:
     mm = _target_mm(kernel, state, req)
     if mm is None:
         return True
-    taken.append(mm)  # the caller drops it, whatever happens here
+    late_get = req.task is not None and kernel.policy_ops.reaper_mmget_after_trylock
+    if not late_get:
+        taken.append(mm)  # the caller drops it, whatever happens here
     state.last_mm = mm
     state.attempts += 1
-    if not mm.mmap_sem.down_read_trylock():
-        state.skipped += 1
-        kernel.tracer.record(Ev.SKIP_TASK_REAPING, req.pid, req.comm, mm=mm.id,
-                             attempt=state.attempts)
-        return False
+    try:
+        if not mm.mmap_sem.down_read_trylock():
+            state.skipped += 1
+            kernel.tracer.record(Ev.SKIP_TASK_REAPING, req.pid, req.comm, mm=mm.id,
+                                 attempt=state.attempts)
+            return False
+        # 4.8: mm_users only now, so that mmput_async runs only after a
+        # reap; the victim may have dropped its last reference meanwhile.
+        if late_get:
+            if not mmget_not_zero(mm):
+                mm.mmap_sem.up_read()
+                _raced_exit(kernel, state, req, mm)
+                return True
+            taken.append(mm)
+    finally:
+        if late_get:
+            mmdrop(mm)  # the mm_count pin of _target_mm; mm_users (if taken) keeps it
+    return _reap_locked(kernel, state, req, mm)
+
+
+def _reap_locked(kernel: "Kernel", state: ReaperState, req: ReapRequest, mm: MM) -> bool:
+    """The unmap itself, with mmap_sem held for read (released here)."""
     try:
         kernel.tracer.record(Ev.START_TASK_REAPING, req.pid, req.comm, mm=mm.id)
         freed = 0
@@ -387,12 +419,30 @@ def _report_failure(kernel: "Kernel", state: ReaperState, req: ReapRequest, trie
         if kernel.policy_ops.oom_reaper_reports:
             kernel.printk(f"oom_reaper: unable to reap pid:{req.pid} ({req.comm})",
                           LogLevel.KERN_INFO, state.task)
+            if kernel.policy_ops.reaper_gives_up_twice and req.task is not None:
+                _second_strike(kernel, state, req)
             for line in debug_show_all_locks(kernel):
                 kernel.printk(line, LogLevel.KERN_INFO, state.task)
         else:
             held = f"; {_holders(kernel, mm.mmap_sem)}" if mm is not None else ""
             kernel.lab(f"oom_reaper: gave up on pid {req.pid} ({req.comm}) after {tries} "
                        f"failed down_read_trylock(mmap_sem){held}", state.task)
+
+
+def _second_strike(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> None:
+    """4.8's two strikes (``reaper_gives_up_twice``): the first failure on an
+    mm marks it MMF_OOM_NOT_REAPABLE; the second prints "giving up" and
+    sets MMF_OOM_REAPED, which hides the mm from the OOM killer (0 points,
+    and the scan goes past its victim), so that it can move on."""
+    with find_lock_task_mm(req.task) as p:
+        if p is None:
+            return
+        mm = p.mm
+        if not mm.flags & MMF.MMF_OOM_NOT_REAPABLE:
+            mm.flags |= MMF.MMF_OOM_NOT_REAPABLE
+            return
+        mm.flags |= MMF.MMF_OOM_REAPED
+    kernel.printk(f"oom_reaper: giving up pid:{req.pid} ({req.comm})", LogLevel.KERN_INFO, state.task)
 
 
 def oom_reaper(task: "Task") -> None:
@@ -596,3 +646,46 @@ class V47Ops(QueueOps):
             try_oom_reaper(kernel, victim)
         else:
             super().after_kill(kernel, victim, mm, can_oom_reap)
+
+
+class V48Ops(V47Ops):
+    """``v4.8``: Linux 4.8's OOM killer and reaper, on top of ``v4.7`` (read
+    in a 4.8-stable mm/oom_kill.c, 4.8.18, per docs/HISTORY-DESIGNS.md §1.8;
+    the 4.8.0 tag itself not re-read):
+
+    * every process sharing the victim's mm is killed, OOM_SCORE_ADJ_MIN
+      ones included; a kthread or init sharer hides the mm instead
+      (MMF_OOM_REAPED, "has mm pinned by"): ``oom_kill_all_sharers``;
+    * sharers of an mm share one oom_score_adj (``shared_oom_score_adj``);
+    * ``task_will_free_mem`` looks at every sharer and is the whole
+      self-victim test; self-victims and exiting chosen tasks go straight to
+      wake_oom_reaper (``task_will_free_mem_mm``);
+    * the scan goes past a victim whose mm is MMF_OOM_REAPED
+      (``oom_scan_skips_reaped``);
+    * the second failed reap of an mm gives it up (``reaper_gives_up_twice``);
+    * mm_users is taken after the trylock (``reaper_mmget_after_trylock``).
+    """
+
+    policy = Policy.V4_8
+    commit = "v4.8"
+    title = "Linux 4.8"
+    label = "Linux 4.8: every mm sharer killed; a reaped or twice-failed mm is skipped"
+    change = ("kill all mm sharers, OOM_SCORE_ADJ_MIN ones too (97fd49c2), one oom_score_adj per mm "
+              "(44a70ade); task_will_free_mem over the mm's sharers as the self-victim test; the scan "
+              "skips MMF_OOM_REAPED victims; 'giving up' after a second failed reap")
+    release = "4.8.0"
+    oom_kill_all_sharers = True
+    shared_oom_score_adj = True
+    task_will_free_mem_mm = True
+    oom_scan_skips_reaped = True
+    reaper_gives_up_twice = True
+    reaper_mmget_after_trylock = True
+
+    def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
+                   self_victim: bool = False) -> None:
+        # 4.8: task_will_free_mem already checked the sharers, so a
+        # self-victim (or exiting chosen task) is handed over directly.
+        if self_victim:
+            wake_oom_reaper(kernel, victim, mm)
+        else:
+            Patch1Ops.after_kill(self, kernel, victim, mm, can_oom_reap)

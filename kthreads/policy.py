@@ -45,6 +45,10 @@ class Policy(str, enum.Enum):
     #: cleared after every reap attempt, killable mmap_sem writers,
     #: mmput_async.
     V4_7 = "v4.7"
+    #: Linux 4.8: every process sharing the victim's mm is killed, sharers
+    #: share one oom_score_adj, task_will_free_mem looks at every sharer,
+    #: a reaped mm is skipped by the scan, and a twice-failed mm is given up.
+    V4_8 = "v4.8"
 
     @property
     def previous(self) -> "Policy | None":
@@ -176,6 +180,53 @@ class PolicyOps:
     #: re-verified. Read by ``mm.vm_mmap_write_lock``, which scenario and
     #: workload code uses where a task stands for an mm syscall.
     killable_mmap_writers = False
+
+    # -- Linux 4.8 (read in a 4.8-stable mm/oom_kill.c, WindRiver 4.8.18, as
+    # -- docs/HISTORY-DESIGNS.md §1.8 and KERNEL-FORMATS.md say; the 4.8.0
+    # -- tag itself and the commit ids are not re-verified) ---------------
+    #: ``oom_kill_process`` SIGKILLs every other process sharing the
+    #: victim's mm, OOM_SCORE_ADJ_MIN ones included; only a kernel thread
+    #: (use_mm) or init is spared, and then the mm is not reaped but marked
+    #: MMF_OOM_REAPED, so the OOM killer moves on, with "oom killer %d (%s)
+    #: has mm pinned by %d (%s)". 97fd49c2, "mm, oom: kill all tasks sharing
+    #: the mm" (id not re-verified).
+    oom_kill_all_sharers = False
+    #: Processes sharing an mm share one ``oom_score_adj``: writing it to one
+    #: writes it to every other sharer (not init, not a kthread) with "updating
+    #: oom_score_adj for %d (%s) from %d to %d because it shares mm with %d
+    #: (%s). Report if this is unexpected." 44a70ade, "mm, oom_adj: make sure
+    #: processes sharing mm have same view of oom_score_adj" (id and the
+    #: line's wording not re-verified). Read by ``Kernel.set_oom_score_adj``
+    #: (the /proc write); ``Kernel.fork``'s ``oom_score_adj`` is a value the
+    #: process is created with, not a write, and is not propagated.
+    shared_oom_score_adj = False
+    #: 4.8's ``task_will_free_mem(task)``: the task has an mm not yet
+    #: MMF_OOM_REAPED, its group is exiting (SIGNAL_GROUP_EXIT, or a single
+    #: PF_EXITING thread) and so is every other process sharing the mm. The
+    #: self-victim shortcut in ``out_of_memory`` is this test alone (a
+    #: SIGKILL sets SIGNAL_GROUP_EXIT, so it covers fatal_signal_pending),
+    #: and it and ``oom_kill_process``'s exiting branch call wake_oom_reaper
+    #: directly (try_oom_reaper is gone). 1af8bb43, "mm, oom: fortify
+    #: task_will_free_mem()", and its series (ids from memory, not re-verified).
+    task_will_free_mem_mm = False
+    #: The scan goes past a victim process whose mm is MMF_OOM_REAPED
+    #: (OOM_SCAN_CONTINUE) instead of aborting on it: 1b51e65e, "mm, oom:
+    #: hide mm which is shared with kthread or global init", and 696453e6,
+    #: "mm, oom: task_will_free_mem should skip oom_reaped tasks" (ids from
+    #: memory, not re-verified).
+    oom_scan_skips_reaped = False
+    #: The reaper's second failure on the same mm gives up on it: the first
+    #: sets MMF_OOM_NOT_REAPABLE, the second prints "oom_reaper: giving up
+    #: pid:%d (%s)" after "unable to reap" and sets MMF_OOM_REAPED (4.8
+    #: only: 4.9 sets MMF_OOM_SKIP after any attempt). 11a410d5, "mm, oom_reaper:
+    #: do not attempt to reap a task more than twice" (id from memory, not
+    #: re-verified).
+    reaper_gives_up_twice = False
+    #: ``__oom_reap_task`` pins the mm with mm_count, takes the trylock, and
+    #: only then takes an mm_users reference (``mmget_not_zero``; if the
+    #: victim dropped the last one meanwhile, nothing is reaped and the try
+    #: counts as done). 4.8's text; the commit is not identified.
+    reaper_mmget_after_trylock = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""
