@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kthreads import (GFP_KERNEL, GFP_NOFS, OOM_SCORE_ADJ_MIN, Completion, Kernel, Mutex, Policy,
-                      Task, VmaSpec, alloc_pages, do_munmap, return_to_user, send_sigkill)
+                      Task, VmaSpec, alloc_pages, do_munmap, mmget, mmput, return_to_user, send_sigkill)
+from kthreads.mm import vm_mmap_write_lock
 from kthreads.oom_reaper import freeze_oom_reaper, thaw_oom_reaper
 
 from .config import REAPER_WINDOW
@@ -472,6 +473,49 @@ def drive_self_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
     return {"writer": w, "victim": v, "kill": kl}
 
 
+def drive_mmap_sem_killable_writer(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """victim's mmapper thread queues for write on victim's mmap_sem behind
+    ps, a separate process: ps holds victim's mm (get_task_mm) and its
+    mmap_sem for read (access_remote_vm, as a /proc/<victim>/cmdline read
+    does), and inode_lock, and its remote fault allocates GFP_KERNEL, too
+    small to fail. The mmapper takes the lock as an mm syscall does
+    (``vm_mmap_write_lock``): uninterruptibly in 4.6, killably from 4.7 on.
+    victim's logger thread sleeps in D on inode_lock: it keeps victim's mm
+    in reach of the reaper after the other threads exit. ps is no thread of
+    victim: it is never SIGKILLed with it, so never a self-victim."""
+    never, go = Completion("never"), Completion("go")
+    inode_lock = Mutex("inode_lock", k)
+
+    def mmapper(t: Task) -> None:  # mmap() in another thread of victim
+        with vm_mmap_write_lock(t.mm):
+            pass
+        return_to_user(t)
+
+    v = k.fork("victim", park_killable(never), vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    mm = v.mm
+    sem = mm.mmap_sem
+
+    def ps(t: Task) -> None:  # reads victim's memory with inode_lock held
+        with inode_lock:
+            mmget(mm)  # get_task_mm(): victim is alive and has its mm
+            try:
+                with sem.read():  # access_remote_vm()
+                    go.wait_for_completion()
+                    alloc_pages(GFP_KERNEL)  # the remote fault's page
+            finally:
+                mmput(mm)
+        return_to_user(t)
+
+    p = k.fork("ps", ps)
+    seq.until("ps holds victim's mmap_sem for read", lambda: p in sem.readers())
+    lg = k.clone_thread(v, "logger", sleep_on_lock(inode_lock))
+    seq.until("victim's logger sleeps in D on inode_lock", sleeps_on(lg, inode_lock))
+    m = k.clone_thread(v, "mmapper", mmapper)
+    seq.until("victim's mmapper queues for mmap_sem write", sleeps_on(m, sem))
+    go.complete()
+    return {"victim": v, "mmapper": m, "logger": lg, "ps": p}
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
         "lockup-mutex", drive_lockup_mutex,
@@ -614,6 +658,29 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
             Policy.NONE: Outcome.LOCKUP,
             # 4.7: try_oom_reaper queues the self-victim; its memory is reaped and writer gets it
             Policy.V4_7: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "mmap-sem-killable-writer", drive_mmap_sem_killable_writer,
+        "a writer queued on the victim's mmap_sem behind a reader outside it: 4.7 makes it killable",
+        "ps, a separate process, holds inode_lock, victim's mm (get_task_mm) and victim's "
+        "mmap_sem for read (access_remote_vm, as a /proc/<victim>/cmdline read), and its remote "
+        "fault loops in the allocator; victim's mmapper thread queues for write behind it (an mm "
+        "syscall: down_write in 4.6, down_write_killable from 4.7 on); victim's logger thread "
+        "sleeps in D on inode_lock. ps kills victim. In 4.6 the SIGKILLed mmapper stays queued "
+        "in D, victim's main thread waits behind it in exit_mm, and every down_read_trylock of "
+        "the reaper fails on the queued writer. From 4.7 on the mmapper leaves the queue with "
+        "-EINTR and dies, the main thread exits, and the reaper's trylock succeeds beside ps's "
+        "read hold: the reap gives ps its page, ps lets go, and logger dies. ps is no thread of "
+        "victim, so it is never a self-victim: only the killable writer changed. Adapted from "
+        "the design notes (2.4), which have no logger and let victim's exit free the memory: "
+        "ps's get_task_mm reference makes ps's mmput the last one, and without logger victim's "
+        "threads drop their mm before the reaper looks (find_lock_task_mm finds none), so the "
+        "OOM killer goes on to kill ps. logger (in D on a lock ps holds) keeps victim's mm in "
+        "the reaper's reach.",
+        grades=expect({Policy.NONE: Outcome.LOCKUP,
+                       # aac45363: the queued (uninterruptible) writer fails every trylock
+                       Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP,
+                       # 4.7 (dc0ef0df): the killed writer leaves the queue with -EINTR; the trylock succeeds
+                       Policy.V4_7: Outcome.RECOVERED_BY_REAPER})),
 )}
 
 

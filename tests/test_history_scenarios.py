@@ -220,3 +220,60 @@ def test_self_victim_is_marked_by_the_shortcut_and_never_reaped(policy):
     assert res.counters.get("reaper_attempts", 0) == 0
     assert res.counters["oom_aborts"] > 0
     assert not any("Kill process" in line for line in res.dmesg)
+
+
+# -- mmap-sem-killable-writer: queue -> v4.7 ------------------------------------------
+def mmapper_write_sleeps(res):
+    """The mmapper's sleeps on mmap_sem, as (killable, ...) per sleep."""
+    m = res.roles["mmapper"]
+    return [e.fields["killable"] for e in events(res, "sched_sleep")
+            if e.pid == m and e.fields.get("kind") == "rw_semaphore"]
+
+
+@pytest.mark.parametrize("sched", SCHEDS, ids=SCHED_IDS)
+def test_killable_writer_leaves_the_queue_and_the_reapers_trylock_succeeds_under_v47(sched):
+    res = run("mmap-sem-killable-writer", Policy.V4_7, sched)
+    v, m = res.roles["victim"], res.roles["mmapper"]
+    assert res.outcome is Outcome.RECOVERED_BY_REAPER
+    assert killed(res) == [v]  # one kill: ps is never a victim
+    # down_write_killable: the mmapper slept killably, and SIGKILL took it out
+    # of the queue (-EINTR) without its ever holding mmap_sem for write.
+    assert mmapper_write_sleeps(res) == [True]
+    assert not [e for e in events(res, "lock_acquire") if e.pid == m and not e.fields["read"]]
+    (exit_m,) = [e for e in events(res, "sched_process_exit") if e.pid == m]
+    assert exit_m.fields["reason"] == "SIGKILL"
+    # The reaper's trylock may fail while the writer is still queued, never after.
+    skips = [e for e in events(res, "skip_task_reaping") if e.pid == v]
+    assert all(e.seq < exit_m.seq for e in skips)
+    (start,) = [e for e in events(res, "start_task_reaping") if e.pid == v]
+    assert start.seq > exit_m.seq
+    assert events(res, "reap_failed") == []
+    assert reaped_line(res, v) is not None and res.counters["pages_reaped"] > res.kernel.zone.nr_pages // 2
+
+
+@pytest.mark.parametrize("policy", [Policy.PATCH1, Policy.TIFMEMDIE, Policy.REPORT, Policy.QUEUE])
+def test_queued_uninterruptible_writer_fails_every_trylock_in_46(policy):
+    res = run("mmap-sem-killable-writer", policy)
+    v, m = res.roles["victim"], res.roles["mmapper"]
+    assert res.outcome is Outcome.REAP_FAILED_LOCKUP and res.shape is Shape.MMAP_SEM
+    assert killed(res) == [v]
+    # down_write: TASK_UNINTERRUPTIBLE, so the SIGKILL leaves the writer queued.
+    assert mmapper_write_sleeps(res) == [False]
+    # SIGKILLed with its group, it was still queued at the verdict.
+    assert not [e for e in events(res, "sched_process_exit") if e.pid == m]
+    # Every one of the reaper's ten trylocks failed; it never started a reap.
+    assert len([e for e in events(res, "skip_task_reaping") if e.pid == v]) == 10
+    assert [e.pid for e in events(res, "reap_failed")] == [v]
+    assert events(res, "start_task_reaping") == []
+    # The victim's main thread waits in exit_mm behind the queued writer,
+    # which waits for ps, looping in the allocator with the lock held for read.
+    assert f"behind mmapper (pid {m}), queued for write" in res.explanation
+    assert f"by ps (pid {res.roles['ps']}) which has looped in the page allocator" in res.explanation
+
+
+@pytest.mark.parametrize("policy", [Policy.V4_5, Policy.NONE])
+def test_killable_writer_scenario_without_a_reaper_is_lockup_b(policy):
+    res = run("mmap-sem-killable-writer", policy)
+    assert res.outcome is Outcome.LOCKUP and res.shape is Shape.MMAP_SEM
+    assert killed(res) == [res.roles["victim"]]
+    assert mmapper_write_sleeps(res) == [False]
