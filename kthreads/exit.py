@@ -147,4 +147,12 @@ def exit_notify(task: Task) -> None:
         # harness deciding a verdict included) sees the task dead before
         # its exit is in the log.
         kernel.tracer.record(Ev.SCHED_PROCESS_EXIT, task.pid, task.comm, reason=task.exit_reason)
+        # 4.9's signal->oom_mm pin lives as long as the signal struct: the
+        # model drops it when the last thread of the group is gone (the
+        # pointer stays, for whoever still holds the task).
+        oom_mm = None
+        if task.signal.oom_mm_pinned and all(t.state & TaskState.EXIT_DEAD for t in task.thread_group()):
+            oom_mm, task.signal.oom_mm_pinned = task.signal.oom_mm, False
+    if oom_mm is not None:
+        mmdrop(oom_mm)  # outside tasklist_lock: the last drop frees the mm
     kernel.note_progress()

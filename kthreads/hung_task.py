@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .events import Ev
-from .lockdep import debug_show_held_locks
+from .lockdep import debug_show_all_locks, debug_show_held_locks
 from .sched import Task, TaskState, schedule_timeout
 from .snapshot import describe_wchan
 from .stacktrace import ModelStack, model_call_traces, model_stack_line, sched_show_task
@@ -180,8 +180,9 @@ def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: Mod
     the hung task's own locks, printed without a level (the console's
     default, KERN_WARNING). ``touch_nmi_watchdog()`` has nothing to touch
     here, and ``hung_task_panic`` (0 by default) is not modelled. From 4.9
-    or 4.10 on, khungtaskd prints ``debug_show_all_locks()`` instead of the
-    hung task's own locks; that is not this function.
+    on (``policy_ops.hung_task_shows_all_locks``) it prints
+    ``debug_show_all_locks()`` instead of the hung task's own locks, and
+    ``sched_show_task`` has no saved-PC column (``sched_show_task_no_pc``).
 
     Then, in the lab's stream (never dmesg), the model's own stack of the
     task, which the kernel call trace only stands for."""
@@ -193,6 +194,9 @@ def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: Mod
                   LogLevel.KERN_ERR, me)
     for line in sched_show_task(t, stack):
         kernel.printk(line, LogLevel.KERN_INFO, me)
-    for line in debug_show_held_locks(t):
+    # 4.9 (``hung_task_shows_all_locks``): every task's locks, once per report.
+    locks = (debug_show_all_locks(kernel) if kernel.policy_ops.hung_task_shows_all_locks
+             else debug_show_held_locks(t))
+    for line in locks:
         kernel.printk(line, LogLevel.KERN_WARNING, me)
     kernel.lab(model_stack_line(t, stack), me)

@@ -30,7 +30,7 @@ from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops, V48Ops
+from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops, V48Ops, V49Ops
 from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
@@ -54,6 +54,7 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.QUEUE: QueueOps,
     Policy.V4_7: V47Ops,
     Policy.V4_8: V48Ops,
+    Policy.V4_9: V49Ops,
 }
 
 def _actor_pid() -> int:
@@ -298,6 +299,9 @@ class Kernel:
         # oom_kill_process's oom_rs (a function-static in the kernel): how
         # many OOM headers dump_header may print, per kernel.
         self.oom_rs = default_ratelimit_state(config.hz)
+        # 4.9's warn_alloc nopage_rs (a static in mm/page_alloc.c), read only
+        # by designs that print the stall warning.
+        self.nopage_rs = default_ratelimit_state(config.hz)
         self.plug_pulled = False
         # The decision gate: no decision straddles the pull of the plug (see Decision).
         self._decision = Decision()

@@ -76,6 +76,7 @@ class MMF(enum.IntFlag):
     failed on this mm once (the second failure gives it up)."""
 
     MMF_OOM_REAPED = 1 << 21
+    MMF_OOM_SKIP = 1 << 21  # 4.9's name for the same bit (an alias)
     MMF_OOM_NOT_REAPABLE = 1 << 22
 
 

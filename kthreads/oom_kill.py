@@ -22,8 +22,9 @@ marked so), the 3% CAP_SYS_ADMIN bonus (no credentials), and coredumps
 
 Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
 its docstring says otherwise; Linux 4.7's changes (policy ``v4.7``, read in
-v4.7's mm/oom_kill.c) are behind ``PolicyOps`` flags, each named where it
-acts. The parent, aac45363^ (policy ``none``), is
+v4.7's mm/oom_kill.c), 4.8's (``v4.8``, read in a 4.8-stable copy) and
+4.9's (``v4.9``, 4.10's text as a proxy) are behind ``PolicyOps`` flags,
+each named where it acts. The parent, aac45363^ (policy ``none``), is
 taken to be the same OOM killer without the reaper and its wake-up (what
 aac45363 adds); the parent itself was not read at the source. Events and
 ``Kernel.lab`` lines are the lab's.
@@ -163,6 +164,12 @@ def signal_oom_victims(p: Task) -> int:
     return sum(1 for t in p.thread_group() if t.tif_memdie)
 
 
+def tsk_is_oom_victim(p: Task) -> bool:
+    """4.9's: ``p``'s group was made an OOM victim (``signal->oom_mm`` is
+    set; ``PolicyOps.signal_oom_mm``). It stays one until the group is gone."""
+    return p.signal.oom_mm is not None
+
+
 def oom_badness(p: Task, totalpages: int) -> int:
     """Points for ``p``: 0 means not eligible, otherwise at least 1.
 
@@ -207,6 +214,17 @@ def oom_scan_process_thread(kernel: "Kernel", oc: OomControl, task: Task) -> Oom
     """
     if oom_unkillable_task(task):
         return OomScan.OOM_SCAN_CONTINUE
+    if kernel.policy_ops.oom_evaluate_task:
+        # 4.9: a released process is off the task list (the model keeps it,
+        # EXIT_DEAD); a victim is passed over once its oom_mm is
+        # MMF_OOM_SKIP (reaped, or given up), and aborts the scan before.
+        if task.state & task.state.EXIT_DEAD:
+            return OomScan.OOM_SCAN_CONTINUE
+        if tsk_is_oom_victim(task):
+            if task.signal.oom_mm.flags & MMF.MMF_OOM_SKIP:
+                return OomScan.OOM_SCAN_CONTINUE
+            return OomScan.OOM_SCAN_ABORT
+        return OomScan.OOM_SCAN_OK
     if kernel.policy_ops.oom_scan_processes:
         # 4.7: ``task`` is a process; a victim anywhere in it aborts the
         # scan, and one without an mm scores 0 in oom_badness.
@@ -252,9 +270,10 @@ def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | 
         if not points or points < chosen_points:
             continue
         # Prefer a thread group leader on a tie, as 4.6 does (4.7 scans
-        # leaders only: the later one wins).
-        if not by_process and points == chosen_points and chosen is not None and \
-                chosen.group_leader is chosen:
+        # leaders only: the later one wins; 4.9's oom_evaluate_task keeps
+        # the test, so there the first one stays).
+        if (not by_process or kernel.policy_ops.oom_evaluate_task) and points == chosen_points and \
+                chosen is not None and chosen.group_leader is chosen:
             continue
         chosen, chosen_points = p, points
     return chosen, chosen_points * 1000 // totalpages
@@ -309,6 +328,13 @@ def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
     if tsk.tif_memdie:  # test_and_set_tsk_thread_flag
         return
     tsk.tif_memdie = True
+    # 4.9 (``signal_oom_mm``): the group's first mark keeps its mm, pinned
+    # with mm_count, for the reaper and the scan; the caller holds
+    # task_lock (or is ``tsk``), so ->mm cannot go meanwhile.
+    if kernel.policy_ops.signal_oom_mm and tsk.signal.oom_mm is None and tsk.mm is not None:
+        tsk.signal.oom_mm = tsk.mm
+        tsk.signal.oom_mm_pinned = True
+        mmgrab(tsk.mm)
     atomic_inc(kernel.oom_victims)
     kernel.stats.oom_victims_marked += 1  # inside the caller's decision, under oom_lock
     kernel.tracer.record(Ev.MARK_VICTIM, tsk.pid, tsk.comm)
@@ -418,6 +444,8 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     for q in kernel.processes():
         if q.signal is victim.signal or not process_shares_mm(q, mm):
             continue
+        if kill_all and q.is_kthread and kernel.policy_ops.reap_kthread_shared_mm:
+            continue  # 4.9/4.10: no use_mm user reads user memory: reap anyway
         if kill_all and (q.is_kthread or is_global_init(q)):
             can_oom_reap = False
             mm.flags |= MMF.MMF_OOM_REAPED

@@ -17,8 +17,8 @@ stream (``Kernel.lab``), never in dmesg; a policy whose tree printed those
 lines sets ``PolicyOps.oom_reaper_reports``.
 
 Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
-its docstring says otherwise (36324a99, bc448e89, 03049269 and 4.7's
-changes, each behind a ``PolicyOps`` flag). ``ReapRequest``, ``ReaperState``, the events,
+its docstring says otherwise (36324a99, bc448e89, 03049269 and the
+changes of 4.7, 4.8 and 4.9, each behind a ``PolicyOps`` flag). ``ReapRequest``, ``ReaperState``, the events,
 the lab's lines and ``Patch1Ops`` are the lab's machinery.
 """
 
@@ -190,11 +190,25 @@ def _push_reap(kernel: "Kernel", state: ReaperState, victim: "Task") -> bool:
     assert queue is not None
     # oom_reaper_lock: the OOM killer pushes while the reaper pops; without
     # it a push racing a pop could lose one of the two list updates.
+    # 4.9 (``signal_oom_mm``): the request carries signal->oom_mm, pinned
+    # for as long as it waits (the kernel's get_task_struct keeps the signal
+    # struct, and so its oom_mm pin, alive). The OOM killer's caller pins
+    # the mm too, or is its user, so it is not freed between test and pin;
+    # a victim whose group is gone and whose mm is freed has nothing to reap.
+    oom_mm = victim.signal.oom_mm if kernel.policy_ops.signal_oom_mm else None
+    if oom_mm is not None and oom_mm.freed:
+        oom_mm = None
+    if oom_mm is not None:
+        mmgrab(oom_mm)
     with state.list_lock:
-        if any(r.task is victim for r in queue):
-            return False  # already queued (af8e15cc)
-        queue.insert(0, ReapRequest(None, victim, victim.pid, victim.comm))
+        queued = any(r.task is victim for r in queue)  # already queued (af8e15cc)
+        if not queued:
+            queue.insert(0, ReapRequest(oom_mm, victim, victim.pid, victim.comm))
         depth = len(queue)
+    if queued:
+        if oom_mm is not None:
+            mmdrop(oom_mm)  # after the spinlock: an mm reference is an event
+        return False
     kernel.tracer.record(Ev.WAKE_REAPER, victim.pid, victim.comm,
                          mm=victim.mm.id if victim.mm is not None else None)
     if depth > 1 or state.busy is not None:
@@ -249,6 +263,11 @@ def _target_mm(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> MM | N
         #   mmget_not_zero: fails, done         exit_mmap: frees the pages
         # The mm_count pin keeps the struct itself valid for this check.
         got = mm if mmget_not_zero(mm) else None
+    elif req.mm is not None:
+        # 4.9: signal->oom_mm, whichever thread still has it, or none: the
+        # mm_count pin for the attempt (dropped after the trylock).
+        mm = got = req.mm
+        mmgrab(got)
     elif kernel.policy_ops.reaper_mmget_after_trylock:
         # 4.8: only mm_count is pinned here (the caller's trylock comes
         # first, then mmget_not_zero in _reap_once).
@@ -383,6 +402,12 @@ def oom_reap_vmas(kernel: "Kernel", state: ReaperState, req: ReapRequest) -> Non
             schedule_timeout_idle(hz // 10, "oom_reap_vmas")
         else:
             _report_failure(kernel, state, req, tries)
+        if kernel.policy_ops.reaper_sets_oom_skip and req.mm is not None:
+            # 4.9: reaped, or somebody will not let go of mmap_sem: either
+            # way hide the mm, so that the OOM killer goes past the victim.
+            with kernel.decision():
+                req.mm.flags |= MMF.MMF_OOM_SKIP
+                kernel.poke()
         if kernel.policy_ops.reaper_clears_memdie_always and req.task is not None:
             with kernel.decision():
                 _clear_memdie_after_reap(kernel, state, req)
@@ -534,6 +559,12 @@ class Patch1Ops(PolicyOps):
         req = kernel.reaper.mm_to_reap.xchg(None)
         if req is not None and req.mm is not None:
             mmdrop(req.mm)
+        # 4.9's requests pin signal->oom_mm; give back those never popped.
+        queue = kernel.reaper.queue or []
+        while queue:
+            req = queue.pop()
+            if req.mm is not None:
+                mmdrop(req.mm)
 
     def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
                    self_victim: bool = False) -> None:
@@ -689,3 +720,42 @@ class V48Ops(V47Ops):
             wake_oom_reaper(kernel, victim, mm)
         else:
             Patch1Ops.after_kill(self, kernel, victim, mm, can_oom_reap)
+
+
+class V49Ops(V48Ops):
+    """``v4.9``: Linux 4.9's OOM killer and reaper, on top of ``v4.8``. No 4.9
+    mm/oom_kill.c was read (docs/HISTORY-DESIGNS.md §1.9 used 4.10's), so
+    each change is "4.9 or 4.10" unless its flag says otherwise:
+
+    * the victim's mm is kept in ``signal->oom_mm`` and the reaper works on
+      it (``signal_oom_mm``);
+    * the scan passes over a victim whose oom_mm is MMF_OOM_SKIP and aborts
+      on any other (``oom_evaluate_task``);
+    * every reap ends with MMF_OOM_SKIP, reaped or not; the reaper no longer
+      clears TIF_MEMDIE and 4.8's two strikes are gone
+      (``reaper_sets_oom_skip``);
+    * a kthread sharing the mm no longer stops the reap
+      (``reap_kthread_shared_mm``);
+    * output: the page allocation stall warning (``warns_alloc_stalls``),
+      khungtaskd's all-locks dump (``hung_task_shows_all_locks``) and
+      sched_show_task without the saved PC (``sched_show_task_no_pc``).
+    """
+
+    policy = Policy.V4_9
+    commit = "v4.9"
+    title = "Linux 4.9"
+    label = "Linux 4.9: victims reaped through signal->oom_mm; MMF_OOM_SKIP after every reap"
+    change = ("signal->oom_mm (26db62f1) reaped whoever still holds it; MMF_OOM_SKIP after every reap, "
+              "success or failure; TIF_MEMDIE no longer cleared by the reaper; 'page allocation "
+              "stalls' (63f53dea); khungtaskd dumps all locks; no saved PC in sched_show_task")
+    release = "4.9.0"
+    reaper_clears_memdie_always = False
+    reaper_gives_up_twice = False
+    oom_scan_skips_reaped = False  # oom_evaluate_task's test replaces it
+    signal_oom_mm = True
+    oom_evaluate_task = True
+    reaper_sets_oom_skip = True
+    reap_kthread_shared_mm = True
+    warns_alloc_stalls = True
+    hung_task_shows_all_locks = True
+    sched_show_task_no_pc = True

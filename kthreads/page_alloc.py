@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING
 from .errors import PlugPulled
 from .events import Ev
 from .gfp import GFP, __GFP_DIRECT_RECLAIM, __GFP_FS, __GFP_NOFAIL, __GFP_NOMEMALLOC, \
-    __GFP_NORETRY, __GFP_NOWARN
+    __GFP_NORETRY, __GFP_NOWARN, format_gfp
 from .oom_kill import OomControl, out_of_memory
+from .ratelimit import ___ratelimit
 from .sched import Task, TaskState, current, schedule_timeout, schedule_timeout_uninterruptible
 from .trace import HeldEvent, LogLevel
 from .zone import AllocFlags
@@ -215,24 +216,29 @@ def __alloc_pages_slowpath_once(kernel: "Kernel", task: Task, gfp: GFP, order: i
         return True, pfn
     now = kernel.clock.now()
     if kernel.policy_ops.warns_alloc_stalls and now >= loop.stall_at and not gfp & __GFP_NOWARN:
-        warn_alloc_stall(kernel, task, now - loop.since, order)
+        warn_alloc_stall(kernel, task, now - loop.since, order, gfp)
         loop.stall_at += kernel.config.alloc_stall_secs
     return False, None
 
 
-def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int) -> None:
+def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int, gfp: int) -> None:
     """The stall warning of 4.9 to 4.14 (63f53dea added it, 400e2249 removed
     it in 4.15; ids not re-verified), printed only by designs whose
-    ``warns_alloc_stalls`` says so; neither 4.6 tree prints it. A decision:
-    no warning once the plug is pulled. The ``mode:%#x(%pGg)`` tail of 4.9's
-    line is not printed yet."""
+    ``warns_alloc_stalls`` says so; neither 4.6 tree prints it. 4.9's
+    ``warn_alloc``: "%s: page allocation stalls for %ums, order:%u" and
+    ", mode:%#x(%pGg)" (TROVON v4.9 page_alloc.c, per KERNEL-FORMATS.md),
+    rate-limited by ``nopage_rs`` (DEFAULT_RATELIMIT_INTERVAL/BURST); its
+    ``dump_stack()`` and ``show_mem()`` are not printed (as in the OOM
+    header). A decision: no warning once the plug is pulled."""
     with kernel.decision():
         with kernel.stats.lock:
             kernel.stats.alloc_stalls += 1
         kernel.tracer.record(Ev.ALLOC_STALL, task.pid, task.comm, ms=int(seconds * 1000),
                              order=order)
+        if not ___ratelimit(kernel, kernel.nopage_rs, "warn_alloc"):
+            return
         kernel.printk(f"{task.comm}: page allocation stalls for {int(seconds * 1000)}ms, "
-                      f"order:{order}", LogLevel.KERN_WARNING, task)
+                      f"order:{order}, mode:{gfp:#x}({format_gfp(gfp)})", LogLevel.KERN_WARNING, task)
 
 
 def __alloc_pages_may_oom(kernel: "Kernel", task: Task, gfp: GFP, order: int,

@@ -49,6 +49,10 @@ class Policy(str, enum.Enum):
     #: share one oom_score_adj, task_will_free_mem looks at every sharer,
     #: a reaped mm is skipped by the scan, and a twice-failed mm is given up.
     V4_8 = "v4.8"
+    #: Linux 4.9: the victim's mm kept in signal->oom_mm and reaped through
+    #: it; MMF_OOM_SKIP after every reap, success or failure; the reaper no
+    #: longer clears TIF_MEMDIE; the page allocation stall warning.
+    V4_9 = "v4.9"
 
     @property
     def previous(self) -> "Policy | None":
@@ -227,6 +231,45 @@ class PolicyOps:
     #: victim dropped the last one meanwhile, nothing is reaped and the try
     #: counts as done). 4.8's text; the commit is not identified.
     reaper_mmget_after_trylock = False
+
+    # -- Linux 4.9 (no 4.9 mm/oom_kill.c was read: docs/HISTORY-DESIGNS.md
+    # -- §1.9 used 4.10's as a proxy, so each is "4.9 or 4.10" unless a
+    # -- flag says otherwise; the ids are from memory, not re-verified) --
+    #: ``mark_oom_victim`` keeps the victim's mm in ``signal->oom_mm`` (an
+    #: mm_count pin, taken once, dropped with the signal struct) and
+    #: ``tsk_is_oom_victim`` is "oom_mm is set"; the reaper works on that mm
+    #: (no find_lock_task_mm), so a victim whose threads are gone is still
+    #: reaped while another process keeps its mm. 26db62f1, "oom: keep mm
+    #: of the killed task available".
+    signal_oom_mm = False
+    #: The scan (``oom_evaluate_task``): a victim process (tsk_is_oom_victim)
+    #: whose oom_mm is MMF_OOM_SKIP is passed over, any other victim aborts
+    #: the scan; on equal points the first process found stays chosen (it
+    #: is a group leader). 7c5f64f8, "mm: oom: deduplicate victim selection
+    #: code for memcg and global oom".
+    oom_evaluate_task = False
+    #: ``oom_reap_task`` ends, reaped or not, by setting MMF_OOM_SKIP (4.8's
+    #: MMF_OOM_REAPED renamed) on the mm: the OOM killer then goes past the
+    #: victim. TIF_MEMDIE is left alone (``exit_oom_victim`` is the exiting
+    #: task's own again, 38531201, "mm, oom: enforce exit_oom_victim on
+    #: current task") and the two strikes are gone. The __mmput hand-over
+    #: of MMF_OOM_SKIP to the exit path (21292580) is taken to be 4.10's
+    #: and is not modelled.
+    reaper_sets_oom_skip = False
+    #: A kernel thread sharing the victim's mm (use_mm) no longer forbids the
+    #: reap: it is neither killed nor a reason to hide the mm; only init is
+    #: (MMF_UNSTABLE tells such a kthread the memory is gone; the model has
+    #: none that reads it). "oom, oom_reaper: allow to reap mm shared by the
+    #: kthreads" (4.9 or 4.10 [U]).
+    reap_kthread_shared_mm = False
+    #: khungtaskd prints ``debug_show_all_locks()`` after each report instead
+    #: of the hung task's own locks (TROVON v4.9 hung_task.c, per
+    #: KERNEL-FORMATS.md; the commit not identified).
+    hung_task_shows_all_locks = False
+    #: ``sched_show_task`` no longer prints the saved-PC column: 8243d559,
+    #: "sched/core: Remove pointless printout in sched_show_task()", v4.9-rc
+    #: (per KERNEL-FORMATS.md).
+    sched_show_task_no_pc = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

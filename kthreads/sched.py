@@ -101,6 +101,12 @@ class SignalStruct:
 
     oom_score_adj: int = 0
     group_exit: bool = False
+    # 4.9's signal->oom_mm: the mm of an OOM victim, pinned with mm_count
+    # until the whole group is gone (``PolicyOps.signal_oom_mm``). The
+    # pointer stays after that (the kernel's signal struct outlives its
+    # threads while somebody holds a task reference); the pin does not.
+    oom_mm: Optional["MM"] = None
+    oom_mm_pinned: bool = False
     threads: list["Task"] = field(default_factory=list)
 
 

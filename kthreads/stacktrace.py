@@ -243,7 +243,8 @@ def sched_show_task(t: "Task", stack: ModelStack | None = None) -> list[str]:
     stack (0 without CONFIG_DEBUG_STACK_USAGE), pid, parent pid, thread_info
     flags. Checked against 4.5-rc5/rc6 linux-next console logs (the
     kernel/sched/core.c of v4.6 itself could not be read); the saved-PC
-    column was gone by 4.9 (a 4.9.79 log prints ``D    0 14018      1``).
+    column was gone by 4.9 (a 4.9.79 log prints ``D    0 14018      1``):
+    designs with ``policy_ops.sched_show_task_no_pc`` print it so.
     The model has no parent: a user task's is init (1), a kernel thread's
     kthreadd (2).
 
@@ -255,7 +256,11 @@ def sched_show_task(t: "Task", stack: ModelStack | None = None) -> list[str]:
     trace = kernel_call_trace(t, stack)
     flags = (TIF.TIF_MEMDIE if t.tif_memdie else 0) | (TIF.TIF_SIGPENDING if t.sigkill_pending else 0)
     letter = t.state_letter
-    pc = "  running task    " if letter == "R" else f" {thread_saved_pc(t, trace):016x} "
+    if t.kernel.policy_ops.sched_show_task_no_pc:
+        # 4.9 (8243d559): "  running task    " or nothing.
+        pc = "  running task    " if letter == "R" else ""
+    else:
+        pc = "  running task    " if letter == "R" else f" {thread_saved_pc(t, trace):016x} "
     ppid = 2 if t.is_kthread else 1
     return [f"{t.comm:<15.15} {letter}{pc}{0:5d} {t.pid:5d} {ppid:6d} 0x{int(flags):08x}",
             "Call Trace:", *print_trace(trace)]
