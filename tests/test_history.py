@@ -101,6 +101,10 @@ def test_soak_policy_all_runs_every_design_on_the_same_seeds(tmp_path, capsys):
     out = tmp_path / "s.json"
     rc = main(["soak", "--policy", "all", "--episodes", "2", "--jobs", "1", "--json", str(out)])
     assert rc in (ExitStatus.OK, ExitStatus.UNEXPECTED)
+    text = capsys.readouterr().out
+    table = text[text.index("lockups by shape, per design"):].splitlines()
+    assert table[1].split() == ["lockup", "shape", *(p.value for p in Policy)]
+    assert table[-1].split()[:4] == ["locked", "up,", "of", "OOM"] or "locked up, of OOM" in text
     d = json.loads(out.read_text())
     assert list(d["policies"]) == [p.value for p in Policy]
     assert all(d["policies"][p.value]["episodes"] == 2 for p in Policy) and d["seed"] == 0

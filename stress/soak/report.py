@@ -98,6 +98,38 @@ def never_seen(n: int) -> str:
     return f"< {100 * min(1.0, rule_of_three(n)):.2f}% (95%)"
 
 
+def shape_table(report: SoakReport) -> list[str]:
+    """One table, the designs side by side on the same seeds: per lockup
+    shape, how many episodes ended in it and their share of the episodes that
+    hit OOM; a shape never seen gets the rule-of-three bound (95%) on its
+    share of all the design's episodes."""
+    pols = [(pol, st) for pol, st in report.per_policy.items() if st.episodes]
+    if not pols:
+        return []
+    shapes = sorted({lbl for _, st in pols for lbl in st.labels if "lockup" in lbl})
+    header = ["lockup shape", *(pol for pol, _ in pols)]
+    rows = [header]
+    for lbl in shapes:
+        row = [lbl]
+        for _, st in pols:
+            cnt = st.labels.get(lbl, 0)
+            oom = st.episodes - st.labels.get("no_oom", 0)
+            row.append(f"{cnt} ({100 * cnt / oom:.1f}%)" if cnt and oom else
+                       f"0 (<{100 * rule_of_three(st.episodes):.2f}%)")
+        rows.append(row)
+    total = ["locked up, of OOM"]
+    for _, st in pols:
+        oom = st.episodes - st.labels.get("no_oom", 0)
+        locks = sum(c for lbl, c in st.labels.items() if "lockup" in lbl)
+        total.append(f"{locks}/{oom} ({100 * locks / oom:.1f}%)" if oom else "-")
+    rows.append(total)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["lockups by shape, per design (the same seeds; a share is of the episodes that hit OOM, "
+             "a bound of all the design's episodes):"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return lines
+
+
 def format_report(report: SoakReport, out: TextIO) -> None:
     cfg = report.config
     cores = cfg.workers
@@ -144,6 +176,10 @@ def format_report(report: SoakReport, out: TextIO) -> None:
             for r in shown:
                 print(f"    {r.label:<28} {r.grade.value:<22} "
                       f"{replay_command(r.seed, pol, cfg.settings)}", file=out)
+    if len(report.per_policy) > 1:
+        print("", file=out)
+        for line in shape_table(report):
+            print(line, file=out)
     if report.fatal:
         print(f"\nSOAK STOPPED EARLY: {report.fatal}", file=out)
     for f in report.harness_failures:
