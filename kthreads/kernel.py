@@ -30,7 +30,7 @@ from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops, V48Ops, V49Ops
+from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops, V48Ops, V49Ops, V414Ops
 from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore
@@ -55,6 +55,7 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.V4_7: V47Ops,
     Policy.V4_8: V48Ops,
     Policy.V4_9: V49Ops,
+    Policy.V4_14: V414Ops,
 }
 
 def _actor_pid() -> int:

@@ -18,7 +18,11 @@ mmdrop, the mm_count reference the users share). The helper names
 after 4.6; 4.6 writes the same operations as ``atomic_inc(&mm->mm_count)``,
 ``atomic_inc(&mm->mm_users)`` and ``atomic_inc_not_zero(&mm->mm_users)``,
 which is what these do. 4.6's last ``mmput`` also runs the uprobes, aio,
-ksm and khugepaged teardown, none modelled: here it never blocks.
+ksm and khugepaged teardown, none modelled but aio: a scenario may give an
+mm AIO in flight (``MM.aio_in_flight``), and the last mmput's ``exit_aio``
+then blocks until it completes. 4.14's exit_mmap hand-over to the reaper
+(MMF_OOM_SKIP, then down_write/up_write of mmap_sem) is behind
+``PolicyOps.reaper_exit_mmap_concurrent``.
 
 File and shmem pages (a deliberate simplification): the model has no page
 cache and no reclaim, and every page a VMA maps is owned by its mm, so
@@ -43,8 +47,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from .atomic import Atomic, atomic_dec_and_test, atomic_inc, atomic_inc_not_zero
+from .completion import Completion
 from .cpu import SpinLock
-from .errors import ModelBug, UseAfterFree
+from .errors import ModelBug, PlugPulled, UseAfterFree
 from .events import Ev
 from .rwsem import RwSemaphore
 from .sched import current, return_to_user
@@ -78,6 +83,11 @@ class MMF(enum.IntFlag):
     MMF_OOM_REAPED = 1 << 21
     MMF_OOM_SKIP = 1 << 21  # 4.9's name for the same bit (an alias)
     MMF_OOM_NOT_REAPABLE = 1 << 22
+    #: 4.14's bit 22 (4.8's MMF_OOM_NOT_REAPABLE was gone by then; an alias):
+    #: the reaper sets it before unmapping, for a kthread's copy_from_user
+    #: on a use_mm'd mm to fail instead of reading zeroed pages. Nothing in
+    #: the model reads it.
+    MMF_UNSTABLE = 1 << 22
 
 
 class MMCounter(enum.IntEnum):
@@ -162,6 +172,10 @@ class MM:
         # mm->flags: set_bit / test_bit, each a single store or load here.
         self.flags = MMF(0)
         self._next_addr = 0
+        # The lab's stand-in for in-flight AIO (mm->ioctx_table): when set,
+        # the last mmput's exit_aio sleeps uninterruptibly until it is
+        # completed. Set by a scenario (exit-aio-self), None otherwise.
+        self.aio_in_flight: Completion | None = None
         self.id = kernel.register_mm(self)
 
     def __repr__(self) -> str:
@@ -300,9 +314,25 @@ def __mmput(mm: MM) -> None:
     ``mmput_async`` (ec8d7c14, id not re-verified). 4.6 and 4.7 also run
     uprobe_clear_state, exit_aio, ksm_exit and khugepaged_exit here, and
     exit_aio can sleep for in-flight AIO; none is modelled, so in the model
-    it never blocks."""
+    it never blocks, unless a scenario gives the mm AIO in flight
+    (``exit_aio``)."""
+    exit_aio(mm)
     exit_mmap(mm)
     mmdrop(mm)
+
+
+def exit_aio(mm: MM) -> None:
+    """The lab's stand-in for exit_aio (fs/aio.c): the last mmput waits,
+    uninterruptibly, for the AIO still in flight on the mm, before
+    exit_mmap. The kernel kills each ioctx and waits for its requests;
+    here one completion stands for all of them (``MM.aio_in_flight``),
+    and an mm without one returns at once."""
+    done = mm.aio_in_flight
+    if done is not None:
+        try:
+            done.wait_for_completion()
+        except PlugPulled:
+            pass  # shutting down: tear the mm down without waiting
 
 
 def mmput_async(mm: MM) -> None:
@@ -353,12 +383,37 @@ def exit_mmap(mm: MM) -> None:
     freed = 0
     for vma in list(mm._vmas):
         freed += unmap_page_range(mm, vma)
+    if mm.kernel.policy_ops.reaper_exit_mmap_concurrent:
+        _exit_mmap_oom_handover(mm)
     with mm.page_table_lock:
         pgtables, mm._pgtables = mm._pgtables, []
         mm._vmas = []
     mm.kernel.zone.free_pages(pgtables, mm)
     mm.kernel.tracer.record(Ev.EXIT_MMAP, 0, "", mm=mm.id, pages=freed + len(pgtables))
     mm.kernel.poke()
+
+
+def _exit_mmap_oom_handover(mm: MM) -> None:
+    """4.14's exit_mmap after unmap_vmas (212925802454, id not re-verified;
+    the hunk as docs/HISTORY-DESIGNS.md §1.10 quotes it): set MMF_OOM_SKIP,
+    then, if the task doing the last mmput is an OOM victim
+    (``tsk_is_oom_victim(current)``), take and drop mmap_sem for write so
+    that a reap holding it for read ends before the page tables and the
+    VMA list are freed. A last mmput by a task that is not a victim skips
+    the wait (4.14's hole, closed in 4.15 by MMF_OOM_VICTIM); the reaper's
+    mm_count pin keeps the struct valid, so in the model it then reaps an
+    already empty list."""
+    # MMF_OOM_SKIP before down_write: a reaper that gets the read lock after
+    # our up_write sees the bit and backs off instead of walking VMAs that
+    # are about to be freed.
+    mm.flags |= MMF.MMF_OOM_SKIP
+    cur = current()
+    if cur is not None and cur.signal.oom_mm is not None:
+        try:
+            mm.mmap_sem.down_write()
+        except PlugPulled:
+            return  # shutting down: free without waiting for the reaper
+        mm.mmap_sem.up_write()
 
 
 def unmap_page_range(mm: MM, vma: VMA) -> int:

@@ -311,7 +311,10 @@ def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
     # flags' names ("%#x(%pGg)", a0795cd4).
     gfp = (f"{oc.gfp_mask:#x}({format_gfp(oc.gfp_mask)})" if kernel.policy_ops.header_gfp_names
            else f"0x{oc.gfp_mask:x}")
-    kernel.printk(f"{comm} invoked oom-killer: gfp_mask={gfp}, order={oc.order}, oom_score_adj={adj}",
+    # 4.11-4.18 (``header_nodemask``): ", nodemask=(null)" (no nodemask in
+    # the model), then pr_cont's two spaces before "order".
+    where = ", nodemask=(null),  " if kernel.policy_ops.header_nodemask else ", "
+    kernel.printk(f"{comm} invoked oom-killer: gfp_mask={gfp}{where}order={oc.order}, oom_score_adj={adj}",
                   LogLevel.KERN_WARNING, cur)
     z = kernel.zone
     kernel.lab(f"show_mem() omitted (4.6 prints per-zone counters here); the zone: free:{z.nr_free * PAGE_KB}kB "

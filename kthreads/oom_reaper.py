@@ -18,7 +18,7 @@ lines sets ``PolicyOps.oom_reaper_reports``.
 
 Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
 its docstring says otherwise (36324a99, bc448e89, 03049269 and the
-changes of 4.7, 4.8 and 4.9, each behind a ``PolicyOps`` flag). ``ReapRequest``, ``ReaperState``, the events,
+changes of 4.7, 4.8, 4.9 and 4.14, each behind a ``PolicyOps`` flag). ``ReapRequest``, ``ReaperState``, the events,
 the lab's lines and ``Patch1Ops`` are the lab's machinery.
 """
 
@@ -304,8 +304,13 @@ def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest, taken: li
     mm = _target_mm(kernel, state, req)
     if mm is None:
         return True
-    late_get = req.task is not None and kernel.policy_ops.reaper_mmget_after_trylock
-    if not late_get:
+    # 4.14 (``reaper_exit_mmap_concurrent``): signal->oom_mm with no
+    # mm_users reference at all; the attempt's mm_count pin goes after the
+    # trylock, as 4.8's, and wake_oom_reaper's pin keeps the struct.
+    concurrent = req.mm is not None and kernel.policy_ops.reaper_exit_mmap_concurrent
+    late_get = (req.task is not None and kernel.policy_ops.reaper_mmget_after_trylock
+                and not concurrent)
+    if not (late_get or concurrent):
         taken.append(mm)  # the caller drops it, whatever happens here
     state.last_mm = mm
     state.attempts += 1
@@ -324,18 +329,39 @@ def _reap_once(kernel: "Kernel", state: ReaperState, req: ReapRequest, taken: li
                 return True
             taken.append(mm)
     finally:
-        if late_get:
+        if late_get or concurrent:
             mmdrop(mm)  # the mm_count pin of _target_mm; mm_users (if taken) keeps it
+    if concurrent and mm.flags & MMF.MMF_OOM_SKIP:
+        return _exit_mmap_got_there(kernel, state, req, mm)
     return _reap_locked(kernel, state, req, mm)
+
+
+def _exit_mmap_got_there(kernel: "Kernel", state: ReaperState, req: ReapRequest, mm: MM) -> bool:
+    """4.14's back-off (212925802454, id not re-verified): MMF_OOM_SKIP seen
+    under mmap_sem for read means exit_mmap has unmapped the mm and is
+    about to free its page tables; drop the lock (exit_mmap's down_write
+    waits for it), fire skip_task_reaping, and count the attempt done."""
+    mm.mmap_sem.up_read()
+    kernel.tracer.record(Ev.SKIP_TASK_REAPING, req.pid, req.comm, mm=mm.id,
+                         attempt=state.attempts, reason="MMF_OOM_SKIP")
+    kernel.lab(f"oom_reaper: pid {req.pid} ({req.comm}): MMF_OOM_SKIP already set (its exit_mmap "
+               f"unmapped the mm first): nothing to reap", state.task)
+    return True
 
 
 def _reap_locked(kernel: "Kernel", state: ReaperState, req: ReapRequest, mm: MM) -> bool:
     """The unmap itself, with mmap_sem held for read (released here)."""
     try:
         kernel.tracer.record(Ev.START_TASK_REAPING, req.pid, req.comm, mm=mm.id)
+        if kernel.policy_ops.reaper_exit_mmap_concurrent:
+            # 4.14: tell a kthread that use_mm'd this mm that its pages may
+            # read as zeroes from now on (nothing in the model reads it).
+            mm.flags |= MMF.MMF_UNSTABLE
         freed = 0
         for vma in mm.vmas:
             # hugetlb pages and mlocked VMAs need more than a zap; skip.
+            # (4.14 names this can_madv_dontneed_vma: VM_LOCKED, VM_HUGETLB
+            # and VM_PFNMAP; the model has no PFN mappings.)
             if vma.is_hugetlb or vma.locked:
                 continue
             # Only private memory is safe to drop behind the owner's back.
@@ -759,3 +785,40 @@ class V49Ops(V48Ops):
     warns_alloc_stalls = True
     hung_task_shows_all_locks = True
     sched_show_task_no_pc = True
+
+
+class V414Ops(V49Ops):
+    """``v4.14``: Linux 4.14's OOM killer and reaper, on top of ``v4.9``
+    (docs/HISTORY-DESIGNS.md §1.10; only the 212925802454 hunks were read,
+    the rest is from memory of v4.14's text and marked so in each flag):
+
+    * the reaper and exit_mmap run concurrently
+      (``reaper_exit_mmap_concurrent``, 212925802454): no mm_users
+      reference, so no raced-exit path and no mmput_async; exit_mmap sets
+      MMF_OOM_SKIP and waits for a reap in progress; the reaper backs off
+      on MMF_OOM_SKIP and sets MMF_UNSTABLE;
+    * the VMA filter is ``can_madv_dontneed_vma`` (VM_LOCKED, VM_HUGETLB,
+      VM_PFNMAP): the same VMAs as before in the model, which has no PFN
+      mappings;
+    * 4.14 gives up at once (after a HZ sleep) on an mm with mmu notifiers;
+      the model has no mmu notifiers, so that path is not modelled;
+    * the 4.13 oom tracepoints (``oom_reaper_tracepoints``) and 4.10's
+      mutex hand-off (``mutex_handoff``);
+    * output: ``nodemask=(null)`` in the OOM header and in the stall
+      warning (``header_nodemask``, ``stall_warning_nodemask``).
+    """
+
+    policy = Policy.V4_14
+    commit = "v4.14"
+    title = "Linux 4.14"
+    label = "Linux 4.14: the reaper and exit_mmap run concurrently; no mm_users reference"
+    change = ("the reaper holds no mm_users reference and exit_mmap hands over with MMF_OOM_SKIP "
+              "(212925802454), so a victim whose last mmput blocks is still reaped; MMF_UNSTABLE; "
+              "oom tracepoints (4.13); mutex hand-off (4.10); nodemask=(null) in the header "
+              "and the stall warning")
+    release = "4.14.0"
+    reaper_exit_mmap_concurrent = True
+    oom_reaper_tracepoints = True
+    mutex_handoff = True
+    header_nodemask = True
+    stall_warning_nodemask = True

@@ -238,7 +238,9 @@ def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int, g
         if not ___ratelimit(kernel, kernel.nopage_rs, "warn_alloc"):
             return
         kernel.printk(f"{task.comm}: page allocation stalls for {int(seconds * 1000)}ms, "
-                      f"order:{order}, mode:{gfp:#x}({format_gfp(gfp)})", LogLevel.KERN_WARNING, task)
+                      f"order:{order}, mode:{gfp:#x}({format_gfp(gfp)})"
+                      + (", nodemask=(null)" if kernel.policy_ops.stall_warning_nodemask else ""),
+                      LogLevel.KERN_WARNING, task)
 
 
 def __alloc_pages_may_oom(kernel: "Kernel", task: Task, gfp: GFP, order: int,

@@ -53,6 +53,11 @@ class Policy(str, enum.Enum):
     #: it; MMF_OOM_SKIP after every reap, success or failure; the reaper no
     #: longer clears TIF_MEMDIE; the page allocation stall warning.
     V4_9 = "v4.9"
+    #: Linux 4.14: the reaper and exit_mmap run concurrently (212925802454):
+    #: no mm_users reference, exit_mmap sets MMF_OOM_SKIP and waits for the
+    #: reaper; MMF_UNSTABLE; the 4.13 oom tracepoints; 4.10's mutex hand-off;
+    #: 4.14's output formats (nodemask=(null)).
+    V4_14 = "v4.14"
 
     @property
     def previous(self) -> "Policy | None":
@@ -252,9 +257,9 @@ class PolicyOps:
     #: MMF_OOM_REAPED renamed) on the mm: the OOM killer then goes past the
     #: victim. TIF_MEMDIE is left alone (``exit_oom_victim`` is the exiting
     #: task's own again, 38531201, "mm, oom: enforce exit_oom_victim on
-    #: current task") and the two strikes are gone. The __mmput hand-over
-    #: of MMF_OOM_SKIP to the exit path (21292580) is taken to be 4.10's
-    #: and is not modelled.
+    #: current task") and the two strikes are gone. The hand-over of
+    #: MMF_OOM_SKIP to exit_mmap (212925802454) is 4.14's
+    #: (``reaper_exit_mmap_concurrent``).
     reaper_sets_oom_skip = False
     #: A kernel thread sharing the victim's mm (use_mm) no longer forbids the
     #: reap: it is neither killed nor a reason to hide the mm; only init is
@@ -270,6 +275,31 @@ class PolicyOps:
     #: "sched/core: Remove pointless printout in sched_show_task()", v4.9-rc
     #: (per KERNEL-FORMATS.md).
     sched_show_task_no_pc = False
+
+    # -- Linux 4.14 (docs/HISTORY-DESIGNS.md §1.10; the hunks of 212925802454
+    # -- as quoted there, the rest from memory of v4.14's text: [U]) -------
+    #: The reaper and ``exit_mmap`` run concurrently: 212925802454, "mm, oom:
+    #: let oom_reap_task and exit_mmap run concurrently" (id from the notes,
+    #: not re-verified at the source). ``__oom_reap_task_mm`` works on
+    #: ``signal->oom_mm`` under ``oom_lock`` with no mm_users reference (no
+    #: mmget, no mmput/mmput_async, so no "raced exit": a victim that already
+    #: dropped its last user is still reaped); after the trylock it backs off
+    #: (skip_task_reaping) when MMF_OOM_SKIP is set, and sets MMF_UNSTABLE
+    #: before the unmap. ``exit_mmap`` sets MMF_OOM_SKIP after unmap_vmas and,
+    #: when the exiting task is an OOM victim (``tsk_is_oom_victim(current)``),
+    #: takes and drops mmap_sem for write before it frees the page tables and
+    #: the VMA list, so it waits for a reap in progress.
+    reaper_exit_mmap_concurrent = False
+    #: The OOM header prints ``nodemask=(null)`` between the gfp mask and the
+    #: order, with two spaces before ``order`` (``pr_cont(",  order=%d, ...")``;
+    #: 4.11 to 4.18, per KERNEL-FORMATS.md, whose author remembered the two
+    #: spaces but could not see them in the copy read: not re-verified).
+    header_nodemask = False
+    #: The stall warning ends ``, nodemask=(null)`` (4.14's ``warn_alloc``
+    #: takes the nodemask; TROVON v4.14 page_alloc.c per KERNEL-FORMATS.md).
+    #: 4.14 also moved the check before direct reclaim; the model's stall
+    #: clock does not distinguish the two places, so only the text changes.
+    stall_warning_nodemask = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

@@ -516,6 +516,33 @@ def drive_mmap_sem_killable_writer(k: Kernel, seq: Sequencer, rng: random.Random
     return {"victim": v, "mmapper": m, "logger": lg, "ps": p}
 
 
+def drive_exit_aio_self(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """victim1 (most of the zone) sleeps killably with AIO in flight on its
+    mm (the lab's ``MM.aio_in_flight``); aio completes that AIO only after
+    its own GFP_NOFS allocation succeeds; writer's GFP_KERNEL allocation
+    calls the OOM killer. aio and writer are OOM_SCORE_ADJ_MIN: victim1 is
+    the only one killable. The reaper is frozen from before the kill until
+    victim1 has dropped its mm's last user and sleeps in exit_aio, so the
+    reaper always arrives after the victim's own last mmput."""
+    aio_done, never = Completion("aio_done"), Completion("never")
+    v = k.fork("victim1", park_killable(never), vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    mm = v.mm
+    mm.aio_in_flight = aio_done
+    seq.until("victim1 sleeps killably", lambda: v.state_letter == "D")
+
+    def aio(t: Task) -> None:  # the AIO's completion needs a page first
+        alloc_pages(GFP_NOFS)
+        aio_done.complete()
+
+    a = k.fork("aio", aio, oom_score_adj=OOM_SCORE_ADJ_MIN)
+    freeze_oom_reaper(k)
+    w = k.fork("writer", allocate_once(GFP_KERNEL), oom_score_adj=OOM_SCORE_ADJ_MIN)
+    seq.until("victim1, killed, drops its mm's last user and sleeps in exit_aio",
+              lambda: mm.mm_users.read() == 0 and sleeps_on(v, aio_done)())
+    thaw_oom_reaper(k)
+    return {"victim1": v, "victim": v, "aio": a, "writer": w}
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
         "lockup-mutex", drive_lockup_mutex,
@@ -681,6 +708,27 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                        Policy.PATCH1: Outcome.REAP_FAILED_LOCKUP,
                        # 4.7 (dc0ef0df): the killed writer leaves the queue with -EINTR; the trylock succeeds
                        Policy.V4_7: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "exit-aio-self", drive_exit_aio_self,
+        "the victim's own last mmput blocks in exit_aio before exit_mmap: 4.14 reaps it anyway",
+        "victim1 is killed while AIO is in flight on its mm; its last mmput sleeps in exit_aio "
+        "(uninterruptibly) until aio, an OOM_SCORE_ADJ_MIN task, completes the AIO, which needs "
+        "a GFP_NOFS page first. writer (OOM_SCORE_ADJ_MIN) called the OOM killer; nothing else "
+        "is killable. The reaper (frozen, a lab gate) arrives after victim1 dropped its mm's "
+        "last user. 4.6's reaper finds no mm user (mmget_not_zero) or no thread with an mm: "
+        "nothing reaped, victim1 keeps TIF_MEMDIE and every OOM aborts. 4.7 and 4.8 clear "
+        "TIF_MEMDIE after the attempt, and 4.9 sets MMF_OOM_SKIP after it: the OOM killer "
+        "finds nobody else and panics (the false positive that motivated 212925802454). 4.14 "
+        "reaps signal->oom_mm without an mm_users reference: aio gets its page, exit_aio "
+        "returns, and everybody exits. The design notes' 2.5 variant B; exit_aio is the lab's "
+        "stand-in (MM.aio_in_flight), and the late reaper a real but timing-dependent race.",
+        grades=expect({Policy.NONE: Outcome.LOCKUP,
+                       # aac45363..03049269: the reaper finds no mm user / no mm; TIF_MEMDIE stays
+                       Policy.PATCH1: Outcome.LOCKUP,
+                       # 4.7: TIF_MEMDIE cleared after the attempt; nobody else killable
+                       Policy.V4_7: Outcome.OOM_PANIC,
+                       # 4.14 (212925802454): oom_mm reaped with no mm_users reference
+                       Policy.V4_14: Outcome.RECOVERED_BY_REAPER})),
 )}
 
 

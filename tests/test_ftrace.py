@@ -29,6 +29,10 @@ TP_PRINTK = {
     "signal_generate": "sig=%d errno=%d code=%d comm=%s pid=%d grp=%d res=%d",
     "console": "%s",
 }
+#: 4.13's oom tracepoints (include/trace/events/oom.h), which a design with
+#: ``oom_reaper_tracepoints`` (v4.14 on) prints; each is "pid=%d".
+TP_PRINTK.update({name: "pid=%d" for name in ("mark_victim", "wake_reaper", "start_task_reaping",
+                                              "finish_task_reaping", "skip_task_reaping")})
 #: ftrace's context, trace_print_context() with irq-info: "%16s-%-5d [%03d] " then
 #: the four latency flags, then " %5lu.%06lu: ".
 CONTEXT = re.compile(r"^(?P<comm>[ \S]{16})-(?P<pid>\d+) *\[(?P<cpu>\d{3})\] (?P<flags>[.dXNnHhs0-9]{4}) "

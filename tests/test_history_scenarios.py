@@ -277,3 +277,35 @@ def test_killable_writer_scenario_without_a_reaper_is_lockup_b(policy):
     assert res.outcome is Outcome.LOCKUP and res.shape is Shape.MMAP_SEM
     assert killed(res) == [res.roles["victim"]]
     assert mmapper_write_sleeps(res) == [False]
+
+
+# -- exit-aio-self: the victim's own last mmput blocks in exit_aio ---------------------------
+@pytest.mark.parametrize("sched", SCHEDS, ids=SCHED_IDS)
+@pytest.mark.parametrize("policy", [Policy.NONE, Policy.PATCH1, Policy.QUEUE, Policy.V4_7, Policy.V4_9,
+                                    Policy.V4_14])
+def test_exit_aio_self_is_reaped_through_oom_mm_only_from_v414_on(policy, sched):
+    res = run("exit-aio-self", policy, sched)
+    v = res.roles["victim1"]
+    # One kill in every design: victim1, the only killable process.
+    assert killed(res) == [v]
+    if policy is Policy.V4_14:
+        # No mm_users reference needed: the reap starts after victim1's last
+        # mmput, while exit_aio waits, and exit_mmap runs only after it.
+        assert res.outcome is Outcome.RECOVERED_BY_REAPER
+        assert [e.pid for e in events(res, "finish_task_reaping")] == [v]
+        assert reaped_line(res, v) is not None
+        assert events(res, "reap_raced_exit") == []
+    else:
+        assert events(res, "start_task_reaping") == []
+        if policy is Policy.NONE:
+            assert res.outcome is Outcome.LOCKUP and res.shape is Shape.OTHER
+        elif policy in (Policy.PATCH1, Policy.QUEUE):
+            # mmget_not_zero fails (patch 1) or find_lock_task_mm finds no mm:
+            # TIF_MEMDIE stays on victim1 in exit_aio, and OOM aborts on it.
+            assert res.outcome is Outcome.LOCKUP and res.shape is Shape.OTHER
+            assert [e.pid for e in events(res, "reap_raced_exit")] == [v]
+        else:
+            # 4.7/4.8 clear TIF_MEMDIE after the attempt, 4.9 sets
+            # MMF_OOM_SKIP: the next OOM finds nobody killable.
+            assert res.outcome is Outcome.OOM_PANIC
+            assert [e.pid for e in events(res, "reap_raced_exit")] == [v]

@@ -357,6 +357,11 @@ class Replay:
         self._marker(e, f"oom_reaper starts reaping pid {e.pid}")
 
     def on_skip_task_reaping(self, e: Event) -> None:
+        if e.get("reason") == "MMF_OOM_SKIP":
+            # 4.14: exit_mmap unmapped the mm first; the reaper is done.
+            self._reaper_done(e.integer("mm"), e.pid)
+            self._marker(e, f"oom_reaper: pid {e.pid}'s mm already MMF_OOM_SKIP (exit_mmap first)")
+            return
         self._marker(e, f"oom_reaper: down_read_trylock failed on pid {e.pid} (try {e.get('attempt')})")
 
     def on_finish_task_reaping(self, e: Event) -> None:
