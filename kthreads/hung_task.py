@@ -162,6 +162,7 @@ def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[T
     sees them too."""
     to_print = hung[:len(hung) if state.warnings_left < 0 else state.warnings_left]
     traces = model_call_traces([t for t, _ in to_print]) if to_print else {}
+    show_lock = False  # 4.14's hung_task_show_lock: a report was printed in this scan
     for t, since in hung:
         wchan, kind, owners = describe_wchan(t.wchan)
         kernel.tracer.record(Ev.HUNG_TASK, t.pid, t.comm, seconds=int(state.timeout), wchan=wchan,
@@ -170,7 +171,12 @@ def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[T
             if state.warnings_left > 0:
                 state.warnings_left -= 1
             report_hung_task(kernel, state, t, traces.get(t.pid, ModelStack()))
+            show_lock = True
         state.reported.setdefault(t.pid, now)
+    if show_lock and kernel.policy_ops.hung_task_all_locks_once_per_scan:
+        # 4.14 (401c636a0eeb): every task's locks once, after the whole scan.
+        for line in debug_show_all_locks(kernel):
+            kernel.printk(line, LogLevel.KERN_WARNING, state.task)
 
 
 def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: ModelStack) -> None:
@@ -182,7 +188,9 @@ def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: Mod
     here, and ``hung_task_panic`` (0 by default) is not modelled. From 4.9
     on (``policy_ops.hung_task_shows_all_locks``) it prints
     ``debug_show_all_locks()`` instead of the hung task's own locks, and
-    ``sched_show_task`` has no saved-PC column (``sched_show_task_no_pc``).
+    ``sched_show_task`` has no saved-PC column (``sched_show_task_no_pc``);
+    from 4.14 on (``hung_task_all_locks_once_per_scan``) the all-locks dump
+    comes once after the scan's reports (``report_hung_tasks``).
 
     Then, in the lab's stream (never dmesg), the model's own stack of the
     task, which the kernel call trace only stands for."""
@@ -194,9 +202,15 @@ def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: Mod
                   LogLevel.KERN_ERR, me)
     for line in sched_show_task(t, stack):
         kernel.printk(line, LogLevel.KERN_INFO, me)
-    # 4.9 (``hung_task_shows_all_locks``): every task's locks, once per report.
-    locks = (debug_show_all_locks(kernel) if kernel.policy_ops.hung_task_shows_all_locks
-             else debug_show_held_locks(t))
+    # 4.9 (``hung_task_shows_all_locks``): every task's locks, once per report;
+    # 4.14 (``hung_task_all_locks_once_per_scan``): none here, once per scan.
+    ops = kernel.policy_ops
+    if ops.hung_task_all_locks_once_per_scan:
+        locks = []
+    elif ops.hung_task_shows_all_locks:
+        locks = debug_show_all_locks(kernel)
+    else:
+        locks = debug_show_held_locks(t)
     for line in locks:
         kernel.printk(line, LogLevel.KERN_WARNING, me)
     kernel.lab(model_stack_line(t, stack), me)

@@ -805,7 +805,11 @@ class V414Ops(V49Ops):
     * the 4.13 oom tracepoints (``oom_reaper_tracepoints``) and 4.10's
       mutex hand-off (``mutex_handoff``);
     * output: ``nodemask=(null)`` in the OOM header and in the stall
-      warning (``header_nodemask``, ``stall_warning_nodemask``).
+      warning (``header_nodemask``, ``stall_warning_nodemask``), and
+      khungtaskd's all-locks dump once per scan
+      (``hung_task_all_locks_once_per_scan``). The stall check's move
+      before direct reclaim is not modelled (the model's stall clock has
+      one place).
     """
 
     policy = Policy.V4_14
@@ -815,10 +819,11 @@ class V414Ops(V49Ops):
     change = ("the reaper holds no mm_users reference and exit_mmap hands over with MMF_OOM_SKIP "
               "(212925802454), so a victim whose last mmput blocks is still reaped; MMF_UNSTABLE; "
               "oom tracepoints (4.13); mutex hand-off (4.10); nodemask=(null) in the header "
-              "and the stall warning")
+              "and the stall warning; khungtaskd dumps all locks once per scan")
     release = "4.14.0"
     reaper_exit_mmap_concurrent = True
     oom_reaper_tracepoints = True
     mutex_handoff = True
     header_nodemask = True
     stall_warning_nodemask = True
+    hung_task_all_locks_once_per_scan = True

@@ -300,6 +300,11 @@ class PolicyOps:
     #: 4.14 also moved the check before direct reclaim; the model's stall
     #: clock does not distinguish the two places, so only the text changes.
     stall_warning_nodemask = False
+    #: khungtaskd prints ``debug_show_all_locks()`` once per scan, after the
+    #: reports, if it printed one (``hung_task_show_lock``), not after each:
+    #: 401c636a0eeb, "kernel/hung_task.c: show all hung tasks before panic"
+    #: (in TROVON's v4.14 hung_task.c per KERNEL-FORMATS.md).
+    hung_task_all_locks_once_per_scan = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

@@ -13,7 +13,8 @@ from stress import EpisodeConfig, Outcome, get_scenario, run_episode
 from stress.ftrace import TraceInput, ftrace_lines
 from util import CONTROLLED, exited, park_killable
 
-V414_FLAGS = ("reaper_exit_mmap_concurrent", "header_nodemask", "stall_warning_nodemask")
+V414_FLAGS = ("reaper_exit_mmap_concurrent", "header_nodemask", "stall_warning_nodemask",
+              "hung_task_all_locks_once_per_scan")
 #: Flags an earlier design already had as a knob, which 4.14 is the first to set.
 V414_ALSO = ("oom_reaper_tracepoints", "mutex_handoff")
 
@@ -202,3 +203,31 @@ def test_the_oom_tracepoints_are_in_the_ftrace_from_v414_on(policy):
                                                      "finish_task_reaping"}
     else:
         assert not marks
+
+
+@pytest.mark.parametrize("policy", [Policy.V4_9, Policy.V4_14])
+def test_khungtaskd_dumps_all_locks_once_per_scan_from_v414_on(boot, policy):
+    k = boot(policy=policy, sched=CONTROLLED, hung_task_timeout=2)
+    lock, go = Mutex("i_mutex", k), Completion("go")
+
+    def holder(t):
+        with lock:
+            go.wait_killable()
+
+    h = k.fork("holder", holder)
+    assert k.wait_until(lambda: lock.owner is h, 5)
+    w1 = k.fork("waiter1", lambda t: lock.lock() or lock.unlock())
+    w2 = k.fork("waiter2", lambda t: lock.lock() or lock.unlock())
+    assert k.wait_until(lambda: sum("INFO: task waiter" in s for s in texts(k)) >= 2, 10, idle_ok=True)
+    lines = texts(k)
+    first = next(i for i, s in enumerate(lines) if "INFO: task waiter" in s)
+    second = next(i for i, s in enumerate(lines) if i > first and "INFO: task waiter" in s)
+    dumps = [i for i, s in enumerate(lines) if s == "Showing all locks held in the system:"]
+    if policy is Policy.V4_14:
+        # One scan found both: both reports, then one dump.
+        assert dumps and dumps[0] > second
+        assert "Not tainted 4.14.0 " in lines[first + 1]
+    else:  # 4.9: a dump after each report
+        assert dumps[:2] and first < dumps[0] < second < dumps[1]
+    go.complete_all()
+    assert k.wait_until(exited(h, w1, w2), 5)
