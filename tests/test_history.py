@@ -21,7 +21,8 @@ def test_policies_are_listed_in_historys_order_with_commit_and_title(capsys):
     assert starts == [p.value for p in Policy]
     for p in Policy:
         ops = POLICY_OPS[p]
-        assert f"{ops.commit}  {ops.title}" in out and ops.change in out
+        line = next(line for line in out.splitlines() if line.startswith(f"{p.value} "))
+        assert line.split()[1] == ops.commit and line.endswith(f"  {ops.title}") and ops.change in out
     assert POLICY_OPS[Policy.PATCH1].commit == "aac45363"
 
 

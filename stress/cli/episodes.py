@@ -95,9 +95,10 @@ def cmd_policies(args: argparse.Namespace, stop: StopSignals) -> int:
 def print_policies(out: TextIO) -> None:
     """One paragraph per design, in the kernel's order: name, commit, title, change."""
     width = max(len(p.value) for p in Policy)
+    cwidth = max(len(POLICY_OPS[p].commit) for p in Policy)
     for policy in Policy:
         ops = POLICY_OPS[policy]
-        print(f"{policy.value:<{width}}  {ops.commit}  {ops.title}", file=out)
+        print(f"{policy.value:<{width}}  {ops.commit:<{cwidth}}  {ops.title}", file=out)
         print(f"{'':<{width}}  {ops.change}", file=out)
 
 
