@@ -9,7 +9,7 @@ from kthreads import (GFP_KERNEL, OOM_SCORE_ADJ_MIN, PF, Completion, Ev, OomCont
                       select_bad_process, send_sigkill)
 from kthreads.oom_kill import OomScan, oom_scan_process_thread
 from kthreads.trace import LogLevel
-from util import CONTROLLED, exited, park_killable, park_uninterruptible
+from util import CONTROLLED, exited, park_killable, park_uninterruptible, pages_left
 
 
 def test_badness_table(boot):
@@ -256,14 +256,6 @@ def test_an_exiting_task_chosen_as_victim_is_only_marked(boot, policy):
     assert e.exit_reason == "exit" and other.state_letter == "D"
     never.complete_all()
     assert k.wait_until(exited(other), 5)
-
-
-def pages_left(k, free):
-    """Anon pages for one VMA so that, with its page table, ``free`` pages stay free."""
-    pages = k.zone.nr_free - free
-    while pages + (pages + 511) // 512 > k.zone.nr_free - free:
-        pages -= 1
-    return pages
 
 
 # -- dump_header is rate-limited (oom_rs: 10 per 5 * HZ) ---------------------------------------

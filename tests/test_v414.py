@@ -9,42 +9,14 @@ from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF, exit_aio, mmdrop, mmgrab
 from kthreads.oom_reaper import V49Ops, V414Ops
 from kthreads.policy import PolicyOps
-from stress import EpisodeConfig, Outcome, get_scenario, run_episode
+from stress import Outcome
 from stress.ftrace import TraceInput, ftrace_lines
-from util import CONTROLLED, exited, park_killable
+from util import CONTROLLED, exited, park_killable, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left
 
 V414_FLAGS = ("reaper_exit_mmap_concurrent", "header_nodemask", "stall_warning_nodemask",
               "hung_task_all_locks_once_per_scan")
 #: Flags an earlier design already had as a knob, which 4.14 is the first to set.
 V414_ALSO = ("oom_reaper_tracepoints", "mutex_handoff")
-
-
-def run(name, policy):
-    res = run_episode(get_scenario(name), EpisodeConfig(sched=CONTROLLED, policy=policy))
-    assert res.error is None and res.breaches == [], (res.error, res.breaches)
-    return res
-
-
-def events(k, name, pid=None):
-    out = []
-    for e in k.tracer.events():
-        if e.name == "shutdown":
-            break
-        if e.name == name and (pid is None or e.pid == pid):
-            out.append(e)
-    return out
-
-
-def texts(k):
-    return [line.text for line in k.dmesg()]
-
-
-def pages_left(k, free):
-    """Anon pages for one VMA so that, with its page table, ``free`` pages stay free."""
-    pages = k.zone.nr_free - free
-    while pages + (pages + 511) // 512 > k.zone.nr_free - free:
-        pages -= 1
-    return pages
 
 
 # -- the policy itself ----------------------------------------------------------------------

@@ -9,28 +9,16 @@ from kthreads.mm import MMF, mmget, mmput_async, vm_mmap_write_lock
 from kthreads.oom_kill import OomScan, signal_oom_victims, task_will_free_mem
 from kthreads.oom_reaper import QueueOps, V47Ops, try_oom_reaper
 from kthreads.policy import PolicyOps
-from stress import EpisodeConfig, Outcome, get_scenario, run_episode
-from util import CONTROLLED, exited, park_killable, park_uninterruptible
+from stress import Outcome
+from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded, pages_left
 
 V47_FLAGS = ("nofs_check_in_out_of_memory", "mmf_oom_reaped", "reaper_clears_memdie_always",
              "reaper_takes_oom_lock", "oom_scan_processes", "task_will_free_mem_group",
              "reap_self_victims", "reaper_mmput_async", "killable_mmap_writers")
 
 
-def run(name, policy):
-    res = run_episode(get_scenario(name), EpisodeConfig(sched=CONTROLLED, policy=policy))
-    assert res.error is None and res.breaches == [], (res.error, res.breaches)
-    return res
-
-
 def events(res, name, pid=None):
-    out = []
-    for e in res.kernel.tracer.events():
-        if e.name == "shutdown":
-            break
-        if e.name == name and (pid is None or e.pid == pid):
-            out.append(e)
-    return out
+    return recorded(res.kernel, name, pid)
 
 
 # -- the policy itself ----------------------------------------------------------------------
@@ -79,14 +67,6 @@ def test_an_unkilled_nofs_allocator_reaches_out_of_memory_under_v47_but_kills_no
     never.complete_all()
     assert k.wait_until(exited(hog, w), 10)
     assert got[0] is not None
-
-
-def pages_left(k, free):
-    """Anon pages for one VMA so that, with its page table, ``free`` pages stay free."""
-    pages = k.zone.nr_free - free
-    while pages + (pages + 511) // 512 > k.zone.nr_free - free:
-        pages -= 1
-    return pages
 
 
 # -- try_oom_reaper: self-victims are reaped (3ef22dff) ---------------------------------------

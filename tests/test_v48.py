@@ -9,39 +9,11 @@ from kthreads.oom_kill import OomScan, oom_scan_process_thread, task_will_free_m
 from kthreads.oom_reaper import V47Ops, V48Ops
 from kthreads.policy import PolicyOps
 from kthreads.sched import PF
-from stress import EpisodeConfig, Outcome, get_scenario, run_episode
-from util import CONTROLLED, exited, park_killable, park_uninterruptible
+from stress import Outcome
+from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left
 
 V48_FLAGS = ("oom_kill_all_sharers", "shared_oom_score_adj", "task_will_free_mem_mm",
              "oom_scan_skips_reaped", "reaper_gives_up_twice", "reaper_mmget_after_trylock")
-
-
-def run(name, policy):
-    res = run_episode(get_scenario(name), EpisodeConfig(sched=CONTROLLED, policy=policy))
-    assert res.error is None and res.breaches == [], (res.error, res.breaches)
-    return res
-
-
-def events(k, name, pid=None):
-    out = []
-    for e in k.tracer.events():
-        if e.name == "shutdown":
-            break
-        if e.name == name and (pid is None or e.pid == pid):
-            out.append(e)
-    return out
-
-
-def texts(k):
-    return [line.text for line in k.dmesg()]
-
-
-def pages_left(k, free):
-    """Anon pages for one VMA so that, with its page table, ``free`` pages stay free."""
-    pages = k.zone.nr_free - free
-    while pages + (pages + 511) // 512 > k.zone.nr_free - free:
-        pages -= 1
-    return pages
 
 
 # -- the policy itself ----------------------------------------------------------------------

@@ -11,41 +11,13 @@ from kthreads.oom_kill import OomScan, oom_scan_process_thread, select_bad_proce
 from kthreads.oom_reaper import V48Ops, V49Ops
 from kthreads.policy import PolicyOps
 from kthreads.sched import PF
-from stress import EpisodeConfig, Outcome, get_scenario, run_episode
-from util import CONTROLLED, exited, park_killable, park_uninterruptible
+from stress import Outcome
+from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left
 
 V49_FLAGS = ("signal_oom_mm", "oom_evaluate_task", "reaper_sets_oom_skip", "reap_kthread_shared_mm",
              "warns_alloc_stalls", "hung_task_shows_all_locks", "sched_show_task_no_pc")
 #: 4.8's flags that 4.9 turns off again (and v4.7's TIF_MEMDIE clearing).
 V49_OFF = ("reaper_clears_memdie_always", "reaper_gives_up_twice", "oom_scan_skips_reaped")
-
-
-def run(name, policy):
-    res = run_episode(get_scenario(name), EpisodeConfig(sched=CONTROLLED, policy=policy))
-    assert res.error is None and res.breaches == [], (res.error, res.breaches)
-    return res
-
-
-def events(k, name, pid=None):
-    out = []
-    for e in k.tracer.events():
-        if e.name == "shutdown":
-            break
-        if e.name == name and (pid is None or e.pid == pid):
-            out.append(e)
-    return out
-
-
-def texts(k):
-    return [line.text for line in k.dmesg()]
-
-
-def pages_left(k, free):
-    """Anon pages for one VMA so that, with its page table, ``free`` pages stay free."""
-    pages = k.zone.nr_free - free
-    while pages + (pages + 511) // 512 > k.zone.nr_free - free:
-        pages -= 1
-    return pages
 
 
 # -- the policy itself ----------------------------------------------------------------------

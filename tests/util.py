@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from kthreads import Completion, Sched, SchedConfig, Task, return_to_user
+from kthreads import Completion, Kernel, Policy, Sched, SchedConfig, Task, return_to_user
+from stress import EpisodeConfig, EpisodeResult, get_scenario, run_episode
+from stress.scenarios import pages_leaving
 
 #: Tests that assert the outcome of a concurrent run run it on the controlled
 #: CPU with a fixed seed: the interleaving is decided, so they cannot flake.
@@ -41,3 +43,31 @@ def write(path, recs):
     """Write ``recs`` as a JSONL log; returns the path."""
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     return path
+
+
+def run_controlled(name: str, policy: Policy, sched: SchedConfig = CONTROLLED) -> EpisodeResult:
+    """One episode of a scenario on the controlled CPU, which must end without
+    a harness error or an invariant breach (whatever its outcome)."""
+    res = run_episode(get_scenario(name), EpisodeConfig(sched=sched, policy=policy))
+    assert res.error is None and res.breaches == [], (res.error, res.breaches)
+    return res
+
+
+def recorded(k: Kernel, name: str, pid: int | None = None) -> list:
+    """The flight recorder's events of that name (of that pid), up to the shutdown."""
+    out = []
+    for e in k.tracer.events():
+        if e.name == "shutdown":
+            break
+        if e.name == name and (pid is None or e.pid == pid):
+            out.append(e)
+    return out
+
+
+def dmesg_texts(k: Kernel) -> list[str]:
+    return [line.text for line in k.dmesg()]
+
+
+def pages_left(k: Kernel, free: int) -> int:
+    """Anon pages for one VMA so that, with its page table, ``free`` pages stay free."""
+    return pages_leaving(k, free)
