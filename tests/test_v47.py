@@ -10,7 +10,7 @@ from kthreads.oom_kill import OomScan, signal_oom_victims, task_will_free_mem
 from kthreads.oom_reaper import QueueOps, V47Ops, try_oom_reaper
 from kthreads.policy import PolicyOps
 from stress import Outcome
-from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded, pages_left
+from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded, pages_left, stuck_victim
 
 V47_FLAGS = ("nofs_check_in_out_of_memory", "mmf_oom_reaped", "reaper_clears_memdie_always",
              "reaper_takes_oom_lock", "oom_scan_processes", "task_will_free_mem_group",
@@ -132,21 +132,6 @@ def test_oom_badness_gives_a_reaped_mm_no_points_under_v47_only(boot, monkeypatc
     assert oom_badness(p, k.zone.nr_pages) == 101
     never.complete_all()
     assert k.wait_until(exited(p), 5)
-
-
-def stuck_victim(k, release):
-    """A victim whose mmapper thread holds its mmap_sem for write until
-    ``release`` (uninterruptibly): every reap attempt fails."""
-    never = Completion("never")
-
-    def mmapper(t):
-        with t.mm.mmap_sem.write():
-            release.wait_for_completion()
-
-    v = k.fork("victim", park_killable(never), vmas=[VmaSpec(pages=pages_left(k, k.zone.wmark_min // 2))])
-    m = k.clone_thread(v, "mmapper", mmapper)
-    assert k.wait_until(lambda: v.mm.mmap_sem.owner is m, 5)
-    return v, m
 
 
 @pytest.mark.parametrize("policy", [Policy.QUEUE, Policy.V4_7])

@@ -10,7 +10,7 @@ from kthreads.oom_reaper import V47Ops, V48Ops
 from kthreads.policy import PolicyOps
 from kthreads.sched import PF
 from stress import Outcome
-from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left
+from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stuck_victim
 
 V48_FLAGS = ("oom_kill_all_sharers", "shared_oom_score_adj", "task_will_free_mem_mm",
              "oom_scan_skips_reaped", "reaper_gives_up_twice", "reaper_mmget_after_trylock")
@@ -172,21 +172,6 @@ def test_the_scan_skips_a_reaped_victim_from_v48_on(boot, policy):
 
 
 # -- two strikes: MMF_OOM_NOT_REAPABLE, then "giving up" ------------------------------------
-def stuck_victim(k, release):
-    """A victim whose mmapper thread holds its mmap_sem for write until
-    ``release`` (uninterruptibly): every reap attempt fails."""
-    never = Completion("never")
-
-    def mmapper(t):
-        with t.mm.mmap_sem.write():
-            release.wait_for_completion()
-
-    v = k.fork("victim", park_killable(never), vmas=[VmaSpec(pages=pages_left(k, k.zone.wmark_min // 2))])
-    m = k.clone_thread(v, "mmapper", mmapper)
-    assert k.wait_until(lambda: v.mm.mmap_sem.owner is m, 5)
-    return v, m
-
-
 @pytest.mark.parametrize("policy", [Policy.V4_7, Policy.V4_8])
 def test_the_second_failed_reap_gives_the_mm_up_under_v48_only(boot, policy):
     k = boot(policy=policy, sched=CONTROLLED, hung_task_timeout=0)

@@ -12,7 +12,7 @@ from kthreads.oom_reaper import V48Ops, V49Ops
 from kthreads.policy import PolicyOps
 from kthreads.sched import PF
 from stress import Outcome
-from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left
+from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stuck_victim
 
 V49_FLAGS = ("signal_oom_mm", "oom_evaluate_task", "reaper_sets_oom_skip", "reap_kthread_shared_mm",
              "warns_alloc_stalls", "hung_task_shows_all_locks", "sched_show_task_no_pc")
@@ -74,19 +74,6 @@ def test_mark_oom_victim_keeps_the_mm_until_the_group_is_gone(boot):
 
 
 # -- MMF_OOM_SKIP after a failed reap: one strike, and TIF_MEMDIE left alone -----------------
-def stuck_victim(k, release):
-    never = Completion("never")
-
-    def mmapper(t):
-        with t.mm.mmap_sem.write():
-            release.wait_for_completion()
-
-    v = k.fork("victim", park_killable(never), vmas=[VmaSpec(pages=pages_left(k, k.zone.wmark_min // 2))])
-    m = k.clone_thread(v, "mmapper", mmapper)
-    assert k.wait_until(lambda: v.mm.mmap_sem.owner is m, 5)
-    return v, m
-
-
 def test_one_failed_reap_hides_the_mm_under_v49(boot):
     k = boot(policy=Policy.V4_9, sched=CONTROLLED, hung_task_timeout=0)
     release = Completion("release")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kthreads import Completion, Kernel, Policy, Sched, SchedConfig, Task, return_to_user
+from kthreads import Completion, Kernel, Policy, Sched, SchedConfig, Task, VmaSpec, return_to_user
 from stress import EpisodeConfig, EpisodeResult, get_scenario, run_episode
 from stress.scenarios import pages_leaving
 
@@ -71,3 +71,18 @@ def dmesg_texts(k: Kernel) -> list[str]:
 def pages_left(k: Kernel, free: int) -> int:
     """Anon pages for one VMA so that, with its page table, ``free`` pages stay free."""
     return pages_leaving(k, free)
+
+
+def stuck_victim(k: Kernel, release: Completion) -> tuple[Task, Task]:
+    """A victim whose mmapper thread holds its mmap_sem for write until
+    ``release`` (uninterruptibly): every reap attempt fails."""
+    never = Completion("never")
+
+    def mmapper(t: Task) -> None:
+        with t.mm.mmap_sem.write():
+            release.wait_for_completion()
+
+    v = k.fork("victim", park_killable(never), vmas=[VmaSpec(pages=pages_left(k, k.zone.wmark_min // 2))])
+    m = k.clone_thread(v, "mmapper", mmapper)
+    assert k.wait_until(lambda: v.mm.mmap_sem.owner is m, 5)
+    return v, m
