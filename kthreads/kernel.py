@@ -30,7 +30,8 @@ from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .oom_reaper import Patch1Ops, QueueOps, ReaperState, ReportOps, TifMemdieOps, V47Ops, V48Ops, V49Ops, V414Ops
+from .designs import Patch1Ops, QueueOps, ReportOps, TifMemdieOps, V47Ops, V48Ops, V49Ops, V414Ops
+from .oom_reaper import ReaperState
 from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
 from .rwsem import RwSemaphore

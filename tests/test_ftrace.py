@@ -135,7 +135,7 @@ def test_46_trees_have_no_oom_reaper_tracepoint_and_the_lab_events_never_appear(
 
 
 def test_a_policy_whose_tree_had_the_413_tracepoints_prints_them_as_pid_only(monkeypatch):
-    from kthreads.oom_reaper import Patch1Ops
+    from kthreads.designs import Patch1Ops
 
     res = run_episode(get_scenario("lockup-mutex"), EpisodeConfig(sched=CONTROLLED, policy=Policy.PATCH1))
     monkeypatch.setattr(Patch1Ops, "oom_reaper_tracepoints", True)

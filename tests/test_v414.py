@@ -7,7 +7,7 @@ import pytest
 from kthreads import GFP_KERNEL, GFP_NOFS, Completion, Ev, Mutex, Policy, VmaSpec, alloc_pages
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF, exit_aio, mmdrop, mmgrab
-from kthreads.oom_reaper import V49Ops, V414Ops
+from kthreads.designs import V49Ops, V414Ops
 from kthreads.policy import PolicyOps
 from stress import Outcome
 from stress.ftrace import TraceInput, ftrace_lines

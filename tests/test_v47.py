@@ -7,7 +7,8 @@ from kthreads import (GFP_KERNEL, GFP_NOFS, Completion, Ev, OomControl, Policy, 
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF, mmget, mmput_async, vm_mmap_write_lock
 from kthreads.oom_kill import OomScan, signal_oom_victims, task_will_free_mem
-from kthreads.oom_reaper import QueueOps, V47Ops, try_oom_reaper
+from kthreads.designs import QueueOps, V47Ops
+from kthreads.oom_reaper import try_oom_reaper
 from kthreads.policy import PolicyOps
 from stress import Outcome
 from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded, pages_left, stuck_victim

@@ -6,7 +6,7 @@ from kthreads import (GFP_KERNEL, Completion, Ev, OomControl, Policy, VmaSpec, a
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF
 from kthreads.oom_kill import OomScan, oom_scan_process_thread, task_will_free_mem
-from kthreads.oom_reaper import V47Ops, V48Ops
+from kthreads.designs import V47Ops, V48Ops
 from kthreads.policy import PolicyOps
 from kthreads.sched import PF
 from stress import Outcome

@@ -8,7 +8,7 @@ from kthreads import GFP_KERNEL, GFP_NOFS, Completion, Ev, Mutex, OomControl, Po
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF
 from kthreads.oom_kill import OomScan, oom_scan_process_thread, select_bad_process, tsk_is_oom_victim
-from kthreads.oom_reaper import V48Ops, V49Ops
+from kthreads.designs import V48Ops, V49Ops
 from kthreads.policy import PolicyOps
 from kthreads.sched import PF
 from stress import Outcome
