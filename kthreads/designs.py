@@ -289,3 +289,72 @@ class V414Ops(V49Ops):
     header_nodemask = True
     stall_warning_nodemask = True
     hung_task_all_locks_once_per_scan = True
+
+
+class V515Ops(V414Ops):
+    """``v5.15``: Linux 5.15, on top of ``v4.14``. No copy at the v5.15 tag
+    was read: docs/HISTORY-DESIGNS.md §1.11 and KERNEL-FORMATS.md use
+    5.10.13's mm/oom_kill.c and 6.6's process_mrelease, so each item is
+    "in 5.15" by inference:
+
+    * ``process_mrelease(pidfd, flags)`` for a userspace killer
+      (``process_mrelease_syscall``, 884a7e5964e0);
+    * 5.3's rwsem hand-off (``rwsem_handoff``);
+    * the reaper no longer takes ``oom_lock`` (af5679fbc669, "mm, oom:
+      remove oom_lock from oom_reaper", 4.19; id not re-verified);
+    * output: no stall warning (4.15), the header without nodemask and with
+      the oom-kill summary line, 5.x's dump_tasks, "Out of memory: Killed
+      process ... UID: pgtables: oom_score_adj:" and no "sacrifice child",
+      "System is deadlocked on memory", sched_show_task's 5.9 line, the
+      victim's stack after "unable to reap", khungtaskd's continuous
+      blocked time.
+
+    Not modelled, because no scenario's outcome depends on it: 4.17's
+    exit_mmap that reaps an OOM victim's mm itself before setting
+    MMF_OOM_SKIP (27ae357fa82b; it frees the same pages the unmap right
+    after would), 4.19's oom_reaper no longer skipping mms with mmu
+    notifiers wholesale (the model has none), memcg OOM, and the
+    unreclaimable-slab dump."""
+
+    policy = Policy.V5_15
+    commit = "v5.15"
+    title = "Linux 5.15"
+    label = "Linux 5.15: process_mrelease() lets a userspace killer reap"
+    change = ("process_mrelease(pidfd, flags) reaps a killed process's mm from userspace (884a7e5964e0); "
+              "rwsem hand-off (5.3); the reaper without oom_lock (4.19); 5.x output: the oom-kill summary "
+              "line, 'Killed process ... UID: pgtables: oom_score_adj:', no stall warning")
+    release = "5.15.0"
+    process_mrelease_syscall = True
+    rwsem_handoff = True
+    reaper_takes_oom_lock = False
+    reaper_failure_shows_task = True
+    warns_alloc_stalls = False
+    stall_warning_nodemask = False
+    header_nodemask = False
+    oom_summary_line = True
+    dump_tasks_pgtables_bytes = True
+    killed_line_with_message = True
+    panic_deadlocked_on_memory = True
+    hung_task_blocked_time = True
+    sched_show_task_labelled = True
+
+
+class V518Ops(V515Ops):
+    """``v5.18``: Linux 5.18, on top of ``v5.15`` (docs/HISTORY-DESIGNS.md
+    §1.12; behaviour read in 6.6's mm/oom_kill.c, the release inferred):
+
+    * the reap is delayed by ``OOM_REAPER_DELAY`` (2*HZ) through a per-task
+      timer armed by ``queue_oom_reaper`` (``reaper_delay``, e4a38402), so a
+      victim that can exit by itself runs its robust-futex cleanup before
+      its anonymous memory is zapped; MMF_OOM_REAP_QUEUED arms it once;
+    * mlocked VMAs are reaped (``reap_mlocked_vmas``, a213e5cf71cb)."""
+
+    policy = Policy.V5_18
+    commit = "v5.18"
+    title = "Linux 5.18"
+    label = "Linux 5.18: the reap waits 2*HZ for the victim's own exit; mlocked VMAs reaped"
+    change = ("queue_oom_reaper arms a 2*HZ timer before the reap (e4a38402: robust futexes); "
+              "MMF_OOM_REAP_QUEUED; mlocked VMAs reaped (a213e5cf71cb)")
+    release = "5.18.0"
+    reaper_delay = True
+    reap_mlocked_vmas = True

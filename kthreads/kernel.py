@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .atomic import Atomic
 from .cpu import Cpu, Runner, RunState, SpinLock, this_thread, this_cpu
+from .designs import (Patch1Ops, QueueOps, ReportOps, TifMemdieOps, V47Ops, V48Ops, V49Ops, V414Ops, V515Ops,
+                      V518Ops)
 from .errors import PlugPulled
 from .events import Ev
 from .exit import task_main
@@ -30,7 +32,6 @@ from .hung_task import HungTaskState, start_khungtaskd
 from .jiffies import Clock
 from .mm import MM, VmaSpec, mmget, mmput
 from .mutex import Mutex
-from .designs import Patch1Ops, QueueOps, ReportOps, TifMemdieOps, V47Ops, V48Ops, V49Ops, V414Ops
 from .oom_reaper import ReaperState
 from .policy import Policy, PolicyOps, V45Ops
 from .ratelimit import default_ratelimit_state
@@ -57,6 +58,8 @@ POLICY_OPS: dict[Policy, type[PolicyOps]] = {
     Policy.V4_8: V48Ops,
     Policy.V4_9: V49Ops,
     Policy.V4_14: V414Ops,
+    Policy.V5_15: V515Ops,
+    Policy.V5_18: V518Ops,
 }
 
 def _actor_pid() -> int:

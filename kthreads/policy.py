@@ -58,6 +58,16 @@ class Policy(str, enum.Enum):
     #: reaper; MMF_UNSTABLE; the 4.13 oom tracepoints; 4.10's mutex hand-off;
     #: 4.14's output formats (nodemask=(null)).
     V4_14 = "v4.14"
+    #: Linux 5.15: ``process_mrelease(pidfd, flags)`` lets a userspace
+    #: killer reap the mm of a process it killed; 5.3's rwsem hand-off; and
+    #: the 4.15-5.15 output (no stall warning, the oom-kill summary line,
+    #: "Killed process ... UID: pgtables: oom_score_adj:", 5.9's
+    #: sched_show_task, khungtaskd's continuous blocked time).
+    V5_15 = "v5.15"
+    #: Linux 5.18: the reap is delayed by 2*HZ through a timer, so that a
+    #: dying task can run its robust-futex cleanup first; mlocked VMAs are
+    #: reaped too.
+    V5_18 = "v5.18"
 
     @property
     def previous(self) -> "Policy | None":
@@ -305,6 +315,64 @@ class PolicyOps:
     #: 401c636a0eeb, "kernel/hung_task.c: show all hung tasks before panic"
     #: (in TROVON's v4.14 hung_task.c per KERNEL-FORMATS.md).
     hung_task_all_locks_once_per_scan = False
+
+    # -- Linux 5.15 (docs/HISTORY-DESIGNS.md §1.11 and KERNEL-FORMATS.md: no
+    # -- copy at the v5.15 tag was read; the 5.10.13 text and 6.6's
+    # -- process_mrelease stand in, so each is "in 5.15" by inference) ----
+    #: The ``process_mrelease(pidfd, flags)`` syscall (884a7e5964e0, "mm:
+    #: introduce process_mrelease system call", 5.15; id not re-verified):
+    #: a userspace killer reaps the address space of a process it killed,
+    #: synchronously, waiting for mmap_sem killably. Without it the call is
+    #: -ENOSYS. ``oom_reaper.process_mrelease``.
+    process_mrelease_syscall = False
+    #: After "oom_reaper: unable to reap", the victim's stack
+    #: (``sched_show_task``) before the lock dump (David Rientjes, "mm, oom:
+    #: dump stack of victim when reaping failed", 5.6); and no "unable to
+    #: reap" at all when MMF_OOM_SKIP is set by then (exit_mmap got there:
+    #: 4.19 or so). Both from the 5.10.13 text.
+    reaper_failure_shows_task = False
+    #: dump_header prints the gfp line without a nodemask, then dump_stack,
+    #: show_mem and dump_tasks, and ends, when there is a victim, with the
+    #: one-line summary "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),
+    #: cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=%s,pid=%d,uid=%d"
+    #: (ef8444ea01d7, 4.19; id not re-verified).
+    oom_summary_line = False
+    #: dump_tasks starts with "Tasks state (memory values in pages):" and its
+    #: columns are "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes
+    #: swapents oom_score_adj name" (4.19-5.x; 5.10.13's text).
+    dump_tasks_pgtables_bytes = False
+    #: No "Kill process %d (%s) score %u or sacrifice child" (the children
+    #: heuristic went in bbbe48029720, 5.1; id not re-verified); the kill
+    #: line is "%s: Killed process %d (%s) total-vm:... shmem-rss:%lukB,
+    #: UID:%u pgtables:%lukB oom_score_adj:%hd" (5.10.13's text).
+    killed_line_with_message = False
+    #: With nothing to kill: dump_header, pr_warn("Out of memory and no
+    #: killable processes...") and panic("System is deadlocked on memory")
+    #: (5.10.13's text; the commit not identified).
+    panic_deadlocked_on_memory = False
+    #: khungtaskd reports the continuous blocked time,
+    #: ``(jiffies - t->last_switch_time) / HZ``, and checks every
+    #: ``min(check_interval ?: timeout, timeout)`` seconds, reporting a task
+    #: once it has been blocked for ``timeout`` (a0be55dee71d and the
+    #: last_switch_time change, 4.19/4.20; ids not re-verified).
+    hung_task_blocked_time = False
+    #: sched_show_task's 5.9 line: "task:%-15.15s state:%c stack:%5lu
+    #: pid:%5d ppid:%6d flags:0x%08lx" (cc172ff301d8).
+    sched_show_task_labelled = False
+
+    # -- Linux 5.18 (docs/HISTORY-DESIGNS.md §1.12; behaviour read in 6.6's
+    # -- mm/oom_kill.c, the release inferred) ----------------------------
+    #: ``queue_oom_reaper`` arms a per-task timer for ``OOM_REAPER_DELAY``
+    #: (2*HZ) instead of queueing at once; the timer queues the victim
+    #: unless its mm is MMF_OOM_SKIP by then, and MMF_OOM_REAP_QUEUED keeps
+    #: a victim from being armed twice. e4a38402, "oom_kill.c: futex: delay
+    #: the OOM reaper to allow time for proper futex cleanup" (id not
+    #: re-verified): a robust futex list in reaped memory reads as zeroes.
+    reaper_delay = False
+    #: The reaper (and process_mrelease) unmap mlocked VMAs too: a213e5cf71cb,
+    #: "mm/munlock: delete munlock_vma_pages_all(), allow oomreap" (id and
+    #: release not re-verified; 5.18 by inference).
+    reap_mlocked_vmas = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""
