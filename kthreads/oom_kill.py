@@ -24,7 +24,9 @@ Every function here follows mm/oom_kill.c at aac45363 (read whole) unless
 its docstring says otherwise; Linux 4.7's changes (policy ``v4.7``, read in
 v4.7's mm/oom_kill.c), 4.8's (``v4.8``, read in a 4.8-stable copy) and
 4.9's (``v4.9``, 4.10's text as a proxy) are behind ``PolicyOps`` flags,
-each named where it acts. The parent, aac45363^ (policy ``none``), is
+each named where it acts, and so is the 4.19-5.x output of ``v5.15`` and
+``v5.18`` (the header, dump_tasks, the summary and kill lines, the no-victim
+panic: read in a 5.10.13 copy, 5.15/5.18 inferred). The parent, aac45363^ (policy ``none``), is
 taken to be the same OOM killer without the reaper and its wake-up (what
 aac45363 adds); the parent itself was not read at the source. Events and
 ``Kernel.lab`` lines are the lab's.
@@ -279,11 +281,29 @@ def select_bad_process(kernel: "Kernel", oc: OomControl) -> tuple[Task | None | 
     return chosen, chosen_points * 1000 // totalpages
 
 
+#: The x86_64 page size in bytes: 5.x's dump_tasks prints page-table bytes.
+PAGE_SIZE = PAGE_KB * 1024
+
+
 def dump_tasks(kernel: "Kernel") -> None:
     """4.6's table, header and row formats exact. uid is printed as 0 and
-    nr_pmds as 0 (no credentials, no PMD pages)."""
-    kernel.printk("[ pid ]   uid  tgid total_vm      rss nr_ptes nr_pmds swapents oom_score_adj name",
-                  LogLevel.KERN_INFO)
+    nr_pmds as 0 (no credentials, no PMD pages).
+
+    4.19-5.x (``policy_ops.dump_tasks_pgtables_bytes``; 5.10.13's dump_tasks
+    and dump_task, read): first "Tasks state (memory values in pages):",
+    then the header with ``pgtables_bytes`` for nr_ptes/nr_pmds and the row
+    ``"[%7d] %5d %5d %8lu %8lu %8ld %8lu         %5hd %s"``. The model's
+    ``mm_pgtables_bytes()`` is its page-table pages times PAGE_SIZE (4096):
+    a stand-in (the kernel counts PTE and PMD tables, and a real process
+    has upper levels too)."""
+    five = kernel.policy_ops.dump_tasks_pgtables_bytes
+    if five:
+        kernel.printk("Tasks state (memory values in pages):", LogLevel.KERN_INFO)
+        kernel.printk("[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+                      LogLevel.KERN_INFO)
+    else:
+        kernel.printk("[ pid ]   uid  tgid total_vm      rss nr_ptes nr_pmds swapents oom_score_adj name",
+                      LogLevel.KERN_INFO)
     for p in kernel.processes():
         if oom_unkillable_task(p):
             continue
@@ -291,10 +311,31 @@ def dump_tasks(kernel: "Kernel") -> None:
             if t is None:
                 continue
             mm = t.mm
-            line = (f"[{t.pid:5d}] {0:5d} {t.tgid:5d} {mm.total_vm:8d} {mm.get_mm_rss():8d} "
-                    f"{mm.nr_ptes:7d} {0:7d} {mm.get_mm_counter(MM_SWAPENTS):8d}         "
-                    f"{p.signal.oom_score_adj:5d} {t.comm}")
+            swap, adj = mm.get_mm_counter(MM_SWAPENTS), p.signal.oom_score_adj
+            if five:
+                line = (f"[{t.pid:7d}] {0:5d} {t.tgid:5d} {mm.total_vm:8d} {mm.get_mm_rss():8d} "
+                        f"{mm.nr_ptes * PAGE_SIZE:8d} {swap:8d}         {adj:5d} {t.comm}")
+            else:
+                line = (f"[{t.pid:5d}] {0:5d} {t.tgid:5d} {mm.total_vm:8d} {mm.get_mm_rss():8d} "
+                        f"{mm.nr_ptes:7d} {0:7d} {swap:8d}         {adj:5d} {t.comm}")
         kernel.printk(line, LogLevel.KERN_INFO)
+
+
+def dump_oom_summary(kernel: "Kernel", p: Task) -> None:
+    """4.19-5.x's one-line summary (``policy_ops.oom_summary_line``): 5.10.13's
+    dump_oom_summary, cpuset_print_current_mems_allowed and
+    mem_cgroup_print_oom_context, read. ``pr_info("oom-kill:constraint=%s,
+    nodemask=%*pbl")``: CONSTRAINT_NONE (no cpuset or mempolicy limit),
+    nodemask NULL, which ``%*pbl`` prints "(null)"; ``",cpuset=%s,
+    mems_allowed=%*pbl"``: the root cpuset, whose cgroup name is "/", and node
+    0; ``",global_oom"`` (no memcg OOM) and ``",task_memcg=%s"``, the root
+    memcg's path "/"; then ``",task=%s,pid=%d,uid=%d"`` of ``p`` (the chosen
+    process, oc->chosen), uid 0 (no credentials). Assumed, not read: a
+    kernel built with CONFIG_CPUSETS and CONFIG_MEMCG (without them each
+    piece prints nothing), and what ``pr_cont_cgroup_name`` /
+    ``pr_cont_cgroup_path`` print for the root ("/", as real logs show)."""
+    kernel.printk("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,"
+                  f"global_oom,task_memcg=/,task={p.comm},pid={p.pid},uid=0", LogLevel.KERN_INFO, current())
 
 
 def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
@@ -303,7 +344,16 @@ def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
     report (dozens of counters per zone and order); the model prints none of
     them and shows the zone's watermarks in the lab's stream instead, so
     that dmesg holds only lines in 4.6's formats. ``oom_kill_process``
-    rate-limits the header; the panic path does not."""
+    rate-limits the header; the panic path does not.
+
+    4.19-5.x (``policy_ops.oom_summary_line``; 5.10.13's dump_header, read):
+    the line has no nodemask (``header_nodemask`` off), no cpuset line
+    follows it, and after dump_stack, show_mem (both left out here, as
+    above) and dump_tasks comes, when there is a victim ``p``, the one-line
+    summary (``dump_oom_summary``). The "COMPACTION is disabled!!!" line
+    (only for order > 0 without CONFIG_COMPACTION) and the unreclaimable
+    slab dump are not modelled: the model's allocations are order 0 and it
+    has no slab."""
     cur = current()
     comm = cur.comm if cur else "harness"
     adj = cur.signal.oom_score_adj if cur else 0
@@ -321,6 +371,8 @@ def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
                f"min:{z.wmark_min * PAGE_KB}kB low:{z.wmark_low * PAGE_KB}kB "
                f"high:{z.wmark_high * PAGE_KB}kB present:{z.nr_pages * PAGE_KB}kB", cur)
     dump_tasks(kernel)
+    if p is not None and kernel.policy_ops.oom_summary_line:
+        dump_oom_summary(kernel, p)
 
 
 def mark_oom_victim(kernel: "Kernel", tsk: Task) -> None:
@@ -393,6 +445,15 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
     interval ran out (``___ratelimit``). The "Kill process" and "Killed
     process" lines are never rate-limited. Not modelled: sacrificing a child
     with another mm for its parent (the model has no parent/child tree).
+
+    5.x's lines (``policy_ops.killed_line_with_message``; 5.10.13's
+    __oom_kill_process, read): no "Kill process ... or sacrifice child", the
+    kill line is "%s: Killed process %d (%s) total-vm:... shmem-rss:%lukB,
+    UID:%u pgtables:%lukB oom_score_adj:%hd", and a chosen process with no
+    thread left holding an mm gets "%s: OOM victim %d (%s) is already
+    exiting. Skip killing the task" (pr_info) where 4.6 returns silently.
+    Only the printing follows 5.x here: the order of the kill, the mark and
+    the sharers' kills is the design's, as before.
     Under ``none`` (aac45363^) the same, except that no reaper is woken:
     that is ``policy_ops.after_kill``.
     """
@@ -414,10 +475,16 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
         return
     if ___ratelimit(kernel, kernel.oom_rs, "oom_kill_process"):
         dump_header(kernel, oc, p)
-    kernel.printk(f"{message}: Kill process {p.pid} ({p.comm}) score {points} or sacrifice child",
-                  LogLevel.KERN_ERR, current())
+    five = kernel.policy_ops.killed_line_with_message
+    if not five:
+        kernel.printk(f"{message}: Kill process {p.pid} ({p.comm}) score {points} or sacrifice child",
+                      LogLevel.KERN_ERR, current())
     with find_lock_task_mm(p) as victim:
         if victim is None:
+            # 5.x's __oom_kill_process says so; 4.6 returns silently.
+            if five:
+                kernel.printk(f"{message}: OOM victim {p.pid} ({p.comm}) is already exiting. "
+                              "Skip killing the task", LogLevel.KERN_INFO, current())
             return
         mm = victim.mm
         # Pin the struct: once task_lock is dropped the victim may exit and
@@ -428,12 +495,20 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
         # reserves from the user space under its control".
         send_sigkill(victim)
         mark_oom_victim(kernel, victim)
-        # Printed still under task_lock, as 4.6 does.
-        kernel.printk(f"Killed process {victim.pid} ({victim.comm}) total-vm:{mm.total_vm * PAGE_KB}kB, "
-                      f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
-                      f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
-                      f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB",
-                      LogLevel.KERN_ERR, current())
+        # Printed still under task_lock, as 4.6 does (and 5.x).
+        rss = (f"total-vm:{mm.total_vm * PAGE_KB}kB, "
+               f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+               f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+               f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
+        if five:
+            # 5.x: the message, the uid (0: no credentials), the page tables
+            # in kB (mm_pgtables_bytes >> 10: the model's PTE pages, as in
+            # dump_tasks) and the victim's oom_score_adj.
+            kernel.printk(f"{message}: Killed process {victim.pid} ({victim.comm}) {rss}, UID:0 "
+                          f"pgtables:{mm.nr_ptes * PAGE_SIZE >> 10}kB "
+                          f"oom_score_adj:{victim.signal.oom_score_adj}", LogLevel.KERN_ERR, current())
+        else:
+            kernel.printk(f"Killed process {victim.pid} ({victim.comm}) {rss}", LogLevel.KERN_ERR, current())
     kernel.stats.oom_kills += 1
 
     # Kill every other process sharing the victim's mm. A sharer we may not
@@ -470,8 +545,9 @@ def _oom_kill_process(kernel: "Kernel", oc: OomControl, p: Task, points: int,
 
 
 def panic(kernel: "Kernel", message: str) -> None:
-    """The first line 4.6's panic() prints; the rest (stack, the "end Kernel
-    panic" line, the reboot timeout) is not modelled."""
+    """The first line 4.6's panic() prints, "Kernel panic - not syncing: %s"
+    (the same in 5.x; 5.10.13's kernel/panic.c not read); the rest (stack,
+    the "end Kernel panic" line, the reboot timeout) is not modelled."""
     kernel.printk(f"Kernel panic - not syncing: {message}", LogLevel.KERN_ERR, current())
     kernel.panic(message)
     raise OomPanic(message)
@@ -501,7 +577,10 @@ def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
     self-victim for the reaper (``after_kill``: try_oom_reaper) and tests
     for !__GFP_FS right after the shortcut (``nofs_check_in_out_of_memory``). Not modelled: the
     notifier chain, constraints, ``check_panic_on_oom`` and
-    ``oom_kill_allocating_task`` (see the module docstring)."""
+    ``oom_kill_allocating_task`` (see the module docstring). With nobody
+    eligible, 4.6 panics "Out of memory and no killable processes..."; 5.x
+    (``panic_deadlocked_on_memory``) prints that as a warning and panics
+    "System is deadlocked on memory"."""
     cur = current()
     kernel.stats.oom_invocations += 1
     kernel.tracer.record(Ev.OOM_INVOKE, cur.pid if cur else 0, cur.comm if cur else "",
@@ -529,6 +608,11 @@ def _out_of_memory(kernel: "Kernel", oc: OomControl) -> bool:
     p, points = select_bad_process(kernel, oc)
     if p is None:
         dump_header(kernel, oc, None)
+        if kernel.policy_ops.panic_deadlocked_on_memory:
+            # 5.x (5.10.13's out_of_memory, read): a warning, then the panic
+            # for a global (not sysrq, not memcg) OOM, which this always is.
+            kernel.printk("Out of memory and no killable processes...", LogLevel.KERN_WARNING, cur)
+            panic(kernel, "System is deadlocked on memory")
         panic(kernel, "Out of memory and no killable processes...")
     if p is OomScan.OOM_SCAN_ABORT:
         kernel.stats.oom_aborts += 1
