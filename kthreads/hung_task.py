@@ -24,6 +24,14 @@ instead, so that change came in 4.9 or 4.10, not ~4.17), 3.x copies (no
 tracepoint, no taint line) and later kernels for the taint line's six-space
 indent. The 4.6 tree itself (torvalds/linux at v4.6) could not be read.
 
+4.19-5.x (``PolicyOps.hung_task_blocked_time``; 5.10.13's kernel/hung_task.c,
+read per docs/KERNEL-FORMATS.md §3): a task's ``last_switch_time`` is the
+jiffies of the check that saw its switch count change; a check reports it
+once ``last_switch_time + timeout * HZ`` has passed, and prints
+``(jiffies - last_switch_time) / HZ`` seconds (so the number grows while it
+stays blocked); khungtaskd wakes every ``min(check_interval ?: timeout,
+timeout)`` seconds. The 4.x trees are unchanged.
+
 ``HungTaskState`` is khungtaskd's own bookkeeping; only the khungtaskd thread
 writes it, and the kernel exposes the reported pids read-only
 (``Kernel.hung_tasks``).
@@ -79,6 +87,9 @@ class HungTaskState:
     reported: dict[int, float] = field(default_factory=dict)
     checks: int = 0  # times khungtaskd woke to check (after a panic or oops too)
     last_checked: float = 0.0  # hung_last_checked, as model seconds
+    # 4.19+'s sysctl_hung_task_check_interval_secs: 0 (its default) means
+    # the timeout. Read only by designs with hung_task_blocked_time.
+    check_interval: float = 0.0
 
     def __post_init__(self) -> None:
         self.view: Mapping[int, float] = MappingProxyType(self.reported)
@@ -98,15 +109,23 @@ def watchdog(task: Task) -> None:
     A wakeup before then only recomputes the time left, so the cadence is one
     check per timeout. Not modelled: ``reset_hung_task_detector()`` (a check
     skipped after a KVM guest was paused) and the sysctl write that wakes the
-    thread (the lab's timeout never changes after boot)."""
+    thread (the lab's timeout never changes after boot).
+
+    4.19-5.x (``policy_ops.hung_task_blocked_time``): the wait is the
+    interval, ``min(check_interval ?: timeout, timeout)`` (5.10.13's
+    watchdog(), per docs/KERNEL-FORMATS.md §3); with the sysctl at its
+    default, 0, that is the timeout, as before."""
     kernel = task.kernel
     state = kernel.khungtaskd
     clock = kernel.clock
     state.last_checked = clock.now()
+    interval = state.timeout
+    if kernel.policy_ops.hung_task_blocked_time:
+        interval = min(state.check_interval or state.timeout, state.timeout)
     while True:
         # Jiffies left, in whole jiffies as the kernel counts them: a wakeup
         # a rounding error short of the deadline is the deadline.
-        left = round((state.last_checked + state.timeout - clock.now()) * clock.hz)
+        left = round((state.last_checked + interval - clock.now()) * clock.hz)
         if left <= 0:
             check_hung_uninterruptible_tasks(kernel, state)
             state.last_checked = clock.now()
@@ -130,10 +149,17 @@ def check_hung_uninterruptible_tasks(kernel: "Kernel", state: HungTaskState) -> 
     a task whose switch count is 0 (set to D but not yet switched out); the
     model counts a switch when the task runs again, so its first sleep reads
     0 while the task is truly asleep, and that test has no counterpart here.
+
+    4.19-5.x (``policy_ops.hung_task_blocked_time``): a task whose count did
+    not move is hung only once ``timeout`` has passed since the check that
+    stored the count (``last_switch_time``), compared in whole jiffies
+    (``time_is_after_jiffies``).
     """
     if kernel.panic_reason is not None or kernel.oopses:
         return []
     now = kernel.clock.now()
+    hz = kernel.clock.hz
+    blocked_time = kernel.policy_ops.hung_task_blocked_time
     hung: list[tuple[Task, float]] = []
     for t in kernel.tasks():
         if t.state != TaskState.TASK_UNINTERRUPTIBLE:
@@ -145,6 +171,8 @@ def check_hung_uninterruptible_tasks(kernel: "Kernel", state: HungTaskState) -> 
             state.last_switch[t.pid] = LastSwitch(count, now)
             state.reported.pop(t.pid, None)
             continue
+        if blocked_time and round(now * hz) < round(last.seen_at * hz) + round(state.timeout * hz):
+            continue  # time_is_after_jiffies(last_switch_time + timeout * HZ)
         hung.append((t, last.seen_at))
     if hung:
         with kernel.decision():
@@ -165,12 +193,13 @@ def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[T
     show_lock = False  # 4.14's hung_task_show_lock: a report was printed in this scan
     for t, since in hung:
         wchan, kind, owners = describe_wchan(t.wchan)
-        kernel.tracer.record(Ev.HUNG_TASK, t.pid, t.comm, seconds=int(state.timeout), wchan=wchan,
+        seconds = blocked_seconds(kernel, state, since, now)
+        kernel.tracer.record(Ev.HUNG_TASK, t.pid, t.comm, seconds=seconds, wchan=wchan,
                              wchan_kind=kind, owners=list(owners), blocked_since=since)
         if state.warnings_left != 0:
             if state.warnings_left > 0:
                 state.warnings_left -= 1
-            report_hung_task(kernel, state, t, traces.get(t.pid, ModelStack()))
+            report_hung_task(kernel, state, t, traces.get(t.pid, ModelStack()), seconds)
             show_lock = True
         state.reported.setdefault(t.pid, now)
     if show_lock and kernel.policy_ops.hung_task_all_locks_once_per_scan:
@@ -179,7 +208,19 @@ def report_hung_tasks(kernel: "Kernel", state: HungTaskState, hung: list[tuple[T
             kernel.printk(line, LogLevel.KERN_WARNING, state.task)
 
 
-def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: ModelStack) -> None:
+def blocked_seconds(kernel: "Kernel", state: HungTaskState, since: float, now: float) -> int:
+    """The seconds the report prints: the sysctl timeout up to 4.18 (4.6's
+    ``timeout``), and from 4.19-5.x (``policy_ops.hung_task_blocked_time``)
+    ``(jiffies - t->last_switch_time) / HZ``, in whole jiffies, ``since``
+    being the model time of the check that stored the task's count."""
+    if not kernel.policy_ops.hung_task_blocked_time:
+        return int(state.timeout)
+    hz = kernel.clock.hz
+    return (round(now * hz) - round(since * hz)) // hz
+
+
+def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: ModelStack,
+                     seconds: int | None = None) -> None:
     """One report, as 4.6 prints it: two lines and the taint line at KERN_ERR,
     ``sched_show_task()`` at KERN_INFO (its call trace the kernel functions
     the model's ``stack`` stands for), then ``debug_show_held_locks(t)``:
@@ -192,10 +233,17 @@ def report_hung_task(kernel: "Kernel", state: HungTaskState, t: Task, stack: Mod
     from 4.14 on (``hung_task_all_locks_once_per_scan``) the all-locks dump
     comes once after the scan's reports (``report_hung_tasks``).
 
+    ``seconds`` is what "blocked for more than %ld seconds" prints
+    (``blocked_seconds``; the timeout when not given). 5.x prints the same
+    three lines (5.10.13's text) and its sched_show_task is 5.9's
+    (``sched_show_task_labelled``).
+
     Then, in the lab's stream (never dmesg), the model's own stack of the
     task, which the kernel call trace only stands for."""
     me = state.task
-    kernel.printk(f"INFO: task {t.comm}:{t.pid} blocked for more than {int(state.timeout)} seconds.",
+    if seconds is None:
+        seconds = int(state.timeout)
+    kernel.printk(f"INFO: task {t.comm}:{t.pid} blocked for more than {seconds} seconds.",
                   LogLevel.KERN_ERR, me)
     kernel.printk(f"      Not tainted {kernel.policy_ops.release} {UTS_VERSION}", LogLevel.KERN_ERR, me)
     kernel.printk('"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
