@@ -289,6 +289,7 @@ class V414Ops(V49Ops):
     header_nodemask = True
     stall_warning_nodemask = True
     hung_task_all_locks_once_per_scan = True
+    lockdep_usage_no_reclaim_fs = True
 
 
 class V515Ops(V414Ops):
@@ -337,6 +338,9 @@ class V515Ops(V414Ops):
     panic_deadlocked_on_memory = True
     hung_task_blocked_time = True
     sched_show_task_labelled = True
+    call_trace_no_address = True
+    lockdep_print_lock_instance = True
+    mmap_lock_name = True
 
 
 class V518Ops(V515Ops):
@@ -358,3 +362,4 @@ class V518Ops(V515Ops):
     release = "5.18.0"
     reaper_delay = True
     reap_mlocked_vmas = True
+    call_trace_task_markers = True

@@ -282,8 +282,31 @@ def return_offset(sym: str, callee: str) -> int:
     return 5 + stable_hash(sym, callee) % (symbol_size(sym) - 5)
 
 
-def ip_sym(sym: str, callee: str) -> str:
+def ip_sym(sym: str, callee: str, address: bool = True) -> str:
     """4.6's ``print_ip_sym()``/``printk_stack_address()`` text for the return
-    address in ``sym`` of a call to ``callee``: ``[<%p>] %pS``."""
+    address in ``sym`` of a call to ``callee``: ``[<%p>] %pS``; with
+    ``address=False`` the ``%pS``/``%pB`` text alone, ``symbol+0xoff/0xsize``,
+    as 5.x's x86 call trace and lockdep's ``at:`` print it (5.10.13's
+    dumpstack.c and lockdep.c, read)."""
     off = return_offset(sym, callee)
-    return f"[<{symbol_start(sym) + off:016x}>] {sym}+{off:#x}/{symbol_size(sym):#x}"
+    text = f"{sym}+{off:#x}/{symbol_size(sym):#x}"
+    return f"[<{symbol_start(sym) + off:016x}>] {text}" if address else text
+
+
+#: Where the synthetic lock instances live: a lock defined statically
+#: (DEFINE_MUTEX, such as oom_lock) in the kernel image's data, after its
+#: text; a lock embedded in an allocated object (lockdep names those
+#: "&struct->field", such as &mm->mmap_lock) in the direct map, which starts
+#: at 0xffff888000000000 on x86_64 from 4.20 on (5-level paging layout; not
+#: re-verified). Both the lab's: lockdep prints ``%px`` of the instance.
+KERNEL_DATA = 0xffffffff82000000
+DATA_SPAN = 0x1000000
+DIRECT_MAP_5X = 0xffff888000000000
+
+
+def lock_instance_address(name: str, lock_id: int) -> int:
+    """The synthetic address of a lock instance (its ``lockdep_map``), the same
+    in every run: static for a plain name, a slab address for "&...". 8-aligned."""
+    if name.startswith("&"):
+        return DIRECT_MAP_5X + (stable_hash("lock", name, str(lock_id)) % (1 << 32)) * 8
+    return KERNEL_DATA + (stable_hash("lock", name) % (DATA_SPAN // 8)) * 8

@@ -16,7 +16,12 @@ slow path before it sleeps, cleared once the lock is taken or given up);
 The bookkeeping hooks (``lock_acquired`` and the rest) and their events are
 the lab's; only what the dumps print stands for 4.6 lockdep output, in 4.6's
 format (``print_lock``): the lock's name, its class's usage bits, and where
-it was taken as a kernel symbol (``kallsyms``: synthetic addresses).
+it was taken as a kernel symbol (``kallsyms``: synthetic addresses). Later
+trees' forms are behind ``PolicyOps`` flags: 4.14's four usage characters
+(``lockdep_usage_no_reclaim_fs``) and 5.x's line with the lock's address
+and wait types, ``at: %pS``, header-only running tasks
+(``lockdep_print_lock_instance``, 5.10.13's lockdep.c) and "&mm->mmap_lock"
+(``mmap_lock_name``).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from typing import TYPE_CHECKING
 
 from .errors import LockBug
 from .events import Ev
-from .kallsyms import acquire_symbol, ip_sym, lock_call
+from .kallsyms import acquire_symbol, ip_sym, lock_call, lock_instance_address
 
 if TYPE_CHECKING:
     from .kernel import Kernel
+    from .policy import PolicyOps
     from .sched import Task
 
 
@@ -49,10 +55,21 @@ LOCK_USAGE = {"oom_lock": "+.+...", "&mm->mmap_sem": "++++++"}
 #: for read. The lab's assumption, not tracked.
 MUTEX_USAGE = "+.+.+."
 RWSEM_USAGE = "++++++"
+#: 5.x's wait types, ``-{outer ?: inner:inner}``: a mutex and an rwsem are
+#: LD_WAIT_SLEEP (3 without CONFIG_PROVE_RAW_LOCK_NESTING; the enum read in
+#: include/linux/lockdep_types.h; that __mutex_init/__init_rwsem pass
+#: LD_WAIT_SLEEP as the inner type, with no outer type, is not re-read).
+SLEEP_WAIT_TYPES = "3:3"
 
 
-def held_lock_name(h: HeldLock) -> str:
-    return getattr(h[0], "name", repr(h[0]))
+def held_lock_name(h: HeldLock, ops: "PolicyOps | None" = None) -> str:
+    """The lock class's name as lockdep prints it. From 5.8
+    (``ops.mmap_lock_name``) mm's rwsem is "&mm->mmap_lock"; the model's
+    lock keeps its 4.x name and only the print changes."""
+    name = getattr(h[0], "name", repr(h[0]))
+    if ops is not None and ops.mmap_lock_name and name == "&mm->mmap_sem":
+        return "&mm->mmap_lock"
+    return name
 
 
 def lock_acquired(task: "Task", lock: object, read: bool, at: object) -> None:
@@ -123,40 +140,66 @@ def lock_released(task: "Task", lock: object) -> None:
     raise LockBug(f"{task.comm}/{task.pid} releases {getattr(lock, 'name', lock)} it does not hold")
 
 
-def lock_usage(lock: object) -> str:
+def lock_usage(lock: object, ops: "PolicyOps | None" = None) -> str:
     """The usage bits 4.6's ``get_usage_chars()`` would give the lock's class
-    (see ``LOCK_USAGE``)."""
+    (see ``LOCK_USAGE``): hardirq, softirq and reclaim_fs, each for write
+    then read. From 4.14 (``ops.lockdep_usage_no_reclaim_fs``, d92a8cfcb37e)
+    there is no reclaim_fs state, so the last pair goes: "{+.+.}"."""
     usage = LOCK_USAGE.get(getattr(lock, "name", ""))
-    if usage is not None:
-        return usage
-    return RWSEM_USAGE if getattr(lock, "kind", "") == "rw_semaphore" else MUTEX_USAGE
+    if usage is None:
+        usage = RWSEM_USAGE if getattr(lock, "kind", "") == "rw_semaphore" else MUTEX_USAGE
+    if ops is not None and ops.lockdep_usage_no_reclaim_fs:
+        usage = usage[:4]
+    return usage
 
 
-def held_lock_acquire_ip(h: HeldLock) -> str:
+def held_lock_acquire_ip(h: HeldLock, address: bool = True) -> str:
     """Where the lock was taken, as 4.6's ``print_ip_sym(acquire_ip)`` prints
-    it: ``[<address>] symbol+0xoff/0xsize``. acquire_ip is the return address
+    it: ``[<address>] symbol+0xoff/0xsize`` (5.x's ``%pS``: without the
+    address). acquire_ip is the return address
     of the lock call, so the symbol is the caller's: the kernel function the
     model function that took it stands for, or for a lock a task body took,
     the system call that would take it (``kallsyms.user_site``)."""
     lock, read, at = h
-    return ip_sym(acquire_symbol(at, lock, read), lock_call(lock, read))
+    return ip_sym(acquire_symbol(at, lock, read), lock_call(lock, read), address)
 
 
-def print_lock(h: HeldLock) -> str:
+def print_lock(h: HeldLock, ops: "PolicyOps | None" = None) -> str:
     """4.6's ``print_lock()``: `` (name){usage}, at: [<address>] symbol+0xoff/0xsize``
-    (``print_lock_name()`` opens with a space; no lock address, which came
-    in 4.16 or so; no ``#N`` name version: locks of one name are one class
-    to the model, as every mm's mmap_sem is one class to lockdep)."""
-    return f" ({held_lock_name(h)}){{{lock_usage(h[0])}}}, at: {held_lock_acquire_ip(h)}"
+    (``print_lock_name()`` opens with a space; no ``#N`` name version: locks
+    of one name are one class to the model, as every mm's mmap_sem is one
+    class to lockdep). 4.14 (``ops.lockdep_usage_no_reclaim_fs``): four
+    usage characters.
+
+    5.x (``ops.lockdep_print_lock_instance``; 5.10.13's text, read):
+    ``printk("%px", hlock->instance)``, then ``" (%s){%s}-{%d:%d}"`` and
+    ``", at: %pS"``: the lock's address (synthetic: ``kallsyms.
+    lock_instance_address``), its class, usage and wait types, and where it
+    was taken without the ``[<%p>]``. The 4.17-5.0 forms (a hashed ``%p``,
+    no wait types) belong to no policy and are not modelled."""
+    lock = h[0]
+    usage = lock_usage(lock, ops)
+    name = held_lock_name(h, ops)
+    if ops is not None and ops.lockdep_print_lock_instance:
+        addr = lock_instance_address(getattr(lock, "name", repr(lock)), getattr(lock, "lock_id", 0))
+        return (f"{addr:016x} ({name}){{{usage}}}-{{{SLEEP_WAIT_TYPES}}}, "
+                f"at: {held_lock_acquire_ip(h, address=False)}")
+    return f" ({name}){{{usage}}}, at: {held_lock_acquire_ip(h)}"
 
 
-def _print_held_locks(task: "Task", held: list[HeldLock]) -> list[str]:
+def _print_held_locks(task: "Task", held: list[HeldLock], header_only: bool = False) -> list[str]:
     """lockdep_print_held_locks() (4.6): "N lock(s) held by comm/pid:", then
-    ``" #%d: "`` and ``print_lock()`` for each, in acquisition order."""
+    ``" #%d: "`` and ``print_lock()`` for each, in acquisition order. 5.x
+    stops after the first line for a task running elsewhere
+    (``header_only``: "It's not reliable to print a task's held locks if it's
+    not sleeping and it's not the current task", 5.10.13)."""
     n = len(held)
     lines = [f"{n} lock{'s' if n > 1 else ''} held by {task.comm}/{task.pid}:"]
+    if header_only:
+        return lines
+    ops = task.kernel.policy_ops
     for i, h in enumerate(held):
-        lines.append(f" #{i}: {print_lock(h)}")
+        lines.append(f" #{i}: {print_lock(h, ops)}")
     return lines
 
 
@@ -174,15 +217,24 @@ def debug_show_all_locks(kernel: "Kernel", running: bool = False) -> list[str]:
     lockup report wants every lock (4.16 or so started printing at least
     their "N locks held by" line). Checked against a stored copy of an
     older lockdep.c with the same loop and later copies with the skip moved
-    into lockdep_print_held_locks(); v4.6 itself was not read."""
+    into lockdep_print_held_locks(); v4.6 itself was not read.
+
+    5.x (``policy_ops.lockdep_print_lock_instance``; 5.10.13, read) prints
+    every task with a lock (``p->lockdep_depth``), a running one other than
+    the caller by its "N locks held by" line alone. Not modelled there: the
+    caller's own ``rcu_read_lock``, which 5.x's loop holds and so lists
+    (lockdep has no RCU in the model; real logs show it as the caller's
+    last lock)."""
     me = threading.current_thread()
+    five = kernel.policy_ops.lockdep_print_lock_instance
     lines = ["", "Showing all locks held in the system:"]
     for task in kernel.tasks():
-        if not running and task.state_letter == "R" and task.thread is not me:
+        elsewhere = task.state_letter == "R" and task.thread is not me
+        if not running and elsewhere and not five:
             continue
         held = lockdep_held(task)
         if held:
-            lines.extend(_print_held_locks(task, held))
+            lines.extend(_print_held_locks(task, held, header_only=five and elsewhere and not running))
     lines += ["", "=============================================", ""]
     return lines
 

@@ -359,6 +359,34 @@ class PolicyOps:
     #: sched_show_task's 5.9 line: "task:%-15.15s state:%c stack:%5lu
     #: pid:%5d ppid:%6d flags:0x%08lx" (cc172ff301d8).
     sched_show_task_labelled = False
+    #: x86_64's call trace prints each return address as ``" %s%pB"`` with
+    #: no ``[<%p>]`` before the symbol (5.10.13's arch/x86/kernel/dumpstack.c,
+    #: read; the change is said to be 4.15's, bb5e5ce545f2, not verified, so
+    #: v4.14 keeps the address).
+    call_trace_no_address = False
+    #: The task stack is named in the call trace: ``" <TASK>"`` after "Call
+    #: Trace:" and ``" </TASK>"`` after its last entry (stack_type_name()
+    #: returns "TASK", read in a 6.6 dumpstack_64.c; the hunk was posted by
+    #: Peter Zijlstra on 2021-09-17, after 5.15-rc1, so 5.16: v5.18 only;
+    #: the merge release inferred from the date, not read at a tag).
+    call_trace_task_markers = False
+    #: lockdep's usage string has no reclaim_fs pair: "{+.+.}" where 4.6
+    #: printed "{+.+...}" (d92a8cfcb37e, "locking/lockdep: Rework
+    #: FS_RECLAIM annotation", v4.13-rc4-164: 4.14; lockdep_states.h at 4.14
+    #: not read).
+    lockdep_usage_no_reclaim_fs = False
+    #: lockdep's print_lock() is ``"%px"`` (the lock's address), then
+    #: ``" (%s){%s}-{%d:%d}"`` (name, usage, wait types), then ``", at: %pS"``
+    #: with no ``[<%p>]``; and lockdep_print_held_locks() prints only the
+    #: "N locks held by" line for a task running on another CPU. All read in
+    #: 5.10.13's kernel/locking/lockdep.c; the address is Tetsuo Handa's
+    #: "lockdep: Show address of struct lockdep_map at print_lock()" (2018,
+    #: 4.17 by date), %px Paul McKenney's (2019), the wait types 5.7's.
+    lockdep_print_lock_instance = False
+    #: mm->mmap_sem is mm->mmap_lock (5.8's mmap locking API; the field is
+    #: mmap_lock in 5.10.13's mm/oom_kill.c), so lockdep names the class
+    #: "&mm->mmap_lock" (init_rwsem's #sem).
+    mmap_lock_name = False
 
     # -- Linux 5.18 (docs/HISTORY-DESIGNS.md §1.12; behaviour read in 6.6's
     # -- mm/oom_kill.c, the release inferred) ----------------------------

@@ -210,12 +210,31 @@ def kernel_call_trace(t: "Task", stack: ModelStack) -> list[str]:
     return syms + list(tail)
 
 
-def print_trace(trace: list[str]) -> list[str]:
+def print_trace(trace: list[str], address: bool = True) -> list[str]:
     """4.6 x86_64's ``Call Trace:`` entries (``printk_stack_address()``, all
     reliable, no "? " guesses): " [<address>] symbol+0xoff/0xsize", each a
     return address into the symbol's call of the one inside it (synthetic,
-    see ``kallsyms``)."""
-    return [f" {ip_sym(sym, trace[i - 1] if i else '')}" for i, sym in enumerate(trace)]
+    see ``kallsyms``). 5.x (``address=False``; ``policy_ops.
+    call_trace_no_address``) prints ``"%s %s%pB"``: " symbol+0xoff/0xsize"
+    (5.10.13's arch/x86/kernel/dumpstack.c, read)."""
+    return [f" {ip_sym(sym, trace[i - 1] if i else '', address)}" for i, sym in enumerate(trace)]
+
+
+def show_stack(t: "Task", trace: list[str]) -> list[str]:
+    """x86_64's ``show_trace_log_lvl()`` for a task not current: "Call Trace:"
+    and the entries. From 5.16 (``policy_ops.call_trace_task_markers``) the
+    task stack is framed by ``" <TASK>"`` and ``" </TASK>"`` (``printk("%s
+    <%s>\n")`` with stack_type_name(STACK_TYPE_TASK) = "TASK"), read in a
+    6.6 copy; 5.10.13 prints no marker for the task stack. Left out in every
+    tree: the user registers x86 prints when the unwinder reaches the
+    syscall's pt_regs (``show_regs_if_on_stack``: "RIP: 0033:...", "RSP:
+    002b:...", the general registers; 4.14 and 5.x, the model has no user
+    registers to show; which 4.x tree began it is not verified)."""
+    ops = t.kernel.policy_ops
+    entries = print_trace(trace, address=not ops.call_trace_no_address)
+    if ops.call_trace_task_markers and entries:
+        entries = [" <TASK>", *entries, " </TASK>"]
+    return ["Call Trace:", *entries]
 
 
 def thread_saved_pc(t: "Task", trace: list[str]) -> int:
@@ -245,6 +264,10 @@ def sched_show_task(t: "Task", stack: ModelStack | None = None) -> list[str]:
     kernel/sched/core.c of v4.6 itself could not be read); the saved-PC
     column was gone by 4.9 (a 4.9.79 log prints ``D    0 14018      1``):
     designs with ``policy_ops.sched_show_task_no_pc`` print it so.
+    5.9's labelled line (``sched_show_task_labelled``, cc172ff301d8; read in
+    the 5.9 diff and a 5.16+ copy per docs/KERNEL-FORMATS.md §6) is
+    ``"task:%-15.15s state:%c"``, ``"  running task    "`` if running, then
+    ``" stack:%5lu pid:%5d ppid:%6d flags:0x%08lx"``.
     The model has no parent: a user task's is init (1), a kernel thread's
     kthreadd (2).
 
@@ -256,14 +279,22 @@ def sched_show_task(t: "Task", stack: ModelStack | None = None) -> list[str]:
     trace = kernel_call_trace(t, stack)
     flags = (TIF.TIF_MEMDIE if t.tif_memdie else 0) | (TIF.TIF_SIGPENDING if t.sigkill_pending else 0)
     letter = t.state_letter
-    if t.kernel.policy_ops.sched_show_task_no_pc:
+    ops = t.kernel.policy_ops
+    ppid = 2 if t.is_kthread else 1
+    if ops.sched_show_task_labelled:
+        # 5.9 (cc172ff301d8): pr_info("task:%-15.15s state:%c"), "  running
+        # task    " if running, then " stack:%5lu pid:%5d ppid:%6d flags:0x%08lx".
+        running = "  running task    " if letter == "R" else ""
+        ps = (f"task:{t.comm:<15.15} state:{letter}{running} stack:{0:5d} pid:{t.pid:5d} "
+              f"ppid:{ppid:6d} flags:0x{int(flags):08x}")
+        return [ps, *show_stack(t, trace)]
+    if ops.sched_show_task_no_pc:
         # 4.9 (8243d559): "  running task    " or nothing.
         pc = "  running task    " if letter == "R" else ""
     else:
         pc = "  running task    " if letter == "R" else f" {thread_saved_pc(t, trace):016x} "
-    ppid = 2 if t.is_kthread else 1
     return [f"{t.comm:<15.15} {letter}{pc}{0:5d} {t.pid:5d} {ppid:6d} 0x{int(flags):08x}",
-            "Call Trace:", *print_trace(trace)]
+            *show_stack(t, trace)]
 
 
 def model_stack_line(t: "Task", stack: ModelStack) -> str:
