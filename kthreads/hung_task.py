@@ -119,10 +119,11 @@ def watchdog(task: Task) -> None:
     state = kernel.khungtaskd
     clock = kernel.clock
     state.last_checked = clock.now()
-    interval = state.timeout
-    if kernel.policy_ops.hung_task_blocked_time:
-        interval = min(state.check_interval or state.timeout, state.timeout)
     while True:
+        # 5.x reads the sysctls afresh at every wakeup.
+        interval = state.timeout
+        if kernel.policy_ops.hung_task_blocked_time:
+            interval = min(state.check_interval or state.timeout, state.timeout)
         # Jiffies left, in whole jiffies as the kernel counts them: a wakeup
         # a rounding error short of the deadline is the deadline.
         left = round((state.last_checked + interval - clock.now()) * clock.hz)
