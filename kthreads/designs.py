@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from .atomic import Cell
 from .mm import MM, mmdrop
-from .oom_reaper import ReaperState, oom_reaper, try_oom_reaper, wake_oom_reaper
+from .oom_reaper import ReaperState, oom_reaper, queue_oom_reaper, try_oom_reaper, wake_oom_reaper
 from .policy import Policy, PolicyOps
+from .timer import start_timer_softirq
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -326,6 +327,7 @@ class V515Ops(V414Ops):
               "line, 'Killed process ... UID: pgtables: oom_score_adj:', no stall warning")
     release = "5.15.0"
     process_mrelease_syscall = True
+    reaper_nonblocking_notifiers = True
     rwsem_handoff = True
     reaper_takes_oom_lock = False
     reaper_failure_shows_task = True
@@ -363,3 +365,17 @@ class V518Ops(V515Ops):
     reaper_delay = True
     reap_mlocked_vmas = True
     call_trace_task_markers = True
+
+    def boot(self, kernel: "Kernel") -> None:
+        super().boot(kernel)
+        start_timer_softirq(kernel)
+
+    def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
+                   self_victim: bool = False) -> None:
+        # 5.18: every path that used to wake the reaper arms its timer
+        # instead: the kill (unless a sharer forbids the reap), a chosen
+        # task already exiting, and out_of_memory's self-victim shortcut.
+        if not can_oom_reap:
+            kernel.reaper.forbidden_mm_ids.add(mm.id)  # under oom_lock, like every kill
+        else:
+            queue_oom_reaper(kernel, victim)

@@ -25,10 +25,12 @@ import enum
 class Errno(enum.IntEnum):
     """The few errno values the model returns, negated as the kernel does."""
 
+    ESRCH = 3
     EINTR = 4
     EAGAIN = 11
     ENOMEM = 12
     EINVAL = 22
+    ENOSYS = 38
     ETIMEDOUT = 110
 
 

@@ -72,6 +72,11 @@ class Ev(str, enum.Enum):
     SKIP_TASK_REAPING = "skip_task_reaping"
     FINISH_TASK_REAPING = "finish_task_reaping"
     REAP_FAILED = "reap_failed"
+    # process_mrelease(2) (5.15): the lab's record of a call and its value
+    PROCESS_MRELEASE = "process_mrelease"
+    # robust futexes: a FUTEX_WAIT, and exit_robust_list's walk at exit
+    FUTEX_WAIT = "futex_wait"
+    EXIT_ROBUST_LIST = "exit_robust_list"
     # khungtaskd
     HUNG_TASK = "hung_task"
     # dmesg

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .errors import ModelBug, OomPanic, PlugPulled, SigKill
 from .events import Ev
+from .futex import exit_robust_list
 from .lockdep import held_lock_name
 from .mm import mmdrop, mmgrab, mmput
 from .oom_kill import exit_oom_victim
@@ -97,11 +98,16 @@ def exit_mm(task: Task) -> None:
 
     That down_read is where an exiting victim gets stuck when a writer holds,
     or waits for, its mmap_sem (lockup B).
+
+    It starts with ``mm_release``'s robust-futex walk (``exit_robust_list``:
+    4.6's mm_release, 5.5's futex_exit_release, same place), which reads
+    the list head from the task's own memory: a reaped head reads as zero.
     """
     mm = task.mm
     if mm is None:
         return
     kernel = task.kernel
+    exit_robust_list(task)
     held = False
     try:
         mm.mmap_sem.down_read()

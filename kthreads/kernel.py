@@ -43,6 +43,7 @@ from .sched import (OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, PF, TASK_DEAD, TASK_ST
 from .snapshot import KernelSnapshot, ReaperStatus, take_snapshot
 from .stacktrace import thread_stacks
 from .strategy import Strategy, make_strategy
+from .timer import TimerBase
 from .trace import SCHED_SWITCH, SCHED_WAKEUP, DmesgLine, LogLevel, Tracer
 from .zone import Zone
 
@@ -133,6 +134,8 @@ class KernelStats:
     alloc_stalls: int = 0
     task_exits: int = 0
     oom_victims_marked: int = 0  # TIF_MEMDIE given, by a kill or to a self-victim
+    mrelease_reaps: int = 0  # mms process_mrelease reaped whole (5.15), under ``lock``
+    mrelease_pages: int = 0  # pages it freed, under ``lock``
     last_progress: float = 0.0  # model time of the last allocation or exit
     # Guards the alloc_* counters: decisions run concurrently, and "+= 1" on
     # an attribute is a read, an add and a write another thread can split.
@@ -321,6 +324,9 @@ class Kernel:
         # The oom_reaper's state and thread, set by a reaper policy's boot;
         # the harness reads it through reaper_status().
         self.reaper: ReaperState | None = None
+        # The timer base and its softirq thread, set by a design that arms
+        # timers (5.18's delayed reap).
+        self.timers: TimerBase | None = None
         # khungtaskd's state and thread (None: hung_task_timeout is 0).
         self.khungtaskd: HungTaskState | None = None
         self.policy_ops.boot(self)

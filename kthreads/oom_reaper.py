@@ -40,6 +40,8 @@ from .oom_kill import exit_oom_victim, find_lock_task_mm, process_shares_mm
 from .sched import (OOM_SCORE_ADJ_MIN, Task, TaskState, fatal_signal_pending, schedule_timeout_idle, sleep_on,
                     wake_up_process)
 from .snapshot import ReaperStatus
+from .stacktrace import sched_show_task
+from .timer import TimerList, add_timer
 from .trace import LogLevel
 
 if TYPE_CHECKING:
@@ -78,6 +80,10 @@ class ReaperState:
     # freezable): while it is set the reaper takes no new victim. Written by
     # the harness only (``freeze_oom_reaper``, ``thaw_oom_reaper``).
     frozen: bool = False
+    # 5.18: victims whose delayed reap is armed (queue_oom_reaper's timer has
+    # not fired yet). Under list_lock: armed from an OOM kill, disarmed by
+    # the timer softirq.
+    armed: int = 0
     last_mm: MM | None = None  # the mm of the current request's last try (36324a99 on)
     attempts: int = 0  # trylock attempts on the current mm
     skipped: int = 0  # failed trylocks, ever
@@ -98,7 +104,7 @@ class ReaperState:
         if req is not None:
             mm = req.mm if req.mm is not None else (req.task.mm if req.task is not None else None)
         return ReaperStatus(
-            running=True, busy_with=req.pid if req is not None else None,
+            running=True, busy_with=req.pid if req is not None else None, armed=self.armed,
             busy_mm=mm.id if mm is not None else None, attempts=self.attempts,
             skipped=self.skipped, reaped=self.reaped, failed=self.failed, dropped=self.dropped,
             raced_exit=self.raced_exit, pages_reaped=self.pages_reaped,
@@ -153,6 +159,63 @@ def try_oom_reaper(kernel: "Kernel", tsk: "Task") -> bool:
                        f"pid {p.pid} ({p.comm}), which is not dying", tsk)
             return False
     return wake_oom_reaper(kernel, tsk, mm)
+
+
+#: 5.18's OOM_REAPER_DELAY, in units of HZ: the reap waits two seconds.
+OOM_REAPER_DELAY_SECONDS = 2
+
+
+def queue_oom_reaper(kernel: "Kernel", tsk: "Task") -> bool:
+    """5.18's ``queue_oom_reaper`` (e4a38402, id not re-verified; the text
+    read is 6.6's): arm a timer that hands the victim to the reaper in
+    OOM_REAPER_DELAY (2*HZ), once per mm (MMF_OOM_REAP_QUEUED on
+    ``signal->oom_mm``). The delay gives a victim that can exit by itself
+    the time to do so, and so to run its robust-futex cleanup on memory
+    the reaper has not zapped yet. False when not armed."""
+    state = kernel.reaper
+    mm = tsk.signal.oom_mm
+    if state is None or mm is None:
+        return False
+    try:
+        with kernel.decision():
+            # test_and_set_bit(MMF_OOM_REAP_QUEUED): every caller holds
+            # oom_lock (oom_kill_process, out_of_memory's shortcut), so
+            # two OOM kills cannot both arm a timer for the same mm.
+            if mm.flags & MMF.MMF_OOM_REAP_QUEUED:
+                return False
+            mm.flags |= MMF.MMF_OOM_REAP_QUEUED
+            # oom_reaper_lock: the softirq disarms (decrements) concurrently.
+            with state.list_lock:
+                state.armed += 1
+            hz = kernel.clock.hz
+            expires = round(kernel.clock.now() * hz) + OOM_REAPER_DELAY_SECONDS * hz
+            add_timer(kernel, TimerList(lambda: _oom_reaper_timer(kernel, tsk), expires, "oom_reaper_timer"))
+            kernel.lab(f"oom_reaper: pid {tsk.pid} ({tsk.comm}) will be queued in {OOM_REAPER_DELAY_SECONDS}*HZ "
+                       f"(queue_oom_reaper's timer, jiffy {expires})", tsk)
+            return True
+    except PlugPulled:
+        return False
+
+
+def _oom_reaper_timer(kernel: "Kernel", tsk: "Task") -> None:
+    """5.18's timer callback (``wake_oom_reaper(struct timer_list *)``, in
+    softirq context): if exit_mmap has set MMF_OOM_SKIP meanwhile, the
+    victim managed on its own and nothing is queued; otherwise push it on
+    ``oom_reaper_list`` and wake the reaper (``trace_wake_reaper`` is
+    fired there)."""
+    state = kernel.reaper
+    mm = tsk.signal.oom_mm
+    try:
+        if mm.flags & MMF.MMF_OOM_SKIP:
+            kernel.lab(f"oom_reaper: pid {tsk.pid} ({tsk.comm}) not queued when its timer fired: "
+                       f"MMF_OOM_SKIP is set (its exit_mmap got there first)", state.task)
+        else:
+            wake_oom_reaper(kernel, tsk, mm)
+    finally:
+        # After the push: the reaper counts as busy from the arming on.
+        with state.list_lock:
+            state.armed -= 1
+        kernel.poke()
 
 
 def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) -> bool:
@@ -349,40 +412,76 @@ def _exit_mmap_got_there(kernel: "Kernel", state: ReaperState, req: ReapRequest,
     return True
 
 
+def __oom_reap_task_mm(kernel: "Kernel", mm: MM) -> tuple[int, bool]:
+    """Unmap what may be dropped behind the owner's back, with mmap_sem held
+    for read by the caller: every private (anonymous or private file) VMA
+    but hugetlb ones and, until 5.18 (``reap_mlocked_vmas``), mlocked ones.
+    Returns the pages freed and whether every such VMA was done: from 4.19
+    on (``reaper_nonblocking_notifiers``) a VMA whose mmu notifiers would
+    block is skipped and the attempt counts as failed. 4.14 sets
+    MMF_UNSTABLE first (``reaper_exit_mmap_concurrent``).
+
+    The name and the return value are 5.x's (``__oom_reap_task_mm``, shared
+    by the reaper and process_mrelease); aac45363 to 4.9 unmap inline in
+    ``__oom_reap_vmas``/``__oom_reap_task`` with the same filter (4.14 calls
+    it ``can_madv_dontneed_vma``: VM_LOCKED, VM_HUGETLB, VM_PFNMAP; the
+    model has no PFN mappings)."""
+    ops = kernel.policy_ops
+    if ops.reaper_exit_mmap_concurrent:
+        # 4.14: tell a kthread that use_mm'd this mm that its pages may
+        # read as zeroes from now on (nothing in the model reads it).
+        mm.flags |= MMF.MMF_UNSTABLE
+    freed, complete = 0, True
+    for vma in mm.vmas:
+        # hugetlb pages need more than a zap; mlocked pages too until 5.18.
+        if vma.is_hugetlb or (vma.locked and not ops.reap_mlocked_vmas):
+            continue
+        # Only private memory is safe to drop behind the owner's back.
+        if vma.is_anonymous or not vma.kind.shared:
+            if vma.notifier_blocks and ops.reaper_nonblocking_notifiers:
+                complete = False  # invalidate_range_start_nonblock: -EAGAIN
+                continue
+            freed += unmap_page_range(mm, vma)
+    return freed, complete
+
+
+def _rss_text(mm: MM) -> str:
+    return (f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
+            f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
+            f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
+
+
 def _reap_locked(kernel: "Kernel", state: ReaperState, req: ReapRequest, mm: MM) -> bool:
-    """The unmap itself, with mmap_sem held for read (released here)."""
+    """The unmap itself, with mmap_sem held for read (released here). False
+    when part of the mm could not be reaped (4.19's nonblocking notifiers):
+    the caller tries again, and nothing is reported."""
     try:
         kernel.tracer.record(Ev.START_TASK_REAPING, req.pid, req.comm, mm=mm.id)
-        if kernel.policy_ops.reaper_exit_mmap_concurrent:
-            # 4.14: tell a kthread that use_mm'd this mm that its pages may
-            # read as zeroes from now on (nothing in the model reads it).
-            mm.flags |= MMF.MMF_UNSTABLE
-        freed = 0
-        for vma in mm.vmas:
-            # hugetlb pages and mlocked VMAs need more than a zap; skip.
-            # (4.14 names this can_madv_dontneed_vma: VM_LOCKED, VM_HUGETLB
-            # and VM_PFNMAP; the model has no PFN mappings.)
-            if vma.is_hugetlb or vma.locked:
-                continue
-            # Only private memory is safe to drop behind the owner's back.
-            if vma.is_anonymous or not vma.kind.shared:
-                freed += unmap_page_range(mm, vma)
-        state.reaped += 1
+        freed, complete = __oom_reap_task_mm(kernel, mm)
         state.pages_reaped += freed
-        state.reaped_mm_ids.add(mm.id)
-        rss = (f"anon-rss:{mm.get_mm_counter(MM_ANONPAGES) * PAGE_KB}kB, "
-               f"file-rss:{mm.get_mm_counter(MM_FILEPAGES) * PAGE_KB}kB, "
-               f"shmem-rss:{mm.get_mm_counter(MM_SHMEMPAGES) * PAGE_KB}kB")
-        if kernel.policy_ops.oom_reaper_reports:
-            kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now {rss}",
-                          LogLevel.KERN_INFO, state.task)
+        if complete:
+            state.reaped += 1
+            state.reaped_mm_ids.add(mm.id)
+            rss = _rss_text(mm)
+            if kernel.policy_ops.oom_reaper_reports:
+                kernel.printk(f"oom_reaper: reaped process {req.pid} ({req.comm}), now {rss}",
+                              LogLevel.KERN_INFO, state.task)
+            else:
+                kernel.lab(f"oom_reaper: reaped pid {req.pid} ({req.comm}) on try {state.attempts}: "
+                           f"{freed} pages freed, now {rss}", state.task)
         else:
-            kernel.lab(f"oom_reaper: reaped pid {req.pid} ({req.comm}) on try {state.attempts}: "
-                       f"{freed} pages freed, now {rss}", state.task)
-        kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed)
+            kernel.lab(f"oom_reaper: pid {req.pid} ({req.comm}) reaped in part on try {state.attempts} "
+                       f"({freed} pages freed): an mmu notifier would block on a VMA; try again", state.task)
+        if complete:
+            kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed)
+        else:
+            kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed,
+                                 partial=True)
         kernel.poke()
     finally:
         mm.mmap_sem.up_read()
+    if not complete:
+        return False
     if kernel.policy_ops.mmf_oom_reaped:
         # 4.7: the mm is marked instead; oom_badness gives it 0 points,
         # and TIF_MEMDIE is cleared by oom_reap_task, after the attempts.
@@ -459,8 +558,17 @@ def _clear_memdie_after_reap(kernel: "Kernel", state: ReaperState, req: ReapRequ
 
 def _report_failure(kernel: "Kernel", state: ReaperState, req: ReapRequest, tries: int) -> None:
     """After the last failed try: bc448e89's "unable to reap" line and lock
-    dump, or the lab's line for a design that printed nothing."""
+    dump, or the lab's line for a design that printed nothing. From 5.x
+    (``reaper_failure_shows_task``; 5.10.13's text) nothing is reported if
+    MMF_OOM_SKIP is set by then (exit_mmap has the mm: 4.19 or so), and the
+    victim's ``sched_show_task`` comes between the line and the lock dump
+    (5.6, "mm, oom: dump stack of victim when reaping failed")."""
     mm = req.mm if req.mm is not None else state.last_mm
+    ops = kernel.policy_ops
+    if ops.reaper_failure_shows_task and mm is not None and mm.flags & MMF.MMF_OOM_SKIP:
+        kernel.lab(f"oom_reaper: {tries} failed tries on pid {req.pid} ({req.comm}), but MMF_OOM_SKIP "
+                   f"is set (its exit_mmap has the mm): not reported", state.task)
+        return
     with kernel.decision():
         state.failed += 1
         if mm is not None:
@@ -472,6 +580,9 @@ def _report_failure(kernel: "Kernel", state: ReaperState, req: ReapRequest, trie
                           LogLevel.KERN_INFO, state.task)
             if kernel.policy_ops.reaper_gives_up_twice and req.task is not None:
                 _second_strike(kernel, state, req)
+            if ops.reaper_failure_shows_task and req.task is not None:
+                for line in sched_show_task(req.task):
+                    kernel.printk(line, LogLevel.KERN_INFO, state.task)
             for line in debug_show_all_locks(kernel):
                 kernel.printk(line, LogLevel.KERN_INFO, state.task)
         else:

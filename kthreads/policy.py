@@ -402,6 +402,14 @@ class PolicyOps:
     #: release not re-verified; 5.18 by inference).
     reap_mlocked_vmas = False
 
+    # -- Reaper mechanics later than 4.14 (the lead's; each with its release) --
+    #: The reaper asks each VMA's mmu notifiers to invalidate without
+    #: blocking and skips a VMA that cannot (``VmaSpec.notifier_blocks``),
+    #: failing the attempt, so it is retried, and process_mrelease returns
+    #: -EAGAIN: 93065ac753e4, "mm, oom: distinguish blockable mode for mmu
+    #: notifiers" (4.19; id not re-verified).
+    reaper_nonblocking_notifiers = False
+
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""
 

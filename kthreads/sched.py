@@ -141,6 +141,8 @@ class Task:
         # at exit, like the slab objects a dying task releases.
         self.kernel_pages: list[int] = []
         self.exit_reason: str | None = None
+        # set_robust_list()'s head (kthreads/futex.py), walked at exit_mm.
+        self.robust_list: Any = None
         # Model time the current slow-path allocation started (None: not in it).
         self.alloc_since: float | None = None
         self.alloc_gfp: int | None = None

@@ -30,7 +30,7 @@ from typing import Any
 
 #: Bumped when a change to the model changes which schedule a seed gives:
 #: a schedule recorded under another version is refused, not misreplayed.
-MODEL_VERSION = 2  # 2: #10's 4.6 fidelity (events, the lab's stream, who records what)
+MODEL_VERSION = 3  # 2: #10's 4.6 fidelity (events, the lab's stream, who records what); 3: #11's 5.x designs
 
 
 #: Bounds a schedule read from a file must keep (pid_max, a run's events, a year).

@@ -109,11 +109,13 @@ class ReaperStatus:
     forbidden_mm_ids: frozenset[int] = frozenset()  # shared with an unkillable process: never queued
     failed_mm_ids: frozenset[int] = frozenset()
     failed_live_mm_ids: frozenset[int] = frozenset()  # failed, and the mm is still not freed
+    armed: int = 0  # 5.18: victims whose delayed reap (queue_oom_reaper's timer) is still to come
 
     @property
     def idle(self) -> bool:
-        """Nothing in the slot: the reaper can no longer free memory by itself."""
-        return self.busy_with is None and self.busy_mm is None
+        """Nothing in the slot and no delayed reap armed: the reaper can no
+        longer free memory by itself."""
+        return self.busy_with is None and self.busy_mm is None and self.armed == 0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kthreads import GFP, Ev, Kernel, Task
 
 from .outcomes import Outcome
-from .verdict import blocking_tasks, chain_from
+from .verdict import blocking_tasks, chain_from, orphaned_futex_waiters
 
 
 def _who(t: Task) -> str:
@@ -62,6 +62,15 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
             else:
                 flags = "is exiting with its mm"
             sentences.append(f"{_who(v)} {flags} but {wait_chain(k, v)}.")
+        orphans = orphaned_futex_waiters(k.tasks())
+        if not blockers and orphans:
+            f = orphans[0].wchan
+            owner = f.owner
+            return (f"{_who(orphans[0])} sleeps in FUTEX_WAIT on {f.name}, whose owner "
+                    f"{_who(owner) if owner is not None else '?'} died without marking it OWNER_DIED: "
+                    f"its exit read a zero robust list head (the reaper had zapped that page "
+                    f"{'first' if rs.reaped else 'or it was never mapped'}), so nobody will wake it. "
+                    f"No page was allocated and no task exited since {k.stats.last_progress:.3f} s.")
         if not blockers:
             loopers = [t for t in k.tasks() if t.alloc_since is not None]
             nofs = [t for t in loopers if t.alloc_gfp is not None and not t.alloc_gfp & GFP.FS]
@@ -91,6 +100,10 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
             sentences.append(f"oom_reaper: reaped {rs.reaped} mm(s), yet the lockup persists.")
         return " ".join(sentences)
     since = "" if kill_at is None else " after the OOM kill at %.3f s" % kill_at
+    if outcome is Outcome.RECOVERED_BY_REAPER and k.stats.mrelease_reaps and not rs.reaped:
+        return (f"process_mrelease reaped {k.stats.mrelease_pages} pages of a process a userspace killer "
+                f"had killed, while it could not run; the allocation that was looping succeeded, the "
+                f"lock holder went on, and the victim then exited.")
     if outcome is Outcome.RECOVERED_BY_REAPER:
         return (f"oom_reaper reaped {rs.pages_reaped} pages{since} while the victim could not run; "
                 f"the allocation that was looping succeeded, the lock holder went on, and the "

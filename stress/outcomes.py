@@ -8,7 +8,7 @@ import enum
 class Outcome(str, enum.Enum):
     NO_OOM = "no_oom"  # nothing ran out of memory
     VICTIM_EXITED = "victim_exited"  # the OOM victim exited on its own
-    RECOVERED_BY_REAPER = "recovered_by_reaper"  # the reaper freed the memory that unblocked it
+    RECOVERED_BY_REAPER = "recovered_by_reaper"  # the reaper (or process_mrelease) freed the memory that unblocked it
     LOCKUP = "lockup"  # no progress, a hung task, no failed reap to blame
     REAP_FAILED_LOCKUP = "reap_failed_lockup"  # locked up after the reaper gave up
     OOM_PANIC = "oom_panic"  # nothing killable: panic
@@ -44,6 +44,7 @@ class Shape(str, enum.Enum):
     MUTEX_REAPED = "mutex_reaped"  # reaped, but others took the memory first; TIF_MEMDIE stays (36324a99 clears it)
     MMAP_SEM = "mmap_sem"  # the victim (or an exiting task) waits for mmap_sem
     NO_VICTIM = "no_victim"  # no OOM victim at all: e.g. GFP_NOFS allocators looping for ever
+    FUTEX = "futex"  # a robust-futex waiter whose owner died with its list zapped: never woken
     OTHER = "other"
 
     def __str__(self) -> str:

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kthreads import (GFP_KERNEL, GFP_NOFS, OOM_SCORE_ADJ_MIN, Completion, Kernel, Mutex, Policy,
-                      Task, VmaSpec, alloc_pages, do_munmap, mmget, mmput, return_to_user, send_sigkill)
+                      Task, TaskState, VmaSpec, alloc_pages, do_munmap, mmget, mmput, return_to_user,
+                      schedule_timeout, schedule_timeout_uninterruptible, send_sigkill)
+from kthreads.futex import Futex, futex_wait, set_robust_list
 from kthreads.mm import vm_mmap_write_lock
+from kthreads.mrelease import SIGKILL, pidfd_open, pidfd_send_signal, process_mrelease
 from kthreads.oom_reaper import freeze_oom_reaper, thaw_oom_reaper
 
 from .config import REAPER_WINDOW
@@ -377,19 +380,21 @@ def drive_reaped_not_enough(k: Kernel, seq: Sequencer, rng: random.Random) -> Ro
 
 
 def drive_mlocked_victim(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
-    """lockup-mutex with a bystander, and a victim whose memory is mlocked but
-    for a few pages: too few, once reaped, to lift the zone over its min
-    watermark (wmark_min/2 free, plus wmark_min/2 - 8)."""
-    inode_lock, go, never = Mutex("inode_lock", k), Completion("go"), Completion("never")
+    """lockup-mutex with a bystander waiting (killably) for writer's write,
+    and a victim whose memory is mlocked but for a few pages: too few, once
+    reaped, to lift the zone over its min watermark (wmark_min/2 free, plus
+    wmark_min/2 - 8), unless the reaper takes mlocked memory too (5.18)."""
+    inode_lock, go, done = Mutex("inode_lock", k), Completion("go"), Completion("done")
 
     def writer(t: Task) -> None:
         with inode_lock:
             go.wait_for_completion()
             alloc_pages(GFP_KERNEL)  # one page: too small to fail, loops until it comes
+        done.complete()  # e.g. the write the bystander waits for
 
     w = k.fork("writer", writer, vmas=[VmaSpec(pages=jitter(rng, 40))])
     seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
-    b = k.fork("bystander", park_killable(never), vmas=[VmaSpec(pages=jitter(rng, k.zone.nr_pages // 5))])
+    b = k.fork("bystander", park_killable(done), vmas=[VmaSpec(pages=jitter(rng, k.zone.nr_pages // 5))])
     seq.until("bystander sleeps killably", lambda: b.state_letter == "D")
     free = k.zone.wmark_min // 2
     unlocked = max(1, free - 8)
@@ -542,6 +547,96 @@ def drive_exit_aio_self(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
     thaw_oom_reaper(k)
     return {"victim1": v, "victim": v, "aio": a, "writer": w}
 
+
+
+def drive_robust_futex(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """owner (the biggest) holds robust futex F, registered on its robust list
+    whose head is in its own anonymous memory (a one-page TLS VMA), and
+    sleeps in D on i_mutex; waiter (another process, the futex word in
+    shared memory) sleeps in FUTEX_WAIT on F; alloc's allocation kills owner.
+    holder lets i_mutex go half a second after the kill, so owner can exit by
+    itself; its exit walks the robust list, marks F OWNER_DIED and wakes
+    waiter, unless the reaper zapped the head's page first."""
+    i_mutex, start = Mutex("i_mutex", k), Completion("start")
+    f = Futex("robust_mutex")
+
+    def holder(t: Task) -> None:
+        with i_mutex:
+            start.wait_for_completion()
+            schedule_timeout_uninterruptible(k.clock.hz // 2)
+
+    def owner(t: Task) -> None:
+        mm = t.mm
+        assert mm is not None
+        set_robust_list(t, mm.vmas[-1], [f])  # glibc registers the head at thread start; F is taken
+        with i_mutex:  # e.g. a write(2) into a file holder is writing
+            pass
+        return_to_user(t)
+
+    def waiter(t: Task) -> None:
+        futex_wait(f)  # pthread_mutex_lock() on F: EOWNERDEAD once owner's exit walks its list
+        return_to_user(t)
+
+    h = k.fork("holder", holder, vmas=[VmaSpec(pages=jitter(rng, 20))])
+    seq.until("holder takes i_mutex", lambda: i_mutex.owner is h)
+    waiter_pages = 10  # plus one page table
+    # The robust list head's VMA (one page and its page table) and waiter's
+    # eleven pages come out of what stays free.
+    o = k.fork("owner", owner, vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2 + waiter_pages + 3)),
+                                     VmaSpec(pages=1)])
+    seq.until("owner sleeps in D on i_mutex, F on its robust list", sleeps_on(o, i_mutex))
+    w = k.fork("waiter", waiter, vmas=[VmaSpec(pages=waiter_pages)])
+    seq.until("waiter sleeps in FUTEX_WAIT on F", lambda: w.wchan is f)
+    a = k.fork("alloc", allocate_once(GFP_KERNEL))
+    seq.until("alloc's allocation kills owner", lambda: o.sigkill_pending)
+    start.complete()
+    return {"holder": h, "owner": o, "victim": o, "waiter": w, "alloc": a}
+
+
+def drive_userspace_killer(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """writer holds inode_lock and loops in a GFP_NOFS allocation, which never
+    calls the OOM killer; victim (the biggest) sleeps in D on inode_lock.
+    lmkd, a userspace low-memory killer (OOM_SCORE_ADJ_MIN), sees the
+    pressure, opens a pidfd on victim and calls, in order:
+    process_mrelease(pidfd, 1), (pidfd, 0) while victim is alive,
+    pidfd_send_signal(SIGKILL), process_mrelease(pidfd, 0), and, once victim
+    is gone, process_mrelease(pidfd, 0) again. Before 5.15 pidfd_open is
+    -ENOSYS and lmkd falls back to kill(2)."""
+    inode_lock, go = Mutex("inode_lock", k), Completion("go")
+
+    def writer(t: Task) -> None:
+        with inode_lock:
+            go.wait_for_completion()
+            alloc_pages(GFP_NOFS)  # fs code under the lock: never invokes the OOM killer
+
+    def victim(t: Task) -> None:
+        with inode_lock:
+            pass
+        return_to_user(t)
+
+    w = k.fork("writer", writer, vmas=[VmaSpec(pages=jitter(rng, 40))])
+    seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
+    v = k.fork("victim", victim, vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2))])
+    seq.until("victim sleeps in D on inode_lock", sleeps_on(v, inode_lock))
+
+    def lmkd(t: Task) -> None:
+        fd = pidfd_open(k, v.pid)
+        if isinstance(fd, int):  # -ENOSYS: an older kernel; kill(2) is all there is
+            send_sigkill(v)
+            return
+        process_mrelease(k, fd, 1)  # -EINVAL: no flag is defined
+        process_mrelease(k, fd, 0)  # -EINVAL: victim is alive and not dying
+        pidfd_send_signal(k, fd, SIGKILL)
+        process_mrelease(k, fd, 0)  # 0: reaped, here and now
+        while v.state_letter not in "ZX":  # poll(pidfd), 100 ms at a time
+            schedule_timeout(TaskState.TASK_INTERRUPTIBLE, k.clock.hz // 10, "do_sys_poll")
+        process_mrelease(k, fd, 0)  # -ESRCH: no thread of victim has an mm
+        return_to_user(t)
+
+    go.complete()
+    seq.until("writer loops in the allocator", lambda: w.alloc_since is not None)
+    lm = k.fork("lmkd", lmkd, oom_score_adj=OOM_SCORE_ADJ_MIN)
+    return {"writer": w, "victim": v, "lmkd": lm}
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
@@ -729,6 +824,37 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                        Policy.V4_7: Outcome.OOM_PANIC,
                        # 4.14 (212925802454): oom_mm reaped with no mm_users reference
                        Policy.V4_14: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "robust-futex", drive_robust_futex,
+        "a killed robust-futex owner that could exit by itself: the reaper zaps its robust list first",
+        "owner, the biggest, holds robust futex F (its robust list head in its own anonymous "
+        "memory) and sleeps in D on i_mutex; waiter, another process, sleeps in FUTEX_WAIT on F; "
+        "alloc's allocation kills owner, and holder lets i_mutex go half a second later. Without "
+        "a reaper owner then exits, exit_robust_list marks F OWNER_DIED and wakes waiter: every "
+        "task exits. A reaper that runs at once (owner holds no mmap_sem) zaps the head's page "
+        "first: owner's exit reads a zero head, F stays owned by a dead task, and waiter sleeps "
+        "for ever (the first reaper made this worse). 5.18 (e4a38402) waits 2*HZ before reaping, "
+        "owner exits first, and its exit_mmap's MMF_OOM_SKIP makes the timer drop the reap. The "
+        "design notes' 2.7.",
+        grades=expect({Policy.NONE: Outcome.VICTIM_EXITED,
+                       # aac45363: reaped within a jiffy of the kill, before owner's exit walks its list
+                       Policy.PATCH1: Outcome.LOCKUP,
+                       # 5.18 (e4a38402): the reap waits 2*HZ; owner exits at 0.5 s and the timer drops it
+                       Policy.V5_18: Outcome.VICTIM_EXITED})),
+    Scenario(
+        "userspace-killer", drive_userspace_killer,
+        "a userspace killer (lmkd) kills a victim stuck in D: process_mrelease reaps it from 5.15 on",
+        "writer holds inode_lock and loops in a GFP_NOFS allocation, which never calls the OOM "
+        "killer; victim, the biggest, sleeps in D on inode_lock. lmkd (OOM_SCORE_ADJ_MIN) opens "
+        "a pidfd on victim and calls process_mrelease with flags 1 (-EINVAL), on the live victim "
+        "(-EINVAL), after pidfd_send_signal(SIGKILL) (0: reaped at once), and once victim is gone "
+        "(-ESRCH). The kernel OOM killer never runs. Before 5.15 pidfd_open is -ENOSYS and lmkd "
+        "can only kill(2): victim, in D, never dies, and writer loops for ever with no OOM victim "
+        "to blame. From 5.15 on the reap gives writer its page, inode_lock goes, and everybody "
+        "exits. The design notes' 2.8a; the EINTR and EAGAIN paths are mrelease-blocked's.",
+        grades=expect({Policy.NONE: Outcome.LOCKUP,
+                       # 884a7e5964e0: process_mrelease reaps the killed victim's mm synchronously
+                       Policy.V5_15: Outcome.RECOVERED_BY_REAPER})),
 )}
 
 

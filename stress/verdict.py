@@ -26,11 +26,20 @@ def nobody_can_run(tasks: Sequence[Task]) -> bool:
         all(t.state_letter != "R" or t.alloc_since is not None for t in live)
 
 
+def orphaned_futex_waiters(tasks: Sequence[Task]) -> list[Task]:
+    """Live tasks asleep on a robust futex whose owner died without its
+    robust list being walked (the head was zapped): nobody will wake them."""
+    return [t for t in tasks if t.state_letter not in "ZX" and getattr(t.wchan, "kind", None) == "futex"
+            and t.wchan.orphaned]
+
+
 def locked_up(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0) -> bool:
     """No allocation succeeded and no task exited for ``window`` model seconds,
     the reaper (if any) is done with its mm (until then it may still free
     memory), and a task is hung in D. khungtaskd ignores TASK_KILLABLE
-    sleepers, so a stall made only of those counts when no task can run.
+    sleepers, so a stall made only of those counts when no task can run;
+    and it ignores TASK_INTERRUPTIBLE ones, so a stall where every live task
+    sleeps and one of them waits on an orphaned robust futex counts too.
     The window starts no earlier than ``since`` (the end of a scripted setup,
     whose steps are progress the kernel does not count)."""
     if k.clock.now() - max(k.stats.last_progress, since) < window or not reaper_idle(k):
@@ -41,7 +50,11 @@ def locked_up(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.
         return True
     # Wait for khungtaskd's report while it has a TASK_UNINTERRUPTIBLE task to make.
     uninterruptible = any(t.state == TaskState.TASK_UNINTERRUPTIBLE for t in tasks)
-    return not uninterruptible and nobody_can_run(tasks)
+    if uninterruptible:
+        return False
+    if orphaned_futex_waiters(tasks):
+        return all(t.state_letter != "R" for t in tasks if t.state_letter not in "ZX")
+    return nobody_can_run(tasks)
 
 
 def reaper_idle(k: Kernel) -> bool:
@@ -59,6 +72,10 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0
     if k.panic_reason is not None:
         return Outcome.OOM_PANIC
     if all_exited(tasks):
+        # process_mrelease (5.15) reaps a userspace killer's victim: no OOM
+        # kill, but the same recovery.
+        if k.stats.mrelease_reaps > 0:
+            return Outcome.RECOVERED_BY_REAPER
         if k.stats.oom_kills == 0 and k.stats.oom_victims_marked == 0:
             return Outcome.NO_OOM
         if k.reaper_status().reaped > 0:
@@ -94,7 +111,7 @@ def unreapable_mms(k: Kernel) -> frozenset[int]:
 def lockup_shape(k: Kernel) -> Shape:
     blockers = blocking_tasks(k)
     if not blockers:
-        return Shape.NO_VICTIM
+        return Shape.FUTEX if orphaned_futex_waiters(k.tasks()) else Shape.NO_VICTIM
     kinds = [getattr(t.wchan, "kind", None) for t in blockers]
     if "rw_semaphore" in kinds:
         return Shape.MMAP_SEM

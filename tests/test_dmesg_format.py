@@ -100,7 +100,8 @@ def test_hung_task_reports_are_4_6s_lines_and_the_model_stack_is_the_labs(name, 
     text = [line.text for line in res.kernel.dmesg()]
     assert not any(PYTHON_FRAME.search(line) for line in text)
     reports = [i for i, line in enumerate(text) if line.startswith("INFO: task ")]
-    assert reports or not res.outcome.is_lockup  # every lockup has a hung task in D
+    # every lockup has a hung task in D, but an orphaned futex waiter sleeps in S
+    assert reports or not res.outcome.is_lockup or res.shape == "futex"
     for i in reports:
         check_report(text, i)
     # After each printed report, the lab's line with the model's stack of that

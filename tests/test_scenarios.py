@@ -1,5 +1,7 @@
 """Every scenario under every policy: outcome from the model's state and from the log."""
 
+import re
+
 import pytest
 
 from kthreads import Policy
@@ -43,7 +45,9 @@ def test_scenario_outcome_is_the_declared_one(name, policy, sched):
     victim = res.roles.get("victim")
     # The same verdict, read back from the kernel's own log lines.
     if res.outcome is Outcome.OOM_PANIC:
-        assert log_has(res, "Kernel panic - not syncing: Out of memory and no killable processes...")
+        panic = ("System is deadlocked on memory" if POLICY_OPS[policy].panic_deadlocked_on_memory
+                 else "Out of memory and no killable processes...")
+        assert log_has(res, f"Kernel panic - not syncing: {panic}")
         return
     if (name, policy) == ("exiting-task", Policy.V4_5):
         # 4.5 waits for the exiting task and kills nobody.
@@ -53,15 +57,19 @@ def test_scenario_outcome_is_the_declared_one(name, policy, sched):
         # Killed by another process and marked by out_of_memory's shortcut,
         # which prints no kill line: the OOM killer itself kills nobody.
         assert res.counters["oom_kills"] == 0 and not log_has(res, "Kill process")
+    elif name == "userspace-killer":
+        # lmkd kills with a signal (pidfd_send_signal or kill): the OOM killer never runs.
+        assert res.counters["oom_kills"] == 0 and not log_has(res, "Killed process")
     else:
-        assert log_has(res, f"Killed process {victim} (victim")
+        comm = res.kernel.find_task_by_pid(victim).comm
+        assert log_has(res, f"Killed process {victim} ({comm})")
     if policy is Policy.V4_5 and res.counters["oom_kills"]:
         # 4.5's header has no flag names (a0795cd4 came in 4.6-rc1); no kill, no header.
         assert log_has(res, " invoked oom-killer: gfp_mask=0x") and not log_has(res, "(GFP_")
     if POLICY_OPS[policy].oom_reaper_reports:
         # bc448e89 on: the kernel's own lines, and no lab line for the same thing.
         assert not lab_has(res, "oom_reaper: reaped pid") and not lab_has(res, "oom_reaper: gave up")
-        if res.outcome is Outcome.RECOVERED_BY_REAPER and name != "second-victim":
+        if res.outcome is Outcome.RECOVERED_BY_REAPER and name not in ("second-victim", "userspace-killer"):
             assert log_has(res, f"oom_reaper: reaped process {victim} (victim")
         if res.outcome is Outcome.REAP_FAILED_LOCKUP:
             i = next(i for i, line in enumerate(res.dmesg)
@@ -77,12 +85,14 @@ def test_scenario_outcome_is_the_declared_one(name, policy, sched):
             assert lab_has(res, f"oom_reaper: gave up on pid {victim} (victim) after 10 failed down_read_trylock")
     if res.outcome in (Outcome.LOCKUP, Outcome.REAP_FAILED_LOCKUP):
         assert res.recovered_at is None and res.recovery_seconds is None  # nothing recovered
-        assert any("INFO: task" in line and "blocked for more than 2 seconds." in line for line in res.dmesg)
-        assert res.counters["oom_aborts"] > 0
+        if res.shape != "futex":  # an orphaned futex waiter sleeps in S: khungtaskd ignores it
+            assert any(re.search(r"INFO: task .* blocked for more than \d+ seconds\.", line) for line in res.dmesg)
+        if name != "userspace-killer" and res.shape != "futex":  # no OOM at all / the OOM ended
+            assert res.counters["oom_aborts"] > 0
     if res.outcome is Outcome.LOCKUP and policy is Policy.PATCH1:
         # The victim everybody waits for was reaped only where the shape says
         # so: reaped, in vain, and still TIF_MEMDIE (reaped-not-enough).
-        assert lab_has(res, f"oom_reaper: reaped pid {victim} (") == (res.shape is Shape.MUTEX_REAPED)
+        assert lab_has(res, f"oom_reaper: reaped pid {victim} (") == (res.shape in (Shape.MUTEX_REAPED, Shape.FUTEX))
     if res.outcome.is_lockup:
         # The harness's lockup report is the lab's, not the kernel's.
         assert lab_has(res, "Lockup report: no allocation and no exit since")

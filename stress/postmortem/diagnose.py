@@ -192,6 +192,11 @@ def lockup_evidence(r: Replay, window: float | None) -> Evidence:
         # stuck behind a task that loops in the allocator.
         if any(t.uninterruptible for t in live):
             missing.append("no hung-task report for a task still in D")
+        elif r.orphaned_futex_waiters():
+            # As the model's verdict: a waiter on a robust futex whose owner's
+            # exit read a zapped list head, nobody able to run.
+            if not all(t.sleep is not None for t in live):
+                missing.append("a task waits on an orphaned robust futex, but another can still run")
         elif not any(t.alloc is not None for t in live):
             missing.append("no hung-task report, and nobody loops in the allocator")
         elif not all(t.sleep is not None or t.alloc is not None for t in live):
@@ -210,6 +215,17 @@ def _undetermined(r: Replay, evidence: Evidence, partial: bool, problems: list[s
 
 def _all_exited(r: Replay, users: list[Track], partial: bool, problems: list[str]) -> Diagnosis:
     victims = sorted({kill["pid"] for kill in r.kills})
+    mreleased = r.mrelease_reaps()
+    if mreleased and not r.reaped_mms:
+        m = mreleased[0]
+        target = r.tracks.get(m.get("target"))
+        killer = r.tracks.get(m["pid"])
+        return Diagnosis(Outcome.RECOVERED_BY_REAPER, None,
+                         f"{killer.who() if killer else 'a task'} called process_mrelease on "
+                         f"{target.who() if target else 'its victim'} at {m['t']:.3f} s, which freed "
+                         f"{m.get('pages')} pages while the victim could not run; the looping "
+                         f"allocation then succeeded and every task exited.",
+                         [target.pid] if target else [], [], [], partial, problems)
     if not r.kills and not r.marked:
         return Diagnosis(Outcome.NO_OOM, None, "No OOM kill: every task ran to its end.", [], [], [],
                          partial, problems)
@@ -270,6 +286,19 @@ def diagnose(r: Replay, window: float | None, partial: bool, problems: list[str]
     if any(m is not None and m not in r.freed_mms for _, m in r.failed):
         outcome = Outcome.REAP_FAILED_LOCKUP
     blockers = _blockers(r, exiting_task_rule(r.log.header.get("policy")))
+    orphans = r.orphaned_futex_waiters()
+    if not blockers and orphans:
+        w = orphans[0]
+        owners = [o for o in (w.sleep.detail.get("owners") or []) if o in r.robust_zapped]
+        owner = r.tracks.get(owners[0]) if owners else None
+        text = (f"{w.who()} has slept in FUTEX_WAIT on {w.sleep.detail.get('wchan')} since "
+                f"{w.sleep.start:.3f} s; its owner {owner.who() if owner else '?'} died at "
+                f"{owner.died if owner and owner.died is not None else 0:.3f} s and its exit read a "
+                f"zapped robust list head"
+                + (" (oom_reaper had reaped its memory)" if r.reaped_mms else "")
+                + ", so the futex was never marked OWNER_DIED and nobody will wake the waiter.")
+        return Diagnosis(outcome, Shape.FUTEX, text, [], [w.pid] + ([owner.pid] if owner else []),
+                         [str(w.sleep.detail.get("wchan"))], partial, problems)
     if not blockers:
         loopers = [t for t in users if t.alive and t.alloc is not None]
         nofs = [t for t in loopers if _nofs(t)]

@@ -125,6 +125,8 @@ class Replay:
         self.aborts = 0
         self.kills: list[dict[str, Any]] = []  # oom_kill fields plus pid, t
         self.reaped_mms: dict[int, tuple[float, int]] = {}  # mm -> (t, pages)
+        self.mreleases: list[dict[str, Any]] = []  # process_mrelease calls: fields plus pid, t
+        self.robust_zapped: dict[int, float] = {}  # pid -> when its exit read a zapped robust list head
         self.failed: list[tuple[int, int | None]] = []  # (pid, mm)
         self.dropped: dict[int, Any] = {}  # mm -> busy_with pid
         self.forbidden_mms: set[int] = set()
@@ -165,6 +167,8 @@ class Replay:
             Ev.REAP_FAILED: self.on_reap_failed,
             Ev.REAP_DROPPED: self.on_reap_dropped,
             Ev.HUNG_TASK: self.on_hung_task,
+            Ev.PROCESS_MRELEASE: self.on_process_mrelease,
+            Ev.EXIT_ROBUST_LIST: self.on_exit_robust_list,
             Ev.OOPS: self.on_oops,
             Ev.PANIC: self.on_panic,
             Ev.VERDICT: self.on_verdict,
@@ -366,9 +370,40 @@ class Replay:
 
     def on_finish_task_reaping(self, e: Event) -> None:
         mm = e.integer("mm")
+        if e.get("partial"):  # 4.19+: a VMA's notifier would block; the reaper tries again
+            self._marker(e, f"oom_reaper reaped pid {e.pid} in part: {e.get('pages')} pages")
+            return
         self._reaper_done(mm, e.pid)
         self.reaped_mms[mm] = (e.t, e.integer("pages", 0))
         self._marker(e, f"oom_reaper reaped pid {e.pid}: {e.get('pages')} pages")
+
+    def on_process_mrelease(self, e: Event) -> None:
+        self.mreleases.append(dict(e.fields, pid=e.pid, t=e.t))
+        if e.flag("reaped"):
+            self._marker(e, f"process_mrelease by pid {e.pid} reaped pid {e.get('target')}: "
+                            f"{e.get('pages')} pages")
+
+    def on_exit_robust_list(self, e: Event) -> None:
+        if e.flag("zapped"):
+            self.robust_zapped[e.pid] = e.t
+            self._marker(e, f"pid {e.pid}'s exit read a zapped robust list head")
+
+    def mrelease_reaps(self) -> list[dict[str, Any]]:
+        """process_mrelease calls that reaped a whole mm."""
+        return [m for m in self.mreleases if m.get("reaped")]
+
+    def orphaned_futex_waiters(self) -> list[Track]:
+        """Live tasks asleep on a futex whose owner died after reading a
+        zapped robust list head (the model's ``orphaned_futex_waiters``)."""
+        out = []
+        for t in self.users():
+            s = t.sleep
+            if not t.alive or s is None or s.detail.get("kind") != "futex":
+                continue
+            owners = s.detail.get("owners") or []
+            if any(isinstance(o, int) and o in self.robust_zapped for o in owners):
+                out.append(t)
+        return out
 
     def _reaper_done(self, mm: int | None, pid: int) -> None:
         """The reaper is done with a victim: by its mm, or (a task-based

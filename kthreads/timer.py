@@ -1,0 +1,105 @@
+"""Kernel timers: ``timer_list``, ``add_timer`` and the softirq that runs them.
+
+Only a design that arms a timer boots this (5.18's delayed reap). A timer
+is a callback and an expiry in jiffies; ``add_timer`` files it on the
+timer base and the timer softirq runs each one once its jiffy has come.
+
+Where the callbacks run is the lab's choice: the kernel runs expired timers
+in the timer softirq, on the way out of the tick interrupt of whatever CPU
+owns the timer (often the idle task's, ``<idle>-0`` in a trace), or in
+``ksoftirqd/N`` when softirqs pile up. The model runs them in a kernel
+thread named ``ksoftirqd/0``: a task that sleeps in TASK_INTERRUPTIBLE until
+the earliest expiry, like every other wait of the model, so that a
+controlled CPU can schedule it and jump virtual time to it. A trace of the
+model therefore shows timer callbacks under ``ksoftirqd/0`` where the kernel
+would often show ``<idle>-0``. A callback must not sleep (softirq context).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from .cpu import SpinLock
+from .sched import Task, TaskState, sleep_on, wake_up_process
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+
+@dataclass(eq=False)
+class TimerList:
+    """A ``struct timer_list``: ``function`` runs once, in softirq context,
+    at the first tick on or after ``expires`` (jiffies)."""
+
+    function: Callable[[], None]
+    expires: int = 0
+    name: str = "timer"
+
+
+@dataclass(eq=False)
+class TimerBase:
+    """The CPU's timer wheel (one CPU, so one base) and the thread that runs it."""
+
+    task: Task
+    lock: SpinLock = field(default_factory=lambda: SpinLock("timer_base.lock"))
+    pending: list[TimerList] = field(default_factory=list)
+    fired: int = 0
+
+    def armed(self) -> int:
+        """Timers added and not yet run (a lock-free read of a list length)."""
+        return len(self.pending)
+
+
+def start_timer_softirq(kernel: "Kernel") -> TimerBase:
+    """Boot the timer base and its ``ksoftirqd/0`` thread (the lab's
+    stand-in for softirq context; see the module docstring)."""
+    task = kernel.kthread_run("ksoftirqd/0", run_timer_softirq, start=False)
+    base = TimerBase(task)
+    kernel.timers = base
+    kernel.start(task)
+    return base
+
+
+def add_timer(kernel: "Kernel", timer: TimerList) -> None:
+    """File ``timer`` (``add_timer``) and wake the softirq thread, which
+    recomputes its sleep: a new timer may expire before the earliest one."""
+    base = kernel.timers
+    if base is None:
+        raise RuntimeError("add_timer: this kernel booted no timer base")
+    # timer_base.lock: the softirq thread takes expired timers off the list
+    # while a CPU adds one; unlocked, a timer added during the sweep is lost.
+    with base.lock:
+        base.pending.append(timer)
+    wake_up_process(base.task)
+    kernel.poke()
+
+
+def _expired(base: TimerBase, now: int) -> list[TimerList]:
+    with base.lock:
+        due = [t for t in base.pending if t.expires <= now]
+        base.pending = [t for t in base.pending if t.expires > now]
+    return sorted(due, key=lambda t: t.expires)
+
+
+def run_timer_softirq(task: Task) -> None:
+    """The softirq's loop: sleep until the earliest expiry (or an
+    ``add_timer`` wakes it), then run every expired timer in expiry order.
+    Never returns (the plug unwinds it)."""
+    kernel = task.kernel
+    base: TimerBase = kernel.timers
+    clock = kernel.clock
+    while True:
+        # Whole jiffies, as the tick counts them: a wakeup a rounding error
+        # short of the expiry is the expiry.
+        now = round(clock.now() * clock.hz)
+        for timer in _expired(base, now):
+            base.fired += 1
+            timer.function()
+        with base.lock:
+            earliest = min((t.expires for t in base.pending), default=None)
+            count = len(base.pending)
+        deadline = None if earliest is None else clock.deadline_after(max(0, earliest - clock.now() * clock.hz))
+        # Until a timer is added (the count changes) or the earliest expires.
+        sleep_on(TaskState.TASK_INTERRUPTIBLE, "run_timer_softirq",
+                 lambda: len(base.pending) != count, deadline)
