@@ -136,7 +136,7 @@ class KernelStats:
     oom_victims_marked: int = 0  # TIF_MEMDIE given, by a kill or to a self-victim
     mrelease_reaps: int = 0  # mms process_mrelease reaped whole (5.15), under ``lock``
     mrelease_pages: int = 0  # pages it freed, under ``lock``
-    last_progress: float = 0.0  # model time of the last allocation or exit
+    last_progress: float = 0.0  # model time of the last allocation, exit or reap that freed pages
     # Guards the alloc_* counters: decisions run concurrently, and "+= 1" on
     # an attribute is a read, an add and a write another thread can split.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -552,8 +552,9 @@ class Kernel:
 
     # -- progress, observers, failure reports --------------------------------
     def note_progress(self) -> None:
-        """An allocation succeeded or a task exited (not counted once the plug
-        is pulled: that is unwinding, not progress)."""
+        """An allocation succeeded, a task exited, or a reap (the reaper's or
+        process_mrelease's) freed memory: not counted once the plug is
+        pulled (that is unwinding, not progress)."""
         if not self.plug_pulled:
             self.stats.last_progress = self.clock.now()
         self.poke()

@@ -150,6 +150,8 @@ def _process_mrelease(kernel: "Kernel", pidfd: Pidfd, flags: int, res: _Mrelease
                             kernel.stats.mrelease_reaps += 1
                     kernel.lab(f"process_mrelease: {freed} pages of pid {task.pid} ({task.comm}) freed"
                                + ("" if complete else "; a VMA's mmu notifier would block: -EAGAIN"))
+                    if freed:
+                        kernel.note_progress()
                     kernel.poke()
                 if not complete:
                     ret = -Errno.EAGAIN

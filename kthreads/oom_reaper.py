@@ -477,6 +477,10 @@ def _reap_locked(kernel: "Kernel", state: ReaperState, req: ReapRequest, mm: MM)
         else:
             kernel.tracer.record(Ev.FINISH_TASK_REAPING, req.pid, req.comm, mm=mm.id, pages=freed,
                                  partial=True)
+        if freed:
+            # Memory came back: the lockup window starts again from here
+            # (a delayed reap may come long after the last allocation).
+            kernel.note_progress()
         kernel.poke()
     finally:
         mm.mmap_sem.up_read()

@@ -82,7 +82,7 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
             else "an exiting task still has its mm"
         since = f"{k.stats.last_progress:.3f} s" if k.stats.last_progress else "boot"
         sentences.append(f"The OOM killer aborted {aborts} times because {why}; "
-                         f"no page was allocated and no task exited since {since}.")
+                         f"no page was allocated, no task exited and nothing was reaped since {since}.")
         if not rs.running:
             sentences.append(f"oom_reaper: not running (policy {k.policy.value}).")
         elif outcome is Outcome.REAP_FAILED_LOCKUP:

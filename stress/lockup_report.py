@@ -58,7 +58,7 @@ def record_lockup_report(k: Kernel, chain: list[dict[str, Any]], aborts: int) ->
                     chain=chain, last_progress=k.stats.last_progress)
     since = f"{k.stats.last_progress:.6f} s" if k.stats.last_progress else "boot"
     # The harness's report, not the kernel's: into the lab's stream, never dmesg.
-    k.lab(f"Lockup report: no allocation and no exit since {since}; OOM killer aborts: {aborts}")
+    k.lab(f"Lockup report: no allocation, exit or reap since {since}; OOM killer aborts: {aborts}")
     for t in live:
         if t.state_letter == "D" or t.alloc_since is not None:
             for line in sched_show_task(t, stacks[t.pid]):

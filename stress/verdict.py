@@ -1,8 +1,9 @@
 """Deciding how an episode ended, from the model's own state.
 
 An episode is over when every user task has exited, when the kernel
-panicked, or when it locked up: no allocation has succeeded and no task has
-exited for ``window`` model seconds while khungtaskd reports a hung task.
+panicked, or when it locked up: no allocation has succeeded, no task has
+exited and no reap has freed memory for ``window`` model seconds while
+khungtaskd reports a hung task.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def lockup_evidence(r: Replay, window: float | None) -> Evidence:
     last = r.last_progress if r.last_progress is not None else 0.0
     stalled = r.t_end - last
     if stalled < need:
-        since = f"the last allocation or exit at {last:.3f} s" if r.last_progress is not None else "boot"
+        since = f"the last allocation, exit or reap at {last:.3f} s" if r.last_progress is not None else "boot"
         missing.append(f"no progress for only {stalled:.3f} s (since {since}), less than the "
                        f"{window:g} s lockup window")
     if r.reaper_busy:

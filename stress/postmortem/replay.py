@@ -370,15 +370,21 @@ class Replay:
 
     def on_finish_task_reaping(self, e: Event) -> None:
         mm = e.integer("mm")
+        if e.integer("pages", 0):
+            self.last_progress = e.t  # as the model: memory freed is progress
         if e.get("partial"):  # 4.19+: a VMA's notifier would block; the reaper tries again
             self._marker(e, f"oom_reaper reaped pid {e.pid} in part: {e.get('pages')} pages")
             return
         self._reaper_done(mm, e.pid)
         self.reaped_mms[mm] = (e.t, e.integer("pages", 0))
+        if e.integer("pages", 0):
+            self.last_progress = e.t  # as the model: memory freed is progress
         self._marker(e, f"oom_reaper reaped pid {e.pid}: {e.get('pages')} pages")
 
     def on_process_mrelease(self, e: Event) -> None:
         self.mreleases.append(dict(e.fields, pid=e.pid, t=e.t))
+        if e.integer("pages", 0):
+            self.last_progress = e.t  # as the model: memory freed is progress
         if e.flag("reaped"):
             self._marker(e, f"process_mrelease by pid {e.pid} reaped pid {e.get('target')}: "
                             f"{e.get('pages')} pages")
