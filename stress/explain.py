@@ -100,7 +100,7 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
             sentences.append(f"oom_reaper: reaped {rs.reaped} mm(s), yet the lockup persists.")
         return " ".join(sentences)
     since = "" if kill_at is None else " after the OOM kill at %.3f s" % kill_at
-    if outcome is Outcome.RECOVERED_BY_REAPER and k.stats.mrelease_reaps and not rs.reaped:
+    if outcome is Outcome.RECOVERED_BY_REAPER and k.stats.mrelease_pages and not rs.reaped:
         return (f"process_mrelease reaped {k.stats.mrelease_pages} pages of a process a userspace killer "
                 f"had killed, while it could not run; the allocation that was looping succeeded, the "
                 f"lock holder went on, and the victim then exited.")

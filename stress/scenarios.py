@@ -638,6 +638,94 @@ def drive_userspace_killer(k: Kernel, seq: Sequencer, rng: random.Random) -> Rol
     lm = k.fork("lmkd", lmkd, oom_score_adj=OOM_SCORE_ADJ_MIN)
     return {"writer": w, "victim": v, "lmkd": lm}
 
+
+def drive_mrelease_blocked(k: Kernel, seq: Sequencer, rng: random.Random) -> Roles:
+    """writer holds inode_lock and loops in a GFP_NOFS allocation. victim2's
+    mmapper thread holds victim2's mmap_sem for write and sleeps in D on
+    inode_lock (its file's ->mmap takes it); victim1, the biggest, sleeps in
+    D on inode_lock, a quarter of its memory guest memory behind an mmu
+    notifier that cannot invalidate without blocking. lmkd kills victim2 and
+    calls process_mrelease on it, which waits for victim2's mmap_sem; a
+    watchdog that sees no heartbeat from lmkd for a second SIGKILLs it
+    (-EINTR) and starts a standby lmkd, which kills victim1 and reaps all
+    but the notifier's VMA (-EAGAIN): enough for writer. Before 5.15 both
+    lmkds can only kill(2)."""
+    inode_lock, go, never, respawn = Mutex("inode_lock", k), Completion("go"), Completion("never"), \
+        Completion("respawn")
+    beat = [0.0]  # lmkd's heartbeat: a time in shared memory the watchdog reads
+
+    def writer(t: Task) -> None:
+        with inode_lock:
+            go.wait_for_completion()
+            alloc_pages(GFP_NOFS)  # never invokes the OOM killer
+
+    def sleep_on_lock_and_die(t: Task) -> None:
+        with inode_lock:
+            pass
+        return_to_user(t)
+
+    def mmapper(t: Task) -> None:  # mmap() of a file whose ->mmap takes inode_lock
+        with vm_mmap_write_lock(t.mm):
+            with inode_lock:
+                pass
+        return_to_user(t)
+
+    def poll_until_gone(*victims: Task) -> None:
+        while any(v.state_letter not in "ZX" for v in victims):  # poll(pidfd), 100 ms at a time
+            beat[0] = k.clock.now()
+            schedule_timeout(TaskState.TASK_INTERRUPTIBLE, k.clock.hz // 10, "do_sys_poll")
+
+    def lmkd(t: Task) -> None:
+        beat[0] = k.clock.now()
+        fd = pidfd_open(k, v2.pid)
+        if isinstance(fd, int):  # -ENOSYS: kill(2), wait a second, kill the next one
+            send_sigkill(v2)
+            for _ in range(10):
+                beat[0] = k.clock.now()
+                schedule_timeout(TaskState.TASK_INTERRUPTIBLE, k.clock.hz // 10, "do_sys_poll")
+            send_sigkill(v1)
+            poll_until_gone(v1, v2)
+            return
+        pidfd_send_signal(k, fd, SIGKILL)
+        beat[0] = k.clock.now()
+        process_mrelease(k, fd, 0)  # -EINTR: waits for victim2's mmap_sem until the watchdog kills lmkd
+        return_to_user(t)
+
+    def standby(t: Task) -> None:  # the lmkd the watchdog starts
+        respawn.wait_for_completion_killable()
+        fd = pidfd_open(k, v1.pid)
+        pidfd_send_signal(k, fd, SIGKILL)
+        process_mrelease(k, fd, 0)  # -EAGAIN: the notifier's VMA is left; the rest is reaped
+        poll_until_gone(v1, v2)
+        return_to_user(t)
+
+    def watchdog(t: Task) -> None:  # init's service watchdog: one second without a beat
+        while any(v.state_letter not in "ZX" for v in (v1, v2)):
+            schedule_timeout(TaskState.TASK_INTERRUPTIBLE, k.clock.hz // 2, "do_nanosleep")
+            if not respawn.done and k.clock.now() - beat[0] > 1.0:
+                send_sigkill(lm)
+                respawn.complete()
+        return_to_user(t)
+
+    w = k.fork("writer", writer, vmas=[VmaSpec(pages=jitter(rng, 40))])
+    seq.until("writer takes inode_lock", lambda: inode_lock.owner is w)
+    v2 = k.fork("victim2", park_killable(never), vmas=[VmaSpec(pages=jitter(rng, 150))], oom_score_adj=900)
+    m = k.clone_thread(v2, "mmapper", mmapper)
+    seq.until("victim2's mmapper holds its mmap_sem and sleeps in D on inode_lock",
+              lambda: v2.mm.mmap_sem.owner is m and sleeps_on(m, inode_lock)())
+    guest = 100
+    v1 = k.fork("victim1", sleep_on_lock_and_die,
+                vmas=[VmaSpec(pages=pages_leaving(k, k.zone.wmark_min // 2 + guest + 1)),
+                      VmaSpec(pages=guest, notifier_blocks=True)])
+    seq.until("victim1 sleeps in D on inode_lock", sleeps_on(v1, inode_lock))
+    go.complete()
+    seq.until("writer loops in the allocator", lambda: w.alloc_since is not None)
+    sb = k.fork("lmkd", standby, oom_score_adj=OOM_SCORE_ADJ_MIN)
+    lm = k.fork("lmkd", lmkd, oom_score_adj=OOM_SCORE_ADJ_MIN)
+    wd = k.fork("watchdog", watchdog, oom_score_adj=OOM_SCORE_ADJ_MIN)
+    return {"writer": w, "victim2": v2, "mmapper": m, "victim1": v1, "victim": v1, "lmkd": lm,
+            "standby": sb, "watchdog": wd}
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
         "lockup-mutex", drive_lockup_mutex,
@@ -851,9 +939,24 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "(-ESRCH). The kernel OOM killer never runs. Before 5.15 pidfd_open is -ENOSYS and lmkd "
         "can only kill(2): victim, in D, never dies, and writer loops for ever with no OOM victim "
         "to blame. From 5.15 on the reap gives writer its page, inode_lock goes, and everybody "
-        "exits. The design notes' 2.8a; the EINTR and EAGAIN paths are mrelease-blocked's.",
+        "exits. The design notes' 2.8a; -EINTR and -EAGAIN are mrelease-blocked's.",
         grades=expect({Policy.NONE: Outcome.LOCKUP,
                        # 884a7e5964e0: process_mrelease reaps the killed victim's mm synchronously
+                       Policy.V5_15: Outcome.RECOVERED_BY_REAPER})),
+    Scenario(
+        "mrelease-blocked", drive_mrelease_blocked,
+        "process_mrelease that must wait (-EINTR) and one that reaps only part of an mm (-EAGAIN)",
+        "writer holds inode_lock and loops in a GFP_NOFS allocation. victim2's mmapper holds its "
+        "mmap_sem for write and sleeps in D on inode_lock; victim1, the biggest, sleeps in D on "
+        "inode_lock with a quarter of its memory behind an mmu notifier that cannot invalidate "
+        "without blocking (guest memory). lmkd kills victim2 and calls process_mrelease, which "
+        "waits killably for victim2's mmap_sem; a watchdog that hears no heartbeat from lmkd for "
+        "a second SIGKILLs it (-EINTR) and wakes a standby lmkd, which kills victim1 and calls "
+        "process_mrelease: all but the notifier's VMA is reaped (-EAGAIN), which is enough for "
+        "writer, and everybody exits. Before 5.15 both lmkds can only kill(2), and the system "
+        "locks up with no OOM victim. The design notes' 2.8b and 2.8c in one story.",
+        grades=expect({Policy.NONE: Outcome.LOCKUP,
+                       # 884a7e5964e0: the second call's partial reap gives writer its page
                        Policy.V5_15: Outcome.RECOVERED_BY_REAPER})),
 )}
 

@@ -73,9 +73,9 @@ def classify(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0
     if k.panic_reason is not None:
         return Outcome.OOM_PANIC
     if all_exited(tasks):
-        # process_mrelease (5.15) reaps a userspace killer's victim: no OOM
-        # kill, but the same recovery.
-        if k.stats.mrelease_reaps > 0:
+        # process_mrelease (5.15) reaps a userspace killer's victim, whole or
+        # in part (-EAGAIN): no OOM kill, but the same recovery.
+        if k.stats.mrelease_pages > 0:
             return Outcome.RECOVERED_BY_REAPER
         if k.stats.oom_kills == 0 and k.stats.oom_victims_marked == 0:
             return Outcome.NO_OOM

@@ -22,6 +22,9 @@ def lab_has(res, text):
     """A line of the lab's stream (never dmesg) holds ``text``."""
     return any(line.startswith("# lab") and text in line for line in res.console)
 
+#: Scenarios whose kills are a userspace killer's signals: the OOM killer never runs.
+USERSPACE_KILLERS = ("userspace-killer", "mrelease-blocked")
+
 
 def events(res, name):
     """The flight recorder's events of that (lab) name, up to the shutdown."""
@@ -57,7 +60,7 @@ def test_scenario_outcome_is_the_declared_one(name, policy, sched):
         # Killed by another process and marked by out_of_memory's shortcut,
         # which prints no kill line: the OOM killer itself kills nobody.
         assert res.counters["oom_kills"] == 0 and not log_has(res, "Kill process")
-    elif name == "userspace-killer":
+    elif name in USERSPACE_KILLERS:
         # lmkd kills with a signal (pidfd_send_signal or kill): the OOM killer never runs.
         assert res.counters["oom_kills"] == 0 and not log_has(res, "Killed process")
     else:
@@ -69,7 +72,7 @@ def test_scenario_outcome_is_the_declared_one(name, policy, sched):
     if POLICY_OPS[policy].oom_reaper_reports:
         # bc448e89 on: the kernel's own lines, and no lab line for the same thing.
         assert not lab_has(res, "oom_reaper: reaped pid") and not lab_has(res, "oom_reaper: gave up")
-        if res.outcome is Outcome.RECOVERED_BY_REAPER and name not in ("second-victim", "userspace-killer"):
+        if res.outcome is Outcome.RECOVERED_BY_REAPER and name not in ("second-victim", *USERSPACE_KILLERS):
             assert log_has(res, f"oom_reaper: reaped process {victim} (victim")
         if res.outcome is Outcome.REAP_FAILED_LOCKUP:
             i = next(i for i, line in enumerate(res.dmesg)
@@ -87,7 +90,7 @@ def test_scenario_outcome_is_the_declared_one(name, policy, sched):
         assert res.recovered_at is None and res.recovery_seconds is None  # nothing recovered
         if res.shape != "futex":  # an orphaned futex waiter sleeps in S: khungtaskd ignores it
             assert any(re.search(r"INFO: task .* blocked for more than \d+ seconds\.", line) for line in res.dmesg)
-        if name != "userspace-killer" and res.shape != "futex":  # no OOM at all / the OOM ended
+        if name not in USERSPACE_KILLERS and res.shape != "futex":  # no OOM at all / the OOM ended
             assert res.counters["oom_aborts"] > 0
     if res.outcome is Outcome.LOCKUP and policy is Policy.PATCH1:
         # The victim everybody waits for was reaped only where the shape says

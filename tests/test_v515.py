@@ -11,7 +11,7 @@ from kthreads.mrelease import SIGKILL, Pidfd, pidfd_open, pidfd_send_signal, pro
 from kthreads.policy import PolicyOps
 from stress import EpisodeConfig, Outcome, get_scenario, run_episode
 from stress.postmortem import analyze, load_jsonl
-from util import (CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run,
+from util import (CONTROLLED, SCHEDS, exited, park_killable, park_uninterruptible, run_controlled as run,
                   recorded as events, dmesg_texts as texts, pages_left, stuck_victim)
 
 EINVAL, ESRCH, EINTR, EAGAIN, ENOSYS = (-Errno.EINVAL, -Errno.ESRCH, -Errno.EINTR, -Errno.EAGAIN,
@@ -64,6 +64,36 @@ def test_userspace_killer_before_515_can_only_kill_and_locks_up(policy):
     victim = k.find_task_by_pid(res.roles["victim"])
     assert victim.signal.group_exit  # kill(2) got there; the victim sleeps in D regardless
     assert any(t.startswith(f"INFO: task victim:{victim.pid} blocked for more than") for t in texts(k))
+
+
+# -- the scenario: EINTR and EAGAIN ---------------------------------------------------------
+@pytest.mark.parametrize("policy", [Policy.V5_15, Policy.V5_18])
+@pytest.mark.parametrize("sched", SCHEDS, ids=[f"{s.strategy.value}{s.seed}" for s in SCHEDS])
+def test_mrelease_blocked_returns_eintr_then_eagain_and_recovers(policy, sched):
+    res = run("mrelease-blocked", policy, sched)
+    assert res.outcome is Outcome.RECOVERED_BY_REAPER
+    k = res.kernel
+    first = events(k, "process_mrelease", res.roles["lmkd"])
+    second = events(k, "process_mrelease", res.roles["standby"])
+    assert [e.fields["ret"] for e in first] == [EINTR]
+    assert first[0].fields["target"] == res.roles["victim2"] and first[0].fields["pages"] == 0
+    assert [e.fields["ret"] for e in second] == [EAGAIN]
+    # All of victim1 but its 100 pages of guest memory, and no whole-mm reap.
+    assert second[0].fields["pages"] > 500 and not second[0].fields["reaped"]
+    assert k.stats.mrelease_reaps == 0 and k.stats.mrelease_pages == second[0].fields["pages"]
+    # The watchdog killed the first lmkd only after a second without a heartbeat.
+    kill = next(e for e in events(k, "signal_generate") if e.pid == res.roles["lmkd"])
+    assert kill.t >= 1.0 and res.counters["oom_kills"] == 0
+
+
+@pytest.mark.parametrize("policy", [Policy.V4_14, Policy.V4_7, Policy.NONE])
+def test_mrelease_blocked_before_515_kills_both_and_locks_up(policy):
+    res = run("mrelease-blocked", policy)
+    assert res.outcome is Outcome.LOCKUP and res.shape == "no_victim"
+    k = res.kernel
+    assert not events(k, "process_mrelease")
+    killed = {e.pid for e in events(k, "signal_generate")}
+    assert {res.roles["victim1"], res.roles["victim2"]} <= killed and res.roles["lmkd"] not in killed
 
 
 # -- EINTR and EAGAIN ----------------------------------------------------------------------

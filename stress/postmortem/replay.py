@@ -385,9 +385,9 @@ class Replay:
         self.mreleases.append(dict(e.fields, pid=e.pid, t=e.t))
         if e.integer("pages", 0):
             self.last_progress = e.t  # as the model: memory freed is progress
-        if e.flag("reaped"):
+        if e.integer("pages", 0):
             self._marker(e, f"process_mrelease by pid {e.pid} reaped pid {e.get('target')}: "
-                            f"{e.get('pages')} pages")
+                            f"{e.get('pages')} pages" + ("" if e.flag("reaped") else " (in part)"))
 
     def on_exit_robust_list(self, e: Event) -> None:
         if e.flag("zapped"):
@@ -395,8 +395,9 @@ class Replay:
             self._marker(e, f"pid {e.pid}'s exit read a zapped robust list head")
 
     def mrelease_reaps(self) -> list[dict[str, Any]]:
-        """process_mrelease calls that reaped a whole mm."""
-        return [m for m in self.mreleases if m.get("reaped")]
+        """process_mrelease calls that freed memory (a whole mm, or part of
+        one when a VMA's notifier would block: -EAGAIN)."""
+        return [m for m in self.mreleases if isinstance(m.get("pages"), int) and m["pages"] > 0]
 
     def orphaned_futex_waiters(self) -> list[Track]:
         """Live tasks asleep on a futex whose owner died after reading a
