@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .atomic import Cell
+from .gfp import GfpLayout
+from .kallsyms import KernelSymbols
 from .mm import MM, mmdrop
 from .oom_reaper import ReaperState, oom_reaper, queue_oom_reaper, try_oom_reaper, wake_oom_reaper
 from .policy import Policy, PolicyOps
@@ -291,6 +293,8 @@ class V414Ops(V49Ops):
     stall_warning_nodemask = True
     hung_task_all_locks_once_per_scan = True
     lockdep_usage_no_reclaim_fs = True
+    gfp_layout = GfpLayout.V4_14
+    kernel_symbols = KernelSymbols.V4_14
 
 
 class V515Ops(V414Ops):
@@ -343,6 +347,8 @@ class V515Ops(V414Ops):
     call_trace_no_address = True
     lockdep_print_lock_instance = True
     mmap_lock_name = True
+    gfp_layout = GfpLayout.V5_15
+    kernel_symbols = KernelSymbols.V5_15
 
 
 class V518Ops(V515Ops):
@@ -365,6 +371,7 @@ class V518Ops(V515Ops):
     reaper_delay = True
     reap_mlocked_vmas = True
     call_trace_task_markers = True
+    gfp_layout = GfpLayout.V5_18
 
     def boot(self, kernel: "Kernel") -> None:
         super().boot(kernel)

@@ -126,6 +126,10 @@ KERNEL_FRAMES: dict[tuple[str, str], tuple[str, ...]] = {
     ("page_alloc", "__alloc_pages_slowpath_once"): (),
     ("page_alloc", "__alloc_pages_may_oom"): (),
     ("page_alloc", "free_page"): ("free_pages",),
+    # mmap_sem for write as an mm syscall takes it: the lab's helper stands
+    # for vm_mmap_pgoff and the mmap(2) entry above it (SITE_MMAP; the
+    # kernel-entry frame comes from the tail).
+    ("mm", "vm_mmap_write_lock"): ("vm_mmap_pgoff", "SyS_mmap_pgoff", "SyS_mmap"),
     # exit: the task's thread entry is the lab's; exit_task_pages stands
     # for several exit_* calls, none of which sleeps in the model.
     ("exit", "task_main"): (),
@@ -170,6 +174,121 @@ EXIT_KILLED = ("do_group_exit", "get_signal", "do_signal", "exit_to_usermode_loo
 EXIT_OWN = ("do_group_exit", "SyS_exit_group", "entry_SYSCALL_64_fastpath")
 #: Where every kernel thread's stack ends.
 KTHREAD_TAIL = ("kthread", "ret_from_fork")
+#: The system-call functions the chains above end in, just under the entry:
+#: a trace whose kernel frames already reach one of them ends at the entry.
+SYSCALL_FUNCTIONS = frozenset({"SyS_write", "SyS_mmap", "SyS_exit_group"})
+
+
+class KernelSymbols(enum.Enum):
+    """Whose function names a policy's call traces and lockdep's ``at:`` print
+    (``PolicyOps.kernel_symbols``): the model's frames map to 4.6's names
+    (``KERNEL_FRAMES``, the ``SITE_*`` chains), and ``RENAMES`` rewrites them
+    into a later tree's. 5.18 uses ``V5_15``'s table: no difference was
+    found for the model's frames (not read at either tag)."""
+
+    V4_6 = "4.6"
+    V4_14 = "4.14"
+    V5_15 = "5.15"
+
+
+#: Per tree: a 4.6 name -> the names that tree shows in its place, innermost
+#: first (``()``: inlined away, or gone). Unlisted names are unchanged.
+#: Evidence (none read at the v4.14/v5.15/v5.18 tags; "inferred" marks a name
+#: taken from logs of nearby releases or from the commit that made it):
+#:
+#: * ``__schedule`` above ``schedule`` for a sleeping task from 4.9's
+#:   switch_to() rewrite on: 4.14 ARM hung-task logs ("(__schedule) from
+#:   (schedule+0x50/0xa8)", raspberrypi/linux#2798, 4.14.79), x86_64 4.18
+#:   and 5.4 logs (" __schedule+0x2a6/0x700", Open-CAS#746; s3backer#163).
+#:   Whether v4.9 shows it too was not checked, so v4.9 keeps 4.6's names.
+#: * ``__mutex_lock`` between ``schedule_preempt_disabled`` and
+#:   ``mutex_lock_nested`` with lockdep on (4.10's mutex rewrite): a
+#:   lockdep 6.9 log (sched-ext/sched_ext#198: "schedule_preempt_disabled,
+#:   __mutex_lock, mutex_lock_nested") and 4.14.67 ARM without lockdep
+#:   ("__mutex_lock.constprop.4"); 4.14 and 5.x with lockdep inferred.
+#: * 4.14's page allocator: ``__alloc_pages_slowpath`` is its own frame under
+#:   ``__alloc_pages_nodemask`` (a 5.4 UEK log, db1000n#555, shows
+#:   "__alloc_pages_slowpath+0xd40/0xe24, __alloc_pages_nodemask+0x2df,
+#:   alloc_pages_current"); 4.14 inferred. 5.13 renamed them ``__alloc_pages``
+#:   and ``alloc_pages``; the slow path is ``__alloc_pages_slowpath.constprop.0``
+#:   (a 6.16 log, relate#1383; the suffix is the compiler's, 5.15 inferred).
+#: * 5.x rwsems (5.3's rwsem rework, x86's asm thunks gone in 5.2):
+#:   ``rwsem_down_read_slowpath`` under ``down_read`` (5.4 log, s3backer#163),
+#:   ``rwsem_down_write_slowpath`` under ``down_write`` (inferred).
+#: * 5.x system calls: ``do_syscall_64`` and ``entry_SYSCALL_64_after_hwframe``
+#:   under the syscall (5.4 log, s3backer#163; 6.12's, amazon-linux-2023#993),
+#:   the ``__x64_sys_*`` wrapper (4.17) above them ("__x64_sys_madvise" in
+#:   the 5.4 log), ``ksys_write``/``ksys_mmap_pgoff`` (4.17/4.19) and
+#:   ``new_sync_write`` under ``vfs_write`` (``__vfs_write`` folded away in
+#:   5.8): inferred, whether a wrapper is a tail call depends on the build.
+#:   The return to user space with a signal: ``arch_do_signal_or_restart``,
+#:   ``exit_to_user_mode_prepare``, ``syscall_exit_to_user_mode`` (5.11's
+#:   generic entry code; inferred, ``exit_to_user_mode_loop`` taken as inlined).
+#: * 5.8's idtentry page fault: ``do_user_addr_fault``, ``exc_page_fault``,
+#:   ``asm_exc_page_fault`` (a 6.17 log, systemd#40208; 5.15 inferred).
+RENAMES: dict[KernelSymbols, dict[str, tuple[str, ...]]] = {
+    KernelSymbols.V4_6: {},
+    KernelSymbols.V4_14: {
+        "schedule": ("__schedule", "schedule"),
+        "mutex_lock_nested": ("__mutex_lock", "mutex_lock_nested"),
+        "mutex_lock_killable_nested": ("__mutex_lock", "mutex_lock_killable_nested"),
+        "__alloc_pages_nodemask": ("__alloc_pages_slowpath", "__alloc_pages_nodemask"),
+    },
+    KernelSymbols.V5_15: {
+        "schedule": ("__schedule", "schedule"),
+        "mutex_lock_nested": ("__mutex_lock", "mutex_lock_nested"),
+        "mutex_lock_killable_nested": ("__mutex_lock", "mutex_lock_killable_nested"),
+        "rwsem_down_read_failed": ("rwsem_down_read_slowpath",),
+        "call_rwsem_down_read_failed": (),
+        "rwsem_down_read_failed_killable": ("rwsem_down_read_slowpath",),
+        "call_rwsem_down_read_failed_killable": (),
+        "rwsem_down_write_failed": ("rwsem_down_write_slowpath",),
+        "call_rwsem_down_write_failed": (),
+        "rwsem_down_write_failed_killable": ("rwsem_down_write_slowpath",),
+        "call_rwsem_down_write_failed_killable": (),
+        "__vfs_write": ("new_sync_write",),
+        "SyS_write": ("ksys_write", "__x64_sys_write"),
+        "SyS_mmap_pgoff": ("ksys_mmap_pgoff",),
+        "SyS_mmap": ("__x64_sys_mmap",),
+        "SyS_exit_group": ("__x64_sys_exit_group",),
+        "do_signal": ("arch_do_signal_or_restart",),
+        "exit_to_usermode_loop": (),
+        "syscall_return_slowpath": ("exit_to_user_mode_prepare", "syscall_exit_to_user_mode"),
+        "entry_SYSCALL_64_fastpath": ("do_syscall_64", "entry_SYSCALL_64_after_hwframe"),
+        "__do_page_fault": ("do_user_addr_fault",),
+        "do_page_fault": ("exc_page_fault",),
+        "page_fault": ("asm_exc_page_fault",),
+        "__alloc_pages_nodemask": ("__alloc_pages_slowpath.constprop.0", "__alloc_pages"),
+        "alloc_pages_current": ("alloc_pages",),
+    },
+}
+
+
+def tree_trace(trace: list[str], syms: KernelSymbols = KernelSymbols.V4_6) -> list[str]:
+    """A 4.6 call trace (innermost first) in ``syms``'s names (``RENAMES``),
+    a repeated name kept once."""
+    table = RENAMES[syms]
+    out: list[str] = []
+    for name in trace:
+        for n in table.get(name, (name,)):
+            if not out or out[-1] != n:
+                out.append(n)
+    return out
+
+
+def tree_symbol(name: str, syms: KernelSymbols = KernelSymbols.V4_6) -> str:
+    """The function a return address inside 4.6's ``name`` falls in, in
+    ``syms``'s tree: the innermost of its replacements (the slow path for
+    4.6's inlined allocator code, ``do_user_addr_fault`` for a fault)."""
+    names = RENAMES[syms].get(name, (name,))
+    return names[0] if names else name
+
+
+def tree_callee(name: str, syms: KernelSymbols = KernelSymbols.V4_6) -> str:
+    """The function a caller of 4.6's ``name`` calls in ``syms``'s tree: the
+    outermost of its replacements (``mutex_lock_nested``, not ``__mutex_lock``)."""
+    names = RENAMES[syms].get(name, (name,))
+    return names[-1] if names else name
 
 _KTHREADS_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIR = os.path.dirname(os.path.abspath(threading.__file__))

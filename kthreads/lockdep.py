@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 
 from .errors import LockBug
 from .events import Ev
-from .kallsyms import acquire_symbol, ip_sym, lock_call, lock_instance_address
+from .kallsyms import (KernelSymbols, acquire_symbol, ip_sym, lock_call, lock_instance_address,
+                       tree_callee, tree_symbol)
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -153,15 +154,19 @@ def lock_usage(lock: object, ops: "PolicyOps | None" = None) -> str:
     return usage
 
 
-def held_lock_acquire_ip(h: HeldLock, address: bool = True) -> str:
+def held_lock_acquire_ip(h: HeldLock, address: bool = True,
+                         syms: KernelSymbols = KernelSymbols.V4_6) -> str:
     """Where the lock was taken, as 4.6's ``print_ip_sym(acquire_ip)`` prints
     it: ``[<address>] symbol+0xoff/0xsize`` (5.x's ``%pS``: without the
     address). acquire_ip is the return address
     of the lock call, so the symbol is the caller's: the kernel function the
     model function that took it stands for, or for a lock a task body took,
-    the system call that would take it (``kallsyms.user_site``)."""
+    the system call that would take it (``kallsyms.user_site``), in the
+    names of ``syms``'s tree (``kallsyms.tree_symbol``: 4.14's allocator
+    slow path, 5.x's ``do_user_addr_fault``...)."""
     lock, read, at = h
-    return ip_sym(acquire_symbol(at, lock, read), lock_call(lock, read), address)
+    return ip_sym(tree_symbol(acquire_symbol(at, lock, read), syms),
+                  tree_callee(lock_call(lock, read), syms), address)
 
 
 def print_lock(h: HeldLock, ops: "PolicyOps | None" = None) -> str:
@@ -180,11 +185,12 @@ def print_lock(h: HeldLock, ops: "PolicyOps | None" = None) -> str:
     lock = h[0]
     usage = lock_usage(lock, ops)
     name = held_lock_name(h, ops)
+    syms = ops.kernel_symbols if ops is not None else KernelSymbols.V4_6
     if ops is not None and ops.lockdep_print_lock_instance:
         addr = lock_instance_address(getattr(lock, "name", repr(lock)), getattr(lock, "lock_id", 0))
         return (f"{addr:016x} ({name}){{{usage}}}-{{{SLEEP_WAIT_TYPES}}}, "
-                f"at: {held_lock_acquire_ip(h, address=False)}")
-    return f" ({name}){{{usage}}}, at: {held_lock_acquire_ip(h)}"
+                f"at: {held_lock_acquire_ip(h, address=False, syms=syms)}")
+    return f" ({name}){{{usage}}}, at: {held_lock_acquire_ip(h, syms=syms)}"
 
 
 def _print_held_locks(task: "Task", held: list[HeldLock], header_only: bool = False) -> list[str]:

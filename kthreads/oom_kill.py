@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Iterator
 from .atomic import atomic_dec_return, atomic_inc
 from .errors import OomPanic
 from .events import Ev
-from .gfp import PAGE_KB, __GFP_FS, __GFP_NOFAIL, format_gfp
+from .gfp import PAGE_KB, __GFP_FS, __GFP_NOFAIL, format_gfp, gfp_value
 from .mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, MMF, mmdrop, mmgrab
 from .ratelimit import ___ratelimit
 from .sched import (OOM_SCORE_ADJ_MIN, PF, Task, current, fatal_signal_pending, schedule_timeout_killable,
@@ -358,9 +358,12 @@ def dump_header(kernel: "Kernel", oc: OomControl, p: Task | None) -> None:
     comm = cur.comm if cur else "harness"
     adj = cur.signal.oom_score_adj if cur else 0
     # 4.5 prints the bare mask ("gfp_mask=0x%x"); the 4.6 trees add the
-    # flags' names ("%#x(%pGg)", a0795cd4).
-    gfp = (f"{oc.gfp_mask:#x}({format_gfp(oc.gfp_mask)})" if kernel.policy_ops.header_gfp_names
-           else f"0x{oc.gfp_mask:x}")
+    # flags' names ("%#x(%pGg)", a0795cd4). Both in the tree's numbering
+    # (``gfp_layout``: 0x24000c0, 0x14000c0 or 0xcc0 for GFP_KERNEL).
+    layout = kernel.policy_ops.gfp_layout
+    value = gfp_value(oc.gfp_mask, layout)
+    gfp = (f"{value:#x}({format_gfp(oc.gfp_mask, layout)})" if kernel.policy_ops.header_gfp_names
+           else f"0x{value:x}")
     # 4.11-4.18 (``header_nodemask``): ", nodemask=(null)" (no nodemask in
     # the model), then pr_cont's two spaces before "order".
     where = ", nodemask=(null),  " if kernel.policy_ops.header_nodemask else ", "

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from .errors import PlugPulled
 from .events import Ev
 from .gfp import GFP, __GFP_DIRECT_RECLAIM, __GFP_FS, __GFP_NOFAIL, __GFP_NOMEMALLOC, \
-    __GFP_NORETRY, __GFP_NOWARN, format_gfp
+    __GFP_NORETRY, __GFP_NOWARN, format_gfp, gfp_value
 from .oom_kill import OomControl, out_of_memory
 from .ratelimit import ___ratelimit
 from .sched import Task, TaskState, current, schedule_timeout, schedule_timeout_uninterruptible
@@ -229,7 +229,9 @@ def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int, g
     ", mode:%#x(%pGg)" (TROVON v4.9 page_alloc.c, per KERNEL-FORMATS.md),
     rate-limited by ``nopage_rs`` (DEFAULT_RATELIMIT_INTERVAL/BURST); its
     ``dump_stack()`` and ``show_mem()`` are not printed (as in the OOM
-    header). A decision: no warning once the plug is pulled."""
+    header). The mask is printed in the tree's numbering (``gfp_layout``:
+    v4.9 4.6's, GFP_NOFS 0x2400040; v4.14 4.10's, 0x1400040). A decision:
+    no warning once the plug is pulled."""
     with kernel.decision():
         with kernel.stats.lock:
             kernel.stats.alloc_stalls += 1
@@ -237,8 +239,9 @@ def warn_alloc_stall(kernel: "Kernel", task: Task, seconds: float, order: int, g
                              order=order)
         if not ___ratelimit(kernel, kernel.nopage_rs, "warn_alloc"):
             return
+        layout = kernel.policy_ops.gfp_layout  # the tree's ___GFP_* numbering
         kernel.printk(f"{task.comm}: page allocation stalls for {int(seconds * 1000)}ms, "
-                      f"order:{order}, mode:{gfp:#x}({format_gfp(gfp)})"
+                      f"order:{order}, mode:{gfp_value(gfp, layout):#x}({format_gfp(gfp, layout)})"
                       + (", nodemask=(null)" if kernel.policy_ops.stall_warning_nodemask else ""),
                       LogLevel.KERN_WARNING, task)
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from .gfp import GfpLayout
+from .kallsyms import KernelSymbols
+
 if TYPE_CHECKING:
     from .kernel import Kernel
     from .mm import MM
@@ -387,6 +390,21 @@ class PolicyOps:
     #: mmap_lock in 5.10.13's mm/oom_kill.c), so lockdep names the class
     #: "&mm->mmap_lock" (init_rwsem's #sem).
     mmap_lock_name = False
+
+    # -- Per-tree encodings of what the output prints (KERNEL-FORMATS.md §1a
+    # -- and §7): each tree's numbers and names for the model's values --------
+    #: The ``___GFP_*`` numbering the OOM header and the stall warning print
+    #: the model's gfp mask in (``%#x`` and ``%pGg``): ``gfp.GfpLayout``
+    #: (4.4-4.9's by default; v4.14 4.10's, GFP_KERNEL 0x14000c0; v5.15 and
+    #: v5.18 5.1's, GFP_KERNEL 0xcc0, with 5.15's GFP_HIGHUSER_MOVABLE
+    #: 0x1100cca and 5.18's 0x100cca). Sources in the enum's docstring.
+    gfp_layout: GfpLayout = GfpLayout.V4_6
+    #: Whose function names call traces and lockdep's ``at:`` print:
+    #: ``kallsyms.KernelSymbols`` (4.6's by default; v4.14 4.14's with
+    #: ``__schedule`` and ``__mutex_lock``; v5.15/v5.18 5.x's
+    #: ``entry_SYSCALL_64_after_hwframe``, ``rwsem_down_read_slowpath``,
+    #: ``asm_exc_page_fault``...). Evidence and inferences in ``kallsyms.RENAMES``.
+    kernel_symbols: KernelSymbols = KernelSymbols.V4_6
 
     # -- Linux 5.18 (docs/HISTORY-DESIGNS.md §1.12; behaviour read in 6.6's
     # -- mm/oom_kill.c, the release inferred) ----------------------------

@@ -31,8 +31,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Iterable
 
 from . import cpu
-from .kallsyms import (EXIT_KILLED, EXIT_OWN, KTHREAD_TAIL, SITE_SYSCALL, FrameKind,
-                       frame_symbols, ip_sym, stable_hash, taken_by_user, user_site)
+from .kallsyms import (EXIT_KILLED, EXIT_OWN, KTHREAD_TAIL, SITE_SYSCALL, SYSCALL_FUNCTIONS, FrameKind,
+                       frame_symbols, ip_sym, stable_hash, taken_by_user, tree_trace, user_site)
 from .lockdep import lockdep_held
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def _user_entry(t: "Task") -> tuple[str, ...]:
 
 
 def kernel_call_trace(t: "Task", stack: ModelStack) -> list[str]:
-    """The kernel functions a 4.6 call trace of ``t`` would show, innermost
+    """The kernel functions a call trace of ``t`` would show, innermost
     first, for the model's ``stack`` (empty if the task was not running).
 
     Each model frame contributes its kernel functions (``kallsyms``), the
@@ -186,7 +186,13 @@ def kernel_call_trace(t: "Task", stack: ModelStack) -> list[str]:
     thread; for a user task stopped at its body, the system call of its
     innermost body-taken lock (``_user_entry``); for one in do_exit (no body
     left), the signal-delivery path if it was killed, exit_group(2) if not.
-    Unverified: which tail 4.6 shows for an oops'd task (taken as exit_group)."""
+    A body under a model frame that already ends in a system call (the
+    lab's ``vm_mmap_write_lock`` stands for vm_mmap_pgoff .. SyS_mmap) gets
+    the bare entry. Unverified: which tail 4.6 shows for an oops'd task
+    (taken as exit_group).
+
+    The names are then the policy's tree's (``policy_ops.kernel_symbols``,
+    ``kallsyms.RENAMES``: 4.14's and 5.x's, evidence and inferences there)."""
     if not stack.frames:
         return []
     syms: list[str] = []
@@ -201,13 +207,15 @@ def kernel_call_trace(t: "Task", stack: ModelStack) -> list[str]:
                 syms.append(name)
     if t.is_kthread:
         tail = KTHREAD_TAIL
+    elif in_body and syms and syms[-1] in SYSCALL_FUNCTIONS:
+        tail = SITE_SYSCALL
     elif in_body:
         tail = _user_entry(t)
     elif "do_exit" in syms:
         tail = EXIT_KILLED if t.exit_reason == "SIGKILL" else EXIT_OWN
     else:
         tail = SITE_SYSCALL
-    return syms + list(tail)
+    return tree_trace(syms + list(tail), t.kernel.policy_ops.kernel_symbols)
 
 
 def print_trace(trace: list[str], address: bool = True) -> list[str]:
