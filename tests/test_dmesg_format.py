@@ -14,6 +14,7 @@ from kthreads import (Completion, Mutex, RwSemaphore, TaskState, VmaSpec,
 from kthreads.kallsyms import (EXIT_KILLED, KERNEL_FRAMES, KERNEL_TEXT, KTHREAD_TAIL, SITE_FAULT,
                                SITE_MMAP, SITE_SYSCALL, SITE_WRITE, TEXT_SPAN, ip_sym,
                                return_offset, symbol_size, symbol_start)
+from kthreads.mm import vm_mmap_write_lock
 from kthreads.stacktrace import (DIRECT_MAP, THREAD_SIZE, kernel_call_trace, model_call_trace,
                                  model_call_traces, sched_show_task, thread_saved_pc)
 from stress import EpisodeConfig, SCENARIOS, get_scenario, run_episode
@@ -242,3 +243,29 @@ def test_synthetic_symbols_are_stable_and_inside_the_kernel_text():
         check_symbol(m)
     # The same call site prints the same address in every run (and process).
     assert ip_sym("schedule", "") == "[<ffffffff816050ac>] schedule+0x2c/0x40"
+
+
+def test_the_labs_mmap_write_helper_prints_as_vm_mmap_pgoff(boot):
+    """``mm.vm_mmap_write_lock`` is the lab's helper: its frame stands for
+    vm_mmap_pgoff .. SyS_mmap, and the lock it takes was taken "at:
+    vm_mmap_pgoff" (it printed as a kernel function of its own before)."""
+    k = boot()
+    release = Completion()
+
+    def reader(t):
+        with t.mm.mmap_sem.read():
+            release.wait_for_completion()
+
+    def mmapper(t):
+        with vm_mmap_write_lock(t.mm):
+            pass
+
+    r = k.fork("reader", reader, vmas=[VmaSpec(pages=2)])
+    sem = r.mm.mmap_sem
+    assert k.wait_until(lambda: r.state_letter == "D" and r.wchan is release, 2)
+    w = k.clone_thread(r, "mmapper", mmapper)
+    assert k.wait_until(asleep_on(w, sem), 2)
+    assert trace_of(w) == ["schedule", "rwsem_down_write_failed", "call_rwsem_down_write_failed",
+                           "down_write", *SITE_MMAP]
+    release.complete()
+    assert k.wait_until(exited(r, w), 2)

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from kthreads import Completion, Mutex, Policy, TaskState, schedule_timeout
+from kthreads import (Completion, Mutex, Policy, RwSemaphore, TaskState, VmaSpec, schedule_timeout,
+                      send_sigkill)
 from kthreads.kallsyms import symbol_size, symbol_start
 from kthreads.lockdep import debug_show_all_locks, debug_show_held_locks, print_lock
-from kthreads.stacktrace import model_call_trace, sched_show_task
+from kthreads.stacktrace import kernel_call_trace, model_call_trace, sched_show_task
 from stress import SCENARIOS
 from util import CONTROLLED, dmesg_texts, exited, park_uninterruptible, run_controlled
 
@@ -424,3 +425,108 @@ def test_the_mmap_lock_is_named_mmap_lock_from_5x(boot):
     assert values[1] >> 40 == 0xffff88  # embedded in the mm: the direct map
     release.complete()
     # The victim stays parked; the kernel's shutdown kills it.
+
+
+# -- each tree's function names (kallsyms.RENAMES) --------------------------------------
+SYSCALL_5X = ["do_syscall_64", "entry_SYSCALL_64_after_hwframe"]
+#: Policy -> what the model's frames print as in that tree, innermost first.
+TREE_NAMES: dict[Policy, dict[str, list[str]]] = {
+    Policy.V4_14: {
+        "completion": ["__schedule", "schedule", "schedule_timeout", "wait_for_completion"],
+        "entry": ["entry_SYSCALL_64_fastpath"],
+        "mmap": ["vm_mmap_pgoff", "SyS_mmap_pgoff", "SyS_mmap", "entry_SYSCALL_64_fastpath"],
+        "mutex": ["__schedule", "schedule", "schedule_preempt_disabled", "__mutex_lock", "mutex_lock_nested",
+                  "generic_file_write_iter", "__vfs_write", "vfs_write", "SyS_write", "entry_SYSCALL_64_fastpath"],
+        "fault": ["__schedule", "schedule", "rwsem_down_read_failed", "call_rwsem_down_read_failed", "down_read",
+                  "__do_page_fault", "do_page_fault", "page_fault"],
+        "exit": ["__schedule", "schedule", "rwsem_down_read_failed", "call_rwsem_down_read_failed", "down_read",
+                 "exit_mm", "do_exit", "do_group_exit", "get_signal", "do_signal", "exit_to_usermode_loop",
+                 "syscall_return_slowpath", "entry_SYSCALL_64_fastpath"],
+        "fault_at": ["__do_page_fault"],
+    },
+    **{p: {
+        "completion": ["__schedule", "schedule", "schedule_timeout", "wait_for_completion"],
+        "entry": SYSCALL_5X,
+        "mmap": ["vm_mmap_pgoff", "ksys_mmap_pgoff", "__x64_sys_mmap", *SYSCALL_5X],
+        "mutex": ["__schedule", "schedule", "schedule_preempt_disabled", "__mutex_lock", "mutex_lock_nested",
+                  "generic_file_write_iter", "new_sync_write", "vfs_write", "ksys_write", "__x64_sys_write",
+                  *SYSCALL_5X],
+        "fault": ["__schedule", "schedule", "rwsem_down_read_slowpath", "down_read", "do_user_addr_fault",
+                  "exc_page_fault", "asm_exc_page_fault"],
+        "exit": ["__schedule", "schedule", "rwsem_down_read_slowpath", "down_read", "exit_mm", "do_exit",
+                 "do_group_exit", "get_signal", "arch_do_signal_or_restart", "exit_to_user_mode_prepare",
+                 "syscall_exit_to_user_mode", *SYSCALL_5X],
+        "fault_at": ["do_user_addr_fault"],
+    } for p in FIVE},
+}
+
+
+def trace_of(t) -> list[str]:
+    return kernel_call_trace(t, model_call_trace(t))
+
+
+@pytest.mark.parametrize("policy", [Policy.V4_14, *FIVE])
+def test_call_traces_name_each_trees_functions(boot, policy):
+    names = TREE_NAMES[policy]
+    k = boot(policy=policy)
+    never, release = Completion(), Completion()
+    m, sem = Mutex("lock0", k), RwSemaphore("&mm->mmap_sem", k)
+
+    def holder(t):
+        with m:
+            sem.down_write()
+            release.wait_for_completion()
+            sem.up_write()
+
+    def waits_mutex(t):
+        with m:
+            pass
+
+    def faults(t):
+        with sem.read():
+            pass
+
+    h = k.fork("holder", holder)
+    assert k.wait_until(lambda: sem.owner is h, 2)
+    p = k.fork("parked", park_uninterruptible(never))
+    w = k.fork("mutexer", waits_mutex)
+    f = k.fork("faulter", faults)
+    kt = k.kthread_run("kt", park_uninterruptible(never))
+    assert k.wait_until(lambda: all(x.state_letter == "D" for x in (p, w, f, kt)) and
+                        w.wchan is m and f.wchan is sem, 2)
+    assert trace_of(p) == names["completion"] + names["entry"]
+    assert trace_of(kt) == names["completion"] + ["kthread", "ret_from_fork"]
+    assert trace_of(h) == names["completion"] + names["mmap"]
+    assert trace_of(w) == names["mutex"]
+    assert trace_of(f) == names["fault"]
+    # lockdep's at: is the same tree's: where the fault took mmap_sem.
+    held = debug_show_held_locks(f)
+    assert re.search(rf"at: (\[<[0-9a-f]+>\] )?{names['fault_at'][0]}\+0x", held[-1]), held
+    # Printed, each entry is still a synthetic symbol+off/size of that name.
+    lines = sched_show_task(w)
+    entries = [line for line in lines[2:] if "+0x" in line]
+    assert [re.search(r"(\S+)\+0x", line)[1] for line in entries] == names["mutex"]
+    release.complete()
+    never.complete_all()
+    assert k.wait_until(exited(h, p, w, f, kt), 2)
+
+
+@pytest.mark.parametrize("policy", [Policy.V4_14, *FIVE])
+def test_a_killed_task_in_exit_mm_shows_each_trees_signal_path(boot, policy):
+    k = boot(policy=policy)
+    never, release = Completion(), Completion()
+
+    def mmapper(t):
+        with t.mm.mmap_sem.write():
+            release.wait_for_completion()
+
+    v = k.fork("victim", park_uninterruptible(never), vmas=[VmaSpec(pages=2)])
+    mm_thread = k.clone_thread(v, "mmapper", mmapper)
+    sem = v.mm.mmap_sem
+    assert k.wait_until(lambda: sem.owner is mm_thread, 2)
+    send_sigkill(v)
+    never.complete_all()
+    assert k.wait_until(lambda: v.state_letter == "D" and v.wchan is sem, 2)
+    assert trace_of(v) == TREE_NAMES[policy]["exit"]
+    release.complete()
+    assert k.wait_until(exited(v, mm_thread), 2)
