@@ -22,6 +22,11 @@ Two things, both needed to print what Linux 4.6 prints about a task's stack:
   the names. The same call site prints the same address in every run, in
   the call trace and in lockdep's ``at:``; nothing of it is real.
 
+Later trees print other names for the same frames: ``KernelSymbols`` and
+``RENAMES`` rewrite 4.6's names into 4.14's or 5.x's (``tree_trace``,
+``tree_symbol``), behind ``PolicyOps.kernel_symbols``; what was seen in real
+logs and what is inferred is listed at ``RENAMES``.
+
 Which functions 4.6 inlines, and where a stack ends, were checked against
 linux-mm console logs of that time (4.3 to 4.5-rc6 linux-next trees with
 the OOM reaper series, 2015-2016) and a stored copy of v4.6's
