@@ -17,7 +17,6 @@ from .kallsyms import KernelSymbols
 from .mm import MM, mmdrop
 from .oom_reaper import ReaperState, oom_reaper, queue_oom_reaper, try_oom_reaper, wake_oom_reaper
 from .policy import Policy, PolicyOps
-from .timer import start_timer_softirq
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -65,6 +64,8 @@ class Patch1Ops(PolicyOps):
             kernel.reaper.forbidden_mm_ids.add(mm.id)  # under oom_lock, like every kill
         elif not self_victim:
             wake_oom_reaper(kernel, victim, mm)
+        else:
+            kernel.reaper.self_victim_mm_ids.add(mm.id)  # the lab's note: never queued
 
 
 class TifMemdieOps(Patch1Ops):
@@ -372,10 +373,6 @@ class V518Ops(V515Ops):
     reap_mlocked_vmas = True
     call_trace_task_markers = True
     gfp_layout = GfpLayout.V5_18
-
-    def boot(self, kernel: "Kernel") -> None:
-        super().boot(kernel)
-        start_timer_softirq(kernel)
 
     def after_kill(self, kernel: "Kernel", victim: "Task", mm: MM, can_oom_reap: bool,
                    self_victim: bool = False) -> None:

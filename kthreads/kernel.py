@@ -324,8 +324,8 @@ class Kernel:
         # The oom_reaper's state and thread, set by a reaper policy's boot;
         # the harness reads it through reaper_status().
         self.reaper: ReaperState | None = None
-        # The timer base and its softirq thread, set by a design that arms
-        # timers (5.18's delayed reap).
+        # The timer base and its softirq thread (ksoftirqd/0), started by the
+        # first add_timer (kthreads/timer.py says why not at boot).
         self.timers: TimerBase | None = None
         # khungtaskd's state and thread (None: hung_task_timeout is 0).
         self.khungtaskd: HungTaskState | None = None

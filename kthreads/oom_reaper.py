@@ -96,6 +96,9 @@ class ReaperState:
     reaped_mm_ids: set[int] = field(default_factory=set)
     dropped_mm_ids: set[int] = field(default_factory=set)
     forbidden_mm_ids: set[int] = field(default_factory=set)  # shared with the unkillable: never queued
+    # Marked without a kill (a self-victim, or a chosen task already exiting)
+    # by a design that hands such victims to nobody (before 4.7's try_oom_reaper).
+    self_victim_mm_ids: set[int] = field(default_factory=set)
 
     def status(self) -> ReaperStatus:
         # Each read once: the reaper may clear them meanwhile.
@@ -111,6 +114,7 @@ class ReaperState:
             reaped_mm_ids=frozenset(self.reaped_mm_ids),
             dropped_mm_ids=frozenset(self.dropped_mm_ids),
             forbidden_mm_ids=frozenset(self.forbidden_mm_ids),
+            self_victim_mm_ids=frozenset(self.self_victim_mm_ids),
             failed_mm_ids=frozenset(mm.id for mm in list(self.failed_mms)),
             failed_live_mm_ids=frozenset(mm.id for mm in list(self.failed_mms) if not mm.freed))
 

@@ -107,6 +107,7 @@ class ReaperStatus:
     reaped_mm_ids: frozenset[int] = frozenset()
     dropped_mm_ids: frozenset[int] = frozenset()
     forbidden_mm_ids: frozenset[int] = frozenset()  # shared with an unkillable process: never queued
+    self_victim_mm_ids: frozenset[int] = frozenset()  # marked without a kill, never queued (before 4.7)
     failed_mm_ids: frozenset[int] = frozenset()
     failed_live_mm_ids: frozenset[int] = frozenset()  # failed, and the mm is still not freed
     armed: int = 0  # 5.18: victims whose delayed reap (queue_oom_reaper's timer) is still to come

@@ -1,8 +1,12 @@
 """Kernel timers: ``timer_list``, ``add_timer`` and the softirq that runs them.
 
-Only a design that arms a timer boots this (5.18's delayed reap). A timer
-is a callback and an expiry in jiffies; ``add_timer`` files it on the
-timer base and the timer softirq runs each one once its jiffy has come.
+The base and its thread are started by the first ``add_timer`` (only
+5.18's delayed reap arms one), not at boot as in the kernel: a thread
+started at boot would shift every schedule of the controlled CPU, so that
+two designs that differ only after an OOM kill would already run
+differently before it. A timer is a callback and an expiry in jiffies;
+``add_timer`` files it on the timer base and the timer softirq runs each
+one once its jiffy has come.
 
 Where the callbacks run is the lab's choice: the kernel runs expired timers
 in the timer softirq, on the way out of the tick interrupt of whatever CPU
@@ -52,8 +56,9 @@ class TimerBase:
 
 
 def start_timer_softirq(kernel: "Kernel") -> TimerBase:
-    """Boot the timer base and its ``ksoftirqd/0`` thread (the lab's
-    stand-in for softirq context; see the module docstring)."""
+    """Start the timer base and its ``ksoftirqd/0`` thread (the lab's
+    stand-in for softirq context; see the module docstring): 4.6's
+    ``init_timers`` and ``spawn_ksoftirqd``, as one step, at first use."""
     task = kernel.kthread_run("ksoftirqd/0", run_timer_softirq, start=False)
     base = TimerBase(task)
     kernel.timers = base
@@ -66,7 +71,7 @@ def add_timer(kernel: "Kernel", timer: TimerList) -> None:
     recomputes its sleep: a new timer may expire before the earliest one."""
     base = kernel.timers
     if base is None:
-        raise RuntimeError("add_timer: this kernel booted no timer base")
+        base = start_timer_softirq(kernel)  # the first timer (see the module docstring)
     # timer_base.lock: the softirq thread takes expired timers off the list
     # while a CPU adds one; unlocked, a timer added during the sweep is lost.
     with base.lock:

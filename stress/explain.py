@@ -96,6 +96,10 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
                 any(e.name == Ev.OOM_REAP_FORBIDDEN for e in k.tracer.events()):
             sentences.append("oom_reaper: never woken for this victim "
                              "(its mm is shared with a process that may not be killed).")
+        elif any(v.mm is not None and v.mm.id in rs.self_victim_mm_ids for v in blockers):
+            sentences.append("oom_reaper: never handed this victim: it was marked without a kill "
+                             "(SIGKILL pending or exiting), and no design before 4.7's "
+                             "try_oom_reaper queues such a victim.")
         elif rs.reaped:
             sentences.append(f"oom_reaper: reaped {rs.reaped} mm(s), yet the lockup persists.")
         return " ".join(sentences)

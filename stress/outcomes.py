@@ -40,7 +40,7 @@ class Shape(str, enum.Enum):
     """What a locked-up episode is stuck on, read from the wait-for graph."""
 
     MUTEX = "mutex"  # an OOM victim sleeps on a mutex chain ending in an allocator
-    MUTEX_UNREAPED = "mutex_unreaped"  # the same, but its mm was never queued (slot busy, unkillable sharer)
+    MUTEX_UNREAPED = "mutex_unreaped"  # the same, but its mm was never queued (slot busy, unkillable sharer, self-victim)
     MUTEX_REAPED = "mutex_reaped"  # reaped, but others took the memory first; TIF_MEMDIE stays (36324a99 clears it)
     MMAP_SEM = "mmap_sem"  # the victim (or an exiting task) waits for mmap_sem
     NO_VICTIM = "no_victim"  # no OOM victim at all: e.g. GFP_NOFS allocators looping for ever

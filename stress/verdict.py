@@ -104,9 +104,11 @@ def blocking_tasks(k: Kernel) -> list[Task]:
 
 
 def unreapable_mms(k: Kernel) -> frozenset[int]:
-    """mm ids the reaper was never handed: dropped (slot busy) or forbidden (unkillable sharer)."""
+    """mm ids the reaper was never handed: dropped (slot busy), forbidden
+    (unkillable sharer), or a victim marked without a kill by a design
+    before 4.7 (which hands such victims to nobody)."""
     rs = k.reaper_status()
-    return rs.dropped_mm_ids | rs.forbidden_mm_ids
+    return rs.dropped_mm_ids | rs.forbidden_mm_ids | rs.self_victim_mm_ids
 
 
 def lockup_shape(k: Kernel) -> Shape:

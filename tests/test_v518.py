@@ -8,7 +8,7 @@ from kthreads.designs import V515Ops, V518Ops
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF
 from kthreads.policy import PolicyOps
-from kthreads.timer import TimerList, add_timer, start_timer_softirq
+from kthreads.timer import TimerList, add_timer
 from stress import Outcome
 from util import CONTROLLED, run_controlled as run, recorded as events
 
@@ -44,6 +44,7 @@ def test_lockup_mutex_is_reaped_two_seconds_after_the_kill_under_v518(policy, de
         victim = k.find_task_by_pid(res.roles["victim"])
         assert victim.signal.oom_mm.flags & MMF.MMF_OOM_REAP_QUEUED
     else:
+        # Started by the first timer only, so no design without one runs it.
         assert k.timers is None and not any(t.comm == "ksoftirqd/0" for t in k.tasks())
 
 
@@ -111,7 +112,6 @@ def test_mlocked_victim_needs_one_kill_once_mlocked_memory_is_reaped(policy, kil
 # -- the timer base -------------------------------------------------------------------------
 def test_timers_run_in_expiry_order_at_their_jiffy_in_ksoftirqd(boot):
     k = boot(policy=Policy.V5_15, sched=CONTROLLED, hung_task_timeout=0)
-    base = start_timer_softirq(k)
     ran: list[tuple[str, int]] = []
     now = k.clock.jiffies()
     for name, after in (("late", 30), ("early", 10), ("mid", 20)):
@@ -119,10 +119,13 @@ def test_timers_run_in_expiry_order_at_their_jiffy_in_ksoftirqd(boot):
     assert k.wait_until(lambda: len(ran) == 3, 5)
     assert [n for n, _ in ran] == ["early", "mid", "late"]
     assert [j - now for _, j in ran] == [10, 20, 30]
-    assert base.fired == 3 and base.armed() == 0
+    assert k.timers.fired == 3 and k.timers.armed() == 0
 
 
-def test_add_timer_without_a_timer_base_is_refused(boot):
-    k = boot(policy=Policy.V5_15, sched=CONTROLLED, hung_task_timeout=0)
-    with pytest.raises(RuntimeError, match="no timer base"):
-        add_timer(k, TimerList(lambda: None, 0))
+def test_the_first_timer_starts_ksoftirqd_and_a_kernel_without_one_never_does(boot):
+    k = boot(policy=Policy.V5_18, sched=CONTROLLED, hung_task_timeout=0)
+    assert k.timers is None and not any(t.comm == "ksoftirqd/0" for t in k.tasks())
+    fired: list[int] = []
+    add_timer(k, TimerList(lambda: fired.append(1), k.clock.jiffies() + 1))
+    assert k.wait_until(lambda: fired == [1], 5)
+    assert [t.comm for t in k.tasks()].count("ksoftirqd/0") == 1

@@ -67,6 +67,19 @@ def _nofs(t: Track) -> bool:
     return t.alloc is not None and not int(t.alloc.detail.get("gfp") or 0) & GFP.FS
 
 
+def _self_victim_mms(r: Replay) -> set[int | None]:
+    """The mms of victims marked without a kill (TIF_MEMDIE, no oom_kill
+    record) under a design that hands such victims to nobody: before 4.7's
+    try_oom_reaper (``PolicyOps.reap_self_victims``)."""
+    try:
+        if POLICY_OPS[Policy(r.log.header.get("policy"))].reap_self_victims:
+            return set()
+    except (ValueError, KeyError):
+        return set()
+    killed = {kill.get("pid") for kill in r.kills}
+    return {_victim_mm(r, pid) for pid in r.marked if pid not in killed}
+
+
 def exiting_task_rule(policy: object) -> bool:
     """Whether the log's policy aborts the OOM scan on an exiting task (4.5's rule)."""
     try:
@@ -264,7 +277,8 @@ def _shape(r: Replay, blockers: list[Track], kinds: list[str | None]) -> Shape:
         return Shape.OTHER
     if r.has_reaper():
         mms = {_victim_mm(r, b.pid) for b, kind in zip(blockers, kinds) if kind == "mutex"}
-        if all(m in r.dropped or m in r.forbidden_mms for m in mms):
+        unqueued = _self_victim_mms(r)
+        if all(m in r.dropped or m in r.forbidden_mms or m in unqueued for m in mms):
             return Shape.MUTEX_UNREAPED
         if all(m in r.reaped_mms for m in mms):
             return Shape.MUTEX_REAPED
