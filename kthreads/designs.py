@@ -309,6 +309,9 @@ class V515Ops(V414Ops):
     * 5.3's rwsem hand-off (``rwsem_handoff``);
     * the reaper no longer takes ``oom_lock`` (af5679fbc669, "mm, oom:
       remove oom_lock from oom_reaper", 4.19; id not re-verified);
+    * 4.19's nonblocking mmu-notifier invalidation
+      (``reaper_nonblocking_notifiers``) and 5.0's queue-once rule
+      (``reap_queued_once``: MMF_OOM_REAP_QUEUED);
     * output: no stall warning (4.15), the header without nodemask and with
       the oom-kill summary line, 5.x's dump_tasks, "Out of memory: Killed
       process ... UID: pgtables: oom_score_adj:" and no "sacrifice child",
@@ -319,9 +322,9 @@ class V515Ops(V414Ops):
     Not modelled, because no scenario's outcome depends on it: 4.17's
     exit_mmap that reaps an OOM victim's mm itself before setting
     MMF_OOM_SKIP (27ae357fa82b; it frees the same pages the unmap right
-    after would), 4.19's oom_reaper no longer skipping mms with mmu
-    notifiers wholesale (the model has none), memcg OOM, and the
-    unreclaimable-slab dump."""
+    after would), 4.14's wholesale skip of an mm with mmu notifiers (the
+    lab's notifier VMAs matter only from 4.19's nonblocking invalidation
+    on), memcg OOM, and the unreclaimable-slab dump."""
 
     policy = Policy.V5_15
     commit = "v5.15"
@@ -333,6 +336,7 @@ class V515Ops(V414Ops):
     release = "5.15.0"
     process_mrelease_syscall = True
     reaper_nonblocking_notifiers = True
+    reap_queued_once = True
     rwsem_handoff = True
     reaper_takes_oom_lock = False
     reaper_failure_shows_task = True
@@ -359,15 +363,16 @@ class V518Ops(V515Ops):
     * the reap is delayed by ``OOM_REAPER_DELAY`` (2*HZ) through a per-task
       timer armed by ``queue_oom_reaper`` (``reaper_delay``, e4a38402), so a
       victim that can exit by itself runs its robust-futex cleanup before
-      its anonymous memory is zapped; MMF_OOM_REAP_QUEUED arms it once;
+      its anonymous memory is zapped; MMF_OOM_REAP_QUEUED (5.0's bit, see
+      ``reap_queued_once``) is now set when the timer is armed;
     * mlocked VMAs are reaped (``reap_mlocked_vmas``, a213e5cf71cb)."""
 
     policy = Policy.V5_18
     commit = "v5.18"
     title = "Linux 5.18"
     label = "Linux 5.18: the reap waits 2*HZ for the victim's own exit; mlocked VMAs reaped"
-    change = ("queue_oom_reaper arms a 2*HZ timer before the reap (e4a38402: robust futexes); "
-              "MMF_OOM_REAP_QUEUED; mlocked VMAs reaped (a213e5cf71cb)")
+    change = ("queue_oom_reaper arms a 2*HZ timer before the reap (e4a38402: robust futexes), once per mm "
+              "(MMF_OOM_REAP_QUEUED, 5.0's, now set when arming); mlocked VMAs reaped (a213e5cf71cb)")
     release = "5.18.0"
     reaper_delay = True
     reap_mlocked_vmas = True

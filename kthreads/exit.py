@@ -102,6 +102,9 @@ def exit_mm(task: Task) -> None:
     It starts with ``mm_release``'s robust-futex walk (``exit_robust_list``:
     4.6's mm_release, 5.5's futex_exit_release, same place), which reads
     the list head from the task's own memory: a reaped head reads as zero.
+    The kernel walks it before testing ``->mm``; the model after, which is
+    the same for every task the lab builds (a task with a robust list has
+    an mm).
     """
     mm = task.mm
     if mm is None:

@@ -45,18 +45,18 @@ class Futex:
     name: str
     owner: Task | None = None
     owner_died: bool = False
-    # Bumped by futex_wake: a waiter sleeps until it moves.
-    wakeups: int = 0
-    waiters: list[Task] = field(default_factory=list)
+    waiters: list[Task] = field(default_factory=list)  # queued, oldest first
     # The hash bucket lock (hb->lock): a wake must not slip between a
     # waiter's check of the word and its queueing.
     lock: SpinLock = field(default_factory=lambda: SpinLock("hb->lock"))
     kind: str = "futex"
 
     def owner_pids(self) -> list[int]:
+        """The word's owner, as lock records name holders (the lab's)."""
         return [self.owner.pid] if self.owner is not None else []
 
     def waiter_pids(self) -> list[int]:
+        """The queued waiters, oldest first (the lab's)."""
         return [t.pid for t in list(self.waiters)]
 
     @property
@@ -87,32 +87,33 @@ def set_robust_list(task: Task, vma: "VMA", futexes: list[Futex]) -> None:
 
 
 def futex_wait(futex: Futex) -> int:
-    """FUTEX_WAIT: sleep in TASK_INTERRUPTIBLE until a ``futex_wake``; 0, or
-    -EINTR if a signal came (the caller's return to user then dies on a
-    SIGKILL). Returns at once if the word says OWNER_DIED already."""
-    task = futex.owner  # for the event only
-    from_ = futex.wakeups
+    """FUTEX_WAIT: queue on the futex and sleep in TASK_INTERRUPTIBLE until a
+    ``futex_wake`` takes us off the queue; 0, or -EINTR if a signal came
+    (the caller's return to user then dies on a SIGKILL). Returns at once if
+    the word says OWNER_DIED already (4.6's futex_wait: the value check
+    under the hash bucket lock, then futex_wait_queue_me)."""
     me = _me()
     with futex.lock:
         if futex.owner_died:
             return 0
+        owner = futex.owner
         futex.waiters.append(me)
     me.kernel.tracer.record(Ev.FUTEX_WAIT, me.pid, me.comm, futex=futex.name,
-                            owner=task.pid if task is not None else None)
+                            owner=owner.pid if owner is not None else None)
     try:
-        res = sleep_on(TaskState.TASK_INTERRUPTIBLE, futex, lambda: futex.wakeups != from_)
+        res = sleep_on(TaskState.TASK_INTERRUPTIBLE, futex, lambda: me not in futex.waiters)
     finally:
         with futex.lock:
-            if me in futex.waiters:
+            if me in futex.waiters:  # a signal, or the plug: leave the queue
                 futex.waiters.remove(me)
     return 0 if res is SleepResult.WOKEN else -Errno.EINTR
 
 
 def futex_wake(futex: Futex, nr: int = 1) -> int:
-    """FUTEX_WAKE: wake up to ``nr`` waiters; how many were woken."""
+    """FUTEX_WAKE: take up to ``nr`` waiters off the queue, oldest first, and
+    wake them; how many were woken (4.6's futex_wake and mark_wake_futex)."""
     with futex.lock:
-        woken = list(futex.waiters[:nr])
-        futex.wakeups += 1
+        woken, futex.waiters[:nr] = futex.waiters[:nr], []
     for t in woken:
         wake_up_process(t)
     return len(woken)
@@ -145,6 +146,7 @@ def exit_robust_list(task: Task) -> None:
 
 
 def _me() -> Task:
+    """The calling task (futex calls are syscalls: never from the harness)."""
     t = current()
     if t is None:
         raise RuntimeError("futex_wait outside a task")

@@ -324,9 +324,9 @@ class Kernel:
         # The oom_reaper's state and thread, set by a reaper policy's boot;
         # the harness reads it through reaper_status().
         self.reaper: ReaperState | None = None
-        # The timer base and its softirq thread (ksoftirqd/0), started by the
+        # The timer base; its softirq thread (ksoftirqd/0) is started by the
         # first add_timer (kthreads/timer.py says why not at boot).
-        self.timers: TimerBase | None = None
+        self.timers = TimerBase()
         # khungtaskd's state and thread (None: hung_task_timeout is 0).
         self.khungtaskd: HungTaskState | None = None
         self.policy_ops.boot(self)

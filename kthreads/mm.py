@@ -88,8 +88,9 @@ class MMF(enum.IntFlag):
     #: on a use_mm'd mm to fail instead of reading zeroed pages. Nothing in
     #: the model reads it.
     MMF_UNSTABLE = 1 << 22
-    #: 5.18's (e4a38402, id not re-verified): the victim's delayed reap is
-    #: armed already (``queue_oom_reaper`` arms it once per mm).
+    #: 5.0's (9bcdeb51bd7d, id not re-verified): the mm was queued for the
+    #: reaper once already (``PolicyOps.reap_queued_once``); from 5.18 on
+    #: ``queue_oom_reaper`` sets it when it arms the delayed reap.
     MMF_OOM_REAP_QUEUED = 1 << 25
 
 

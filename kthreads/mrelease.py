@@ -18,9 +18,10 @@ the victim to run its exit. Return values (negated errno, as the syscall's):
 
 The semantics are those of 6.6's mm/oom_kill.c (the text read for
 docs/HISTORY-DESIGNS.md §1.11); 5.15.0's first version (884a7e5964e0, id
-not re-verified) checked MMF_OOM_SKIP before ``task_will_free_mem`` and took
-an mm_users reference instead of the 6.6 recheck under mmap_sem, which
-returns the same values in every case the lab can build. pidfd_open (5.3)
+not re-verified) pinned the mm with mmgrab as here, but tested
+MMF_OOM_SKIP (returning 0) before ``task_will_free_mem`` and did not test
+it again under mmap_sem; a later fix added the recheck. Both return the
+same values in every case the lab can build. pidfd_open (5.3)
 and pidfd_send_signal (5.1) are taken to exist exactly where
 process_mrelease does (``PolicyOps.process_mrelease_syscall``): no design
 between 4.14 and 5.15 is modelled, so on the older ones they are -ENOSYS
@@ -59,7 +60,8 @@ class Pidfd:
 
 
 def _released(task: Task) -> bool:
-    """The task was reaped by its parent: its pid leads nowhere (ESRCH)."""
+    """The task was reaped by its parent: its pid leads nowhere (ESRCH, as
+    5.15's ``pidfd_get_task``/``pidfd_open`` find no task for the pid)."""
     return bool(task.state & TaskState.EXIT_DEAD)
 
 
@@ -109,11 +111,15 @@ def process_mrelease(kernel: "Kernel", pidfd: Pidfd, flags: int = 0) -> int:
 
 @dataclass
 class _MreleaseResult:
+    """What one call freed (the lab's record; the syscall returns only its value)."""
+
     pages: int = 0  # freed by this call
     reaped: bool = False  # every reapable VMA was unmapped
 
 
 def _process_mrelease(kernel: "Kernel", pidfd: Pidfd, flags: int, res: _MreleaseResult) -> int:
+    """The syscall's body (6.6's ``SYSCALL_DEFINE2(process_mrelease, ...)``;
+    see the module docstring), filling ``res`` for the lab's record."""
     if not kernel.policy_ops.process_mrelease_syscall:
         return -Errno.ENOSYS
     if flags:

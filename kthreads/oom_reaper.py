@@ -41,7 +41,7 @@ from .sched import (OOM_SCORE_ADJ_MIN, Task, TaskState, fatal_signal_pending, sc
                     wake_up_process)
 from .snapshot import ReaperStatus
 from .stacktrace import sched_show_task
-from .timer import TimerList, add_timer
+from .timer import TimerList, add_timer, jiffies_now
 from .trace import LogLevel
 
 if TYPE_CHECKING:
@@ -101,8 +101,14 @@ class ReaperState:
     self_victim_mm_ids: set[int] = field(default_factory=set)
 
     def status(self) -> ReaperStatus:
-        # Each read once: the reaper may clear them meanwhile.
-        req = self.busy if self.queue is not None else self.mm_to_reap.read()
+        # Each read once: the reaper may clear them meanwhile. A victim on
+        # oom_reaper_list that the reaper has not popped yet counts as its
+        # work too: between a push and the pop the reaper is not idle.
+        if self.queue is not None:
+            waiting = list(self.queue)  # one copy: the list may change under us
+            req = self.busy or (waiting[0] if waiting else None)  # popped from the head
+        else:
+            req = self.mm_to_reap.read()
         mm = None
         if req is not None:
             mm = req.mm if req.mm is not None else (req.task.mm if req.task is not None else None)
@@ -119,7 +125,7 @@ class ReaperState:
             failed_live_mm_ids=frozenset(mm.id for mm in list(self.failed_mms) if not mm.freed))
 
 
-def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
+def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM, from_timer: bool = False) -> bool:
     """Hand the victim to the reaper; False if it was refused (the slot was
     busy, or the task is queued already), if there is no reaper, or once the
     plug is pulled (nothing is queued then).
@@ -129,15 +135,18 @@ def wake_oom_reaper(kernel: "Kernel", victim: "Task", mm: MM) -> bool:
     instead (``task_to_reap``, pinned with get_task_struct, which Python's
     references stand for). 03049269 and its follow-ups push it at the head
     of ``oom_reaper_list`` (LIFO) unless it is there already (af8e15cc, not
-    re-verified). The victim's pid and comm ride along for the lab's lines;
-    the ``reap_dropped`` event is the lab's."""
+    re-verified); from 5.0 (``reap_queued_once``) unless its mm was ever
+    queued (MMF_OOM_REAP_QUEUED). 5.18's timer callback (``from_timer``)
+    pushes without that test: queue_oom_reaper made it when arming. The
+    victim's pid and comm ride along for the lab's lines; the
+    ``reap_dropped`` event is the lab's."""
     state = kernel.reaper
     if state is None:
         return False
     try:
         with kernel.decision():
             if state.queue is not None:
-                return _push_reap(kernel, state, victim)
+                return _push_reap(kernel, state, victim, from_timer)
             return _queue_reap(kernel, state, victim, mm)
     except PlugPulled:
         return False
@@ -192,7 +201,7 @@ def queue_oom_reaper(kernel: "Kernel", tsk: "Task") -> bool:
             with state.list_lock:
                 state.armed += 1
             hz = kernel.clock.hz
-            expires = round(kernel.clock.now() * hz) + OOM_REAPER_DELAY_SECONDS * hz
+            expires = jiffies_now(kernel.clock) + OOM_REAPER_DELAY_SECONDS * hz
             add_timer(kernel, TimerList(lambda: _oom_reaper_timer(kernel, tsk), expires, "oom_reaper_timer"))
             kernel.lab(f"oom_reaper: pid {tsk.pid} ({tsk.comm}) will be queued in {OOM_REAPER_DELAY_SECONDS}*HZ "
                        f"(queue_oom_reaper's timer, jiffy {expires})", tsk)
@@ -211,10 +220,13 @@ def _oom_reaper_timer(kernel: "Kernel", tsk: "Task") -> None:
     mm = tsk.signal.oom_mm
     try:
         if mm.flags & MMF.MMF_OOM_SKIP:
-            kernel.lab(f"oom_reaper: pid {tsk.pid} ({tsk.comm}) not queued when its timer fired: "
-                       f"MMF_OOM_SKIP is set (its exit_mmap got there first)", state.task)
+            with kernel.decision():
+                kernel.lab(f"oom_reaper: pid {tsk.pid} ({tsk.comm}) not queued when its timer fired: "
+                           f"MMF_OOM_SKIP is set (its exit_mmap got there first)", state.task)
         else:
-            wake_oom_reaper(kernel, tsk, mm)
+            wake_oom_reaper(kernel, tsk, mm, from_timer=True)
+    except PlugPulled:
+        pass  # shutting down: queue nothing
     finally:
         # After the push: the reaper counts as busy from the arming on.
         with state.list_lock:
@@ -252,9 +264,17 @@ def _queue_reap(kernel: "Kernel", state: ReaperState, victim: "Task", mm: MM) ->
     return False
 
 
-def _push_reap(kernel: "Kernel", state: ReaperState, victim: "Task") -> bool:
+def _push_reap(kernel: "Kernel", state: ReaperState, victim: "Task", from_timer: bool = False) -> bool:
     queue = state.queue
     assert queue is not None
+    if kernel.policy_ops.reap_queued_once and not from_timer:
+        # 5.0's test_and_set_bit(MMF_OOM_REAP_QUEUED, &oom_mm->flags): an mm
+        # is queued once in its life, not just once at a time. Every caller
+        # holds oom_lock (the OOM killer's paths), so test and set cannot split.
+        oom_mm = victim.signal.oom_mm
+        if oom_mm is None or oom_mm.flags & MMF.MMF_OOM_REAP_QUEUED:
+            return False
+        oom_mm.flags |= MMF.MMF_OOM_REAP_QUEUED
     # oom_reaper_lock: the OOM killer pushes while the reaper pops; without
     # it a push racing a pop could lose one of the two list updates.
     # 4.9 (``signal_oom_mm``): the request carries signal->oom_mm, pinned
@@ -570,7 +590,9 @@ def _report_failure(kernel: "Kernel", state: ReaperState, req: ReapRequest, trie
     (``reaper_failure_shows_task``; 5.10.13's text) nothing is reported if
     MMF_OOM_SKIP is set by then (exit_mmap has the mm: 4.19 or so), and the
     victim's ``sched_show_task`` comes between the line and the lock dump
-    (5.6, "mm, oom: dump stack of victim when reaping failed")."""
+    (5.6, "mm, oom: dump stack of victim when reaping failed"). 4.14 has
+    no MMF_OOM_SKIP test there (``if (attempts <= MAX_OOM_REAP_RETRIES)
+    goto done;`` in the v4.14 text read, search id 24950849892)."""
     mm = req.mm if req.mm is not None else state.last_mm
     ops = kernel.policy_ops
     if ops.reaper_failure_shows_task and mm is not None and mm.flags & MMF.MMF_OOM_SKIP:

@@ -427,6 +427,12 @@ class PolicyOps:
     #: -EAGAIN: 93065ac753e4, "mm, oom: distinguish blockable mode for mmu
     #: notifiers" (4.19; id not re-verified).
     reaper_nonblocking_notifiers = False
+    #: ``wake_oom_reaper`` queues a victim only if its ``signal->oom_mm`` was
+    #: never queued before (``test_and_set_bit(MMF_OOM_REAP_QUEUED)``),
+    #: instead of af8e15cc's "not on the list right now": 9bcdeb51bd7d, "oom,
+    #: oom_reaper: do not enqueue same task twice" (5.0; id not re-verified).
+    #: A victim the reaper already popped is not reaped twice.
+    reap_queued_once = False
 
     def boot(self, kernel: "Kernel") -> None:
         """Start the design's kernel threads."""

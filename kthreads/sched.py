@@ -30,6 +30,7 @@ from .errors import Errno, PlugPulled, SigKill
 from .events import Ev
 
 if TYPE_CHECKING:
+    from .futex import RobustList
     from .kernel import Kernel
     from .lockdep import HeldLock
     from .mm import MM
@@ -142,7 +143,7 @@ class Task:
         self.kernel_pages: list[int] = []
         self.exit_reason: str | None = None
         # set_robust_list()'s head (kthreads/futex.py), walked at exit_mm.
-        self.robust_list: Any = None
+        self.robust_list: "RobustList | None" = None
         # Model time the current slow-path allocation started (None: not in it).
         self.alloc_since: float | None = None
         self.alloc_gfp: int | None = None

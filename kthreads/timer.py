@@ -28,6 +28,7 @@ from .cpu import SpinLock
 from .sched import Task, TaskState, sleep_on, wake_up_process
 
 if TYPE_CHECKING:
+    from .jiffies import Clock
     from .kernel import Kernel
 
 
@@ -43,11 +44,18 @@ class TimerList:
 
 @dataclass(eq=False)
 class TimerBase:
-    """The CPU's timer wheel (one CPU, so one base) and the thread that runs it."""
+    """The CPU's timer wheel (one CPU, so one base) and the thread that runs
+    it, once the first timer started it (``task``)."""
 
-    task: Task
+    task: Task | None = None
+    # timer_base.lock: the softirq thread takes expired timers off the list
+    # while a CPU adds one (unlocked, a timer added during the sweep is
+    # lost); and it decides who starts ksoftirqd/0 (two first add_timers
+    # must start one thread, and a timer added while it starts must not
+    # miss its wake-up).
     lock: SpinLock = field(default_factory=lambda: SpinLock("timer_base.lock"))
     pending: list[TimerList] = field(default_factory=list)
+    starting: bool = False
     fired: int = 0
 
     def armed(self) -> int:
@@ -55,32 +63,36 @@ class TimerBase:
         return len(self.pending)
 
 
-def start_timer_softirq(kernel: "Kernel") -> TimerBase:
-    """Start the timer base and its ``ksoftirqd/0`` thread (the lab's
-    stand-in for softirq context; see the module docstring): 4.6's
-    ``init_timers`` and ``spawn_ksoftirqd``, as one step, at first use."""
-    task = kernel.kthread_run("ksoftirqd/0", run_timer_softirq, start=False)
-    base = TimerBase(task)
-    kernel.timers = base
-    kernel.start(task)
-    return base
+def jiffies_now(clock: "Clock") -> int:
+    """The current jiffy, as the tick counts it: a virtual time a rounding
+    error short of a jiffy boundary is that jiffy (the lab's; ``Clock.jiffies``
+    truncates)."""
+    return int(clock.now() * clock.hz + 1e-6)
 
 
 def add_timer(kernel: "Kernel", timer: TimerList) -> None:
     """File ``timer`` (``add_timer``) and wake the softirq thread, which
-    recomputes its sleep: a new timer may expire before the earliest one."""
+    recomputes its sleep: a new timer may expire before the earliest one.
+    The first timer starts the thread (see the module docstring): 4.6's
+    ``init_timers`` and ``spawn_ksoftirqd``, at first use."""
     base = kernel.timers
-    if base is None:
-        base = start_timer_softirq(kernel)  # the first timer (see the module docstring)
-    # timer_base.lock: the softirq thread takes expired timers off the list
-    # while a CPU adds one; unlocked, a timer added during the sweep is lost.
     with base.lock:
         base.pending.append(timer)
-    wake_up_process(base.task)
+        start = base.task is None and not base.starting
+        base.starting = True
+        task = base.task
+    if start:
+        kernel.kthread_run("ksoftirqd/0", run_timer_softirq)
+    elif task is not None:
+        wake_up_process(task)
+    # else: the thread is being started and will find the timer when it
+    # takes the lock to publish itself (run_timer_softirq).
     kernel.poke()
 
 
 def _expired(base: TimerBase, now: int) -> list[TimerList]:
+    """Take the timers due at jiffy ``now`` off the base, earliest first
+    (the lab's sweep; the kernel's wheel cascades buckets)."""
     with base.lock:
         due = [t for t in base.pending if t.expires <= now]
         base.pending = [t for t in base.pending if t.expires > now]
@@ -94,11 +106,10 @@ def run_timer_softirq(task: Task) -> None:
     kernel = task.kernel
     base: TimerBase = kernel.timers
     clock = kernel.clock
+    with base.lock:
+        base.task = task  # from here on add_timer wakes us (see add_timer)
     while True:
-        # Whole jiffies, as the tick counts them: a wakeup a rounding error
-        # short of the expiry is the expiry.
-        now = round(clock.now() * clock.hz)
-        for timer in _expired(base, now):
+        for timer in _expired(base, jiffies_now(clock)):
             base.fired += 1
             timer.function()
         with base.lock:

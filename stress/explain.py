@@ -63,14 +63,15 @@ def explain(k: Kernel, outcome: Outcome, kill_at: float | None, aborts: int | No
                 flags = "is exiting with its mm"
             sentences.append(f"{_who(v)} {flags} but {wait_chain(k, v)}.")
         orphans = orphaned_futex_waiters(k.tasks())
-        if not blockers and orphans:
-            f = orphans[0].wchan
+        f = orphans[0].wchan if orphans else None  # once: it may be woken meanwhile
+        if not blockers and getattr(f, "kind", None) == "futex":
             owner = f.owner
             return (f"{_who(orphans[0])} sleeps in FUTEX_WAIT on {f.name}, whose owner "
                     f"{_who(owner) if owner is not None else '?'} died without marking it OWNER_DIED: "
                     f"its exit read a zero robust list head (the reaper had zapped that page "
                     f"{'first' if rs.reaped else 'or it was never mapped'}), so nobody will wake it. "
-                    f"No page was allocated and no task exited since {k.stats.last_progress:.3f} s.")
+                    f"No page was allocated, no task exited and nothing was reaped since "
+                    f"{k.stats.last_progress:.3f} s.")
         if not blockers:
             loopers = [t for t in k.tasks() if t.alloc_since is not None]
             nofs = [t for t in loopers if t.alloc_gfp is not None and not t.alloc_gfp & GFP.FS]

@@ -30,8 +30,12 @@ def nobody_can_run(tasks: Sequence[Task]) -> bool:
 def orphaned_futex_waiters(tasks: Sequence[Task]) -> list[Task]:
     """Live tasks asleep on a robust futex whose owner died without its
     robust list being walked (the head was zapped): nobody will wake them."""
-    return [t for t in tasks if t.state_letter not in "ZX" and getattr(t.wchan, "kind", None) == "futex"
-            and t.wchan.orphaned]
+    out = []
+    for t in tasks:
+        w = t.wchan  # once: a woken waiter clears it meanwhile
+        if t.state_letter not in "ZX" and getattr(w, "kind", None) == "futex" and w.orphaned:
+            out.append(t)
+    return out
 
 
 def locked_up(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.0) -> bool:
@@ -53,8 +57,10 @@ def locked_up(k: Kernel, tasks: Sequence[Task], window: float, since: float = 0.
     uninterruptible = any(t.state == TaskState.TASK_UNINTERRUPTIBLE for t in tasks)
     if uninterruptible:
         return False
-    if orphaned_futex_waiters(tasks):
-        return all(t.state_letter != "R" for t in tasks if t.state_letter not in "ZX")
+    live = [t for t in tasks if t.state_letter not in "ZX"]
+    if orphaned_futex_waiters(live):
+        # Every live task sleeps or loops in the allocator: nobody will wake the waiter.
+        return all(t.state_letter != "R" or t.alloc_since is not None for t in live)
     return nobody_can_run(tasks)
 
 

@@ -208,7 +208,7 @@ def lockup_evidence(r: Replay, window: float | None) -> Evidence:
         elif r.orphaned_futex_waiters():
             # As the model's verdict: a waiter on a robust futex whose owner's
             # exit read a zapped list head, nobody able to run.
-            if not all(t.sleep is not None for t in live):
+            if not all(t.sleep is not None or t.alloc is not None for t in live):
                 missing.append("a task waits on an orphaned robust futex, but another can still run")
         elif not any(t.alloc is not None for t in live):
             missing.append("no hung-task report, and nobody loops in the allocator")

@@ -377,15 +377,12 @@ class Replay:
             return
         self._reaper_done(mm, e.pid)
         self.reaped_mms[mm] = (e.t, e.integer("pages", 0))
-        if e.integer("pages", 0):
-            self.last_progress = e.t  # as the model: memory freed is progress
         self._marker(e, f"oom_reaper reaped pid {e.pid}: {e.get('pages')} pages")
 
     def on_process_mrelease(self, e: Event) -> None:
         self.mreleases.append(dict(e.fields, pid=e.pid, t=e.t))
         if e.integer("pages", 0):
             self.last_progress = e.t  # as the model: memory freed is progress
-        if e.integer("pages", 0):
             self._marker(e, f"process_mrelease by pid {e.pid} reaped pid {e.get('target')}: "
                             f"{e.get('pages')} pages" + ("" if e.flag("reaped") else " (in part)"))
 
