@@ -114,7 +114,9 @@ def unreapable_mms(k: Kernel) -> frozenset[int]:
     (unkillable sharer), or a victim marked without a kill by a design
     before 4.7 (which hands such victims to nobody)."""
     rs = k.reaper_status()
-    return rs.dropped_mm_ids | rs.forbidden_mm_ids | rs.self_victim_mm_ids
+    # A self-victim's mm may still be reaped later, through a kill of its
+    # process: then it was reaped, not unreaped.
+    return rs.dropped_mm_ids | rs.forbidden_mm_ids | (rs.self_victim_mm_ids - rs.reaped_mm_ids)
 
 
 def lockup_shape(k: Kernel) -> Shape:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kthreads import (Completion, Mutex, RwSemaphore, TaskState, VmaSpec,
+from kthreads import (Completion, TaskState, VmaSpec,
                       schedule_timeout, send_sigkill)
 from kthreads.kallsyms import (EXIT_KILLED, KERNEL_FRAMES, KERNEL_TEXT, KTHREAD_TAIL, SITE_FAULT,
                                SITE_MMAP, SITE_SYSCALL, SITE_WRITE, TEXT_SPAN, ip_sym,
@@ -18,7 +18,7 @@ from kthreads.mm import vm_mmap_write_lock
 from kthreads.stacktrace import (DIRECT_MAP, THREAD_SIZE, kernel_call_trace, model_call_trace,
                                  model_call_traces, sched_show_task, thread_saved_pc)
 from stress import EpisodeConfig, SCENARIOS, get_scenario, run_episode
-from util import CONTROLLED, exited, park_uninterruptible
+from util import CONTROLLED, exited, park_uninterruptible, sleepers_of_every_kind
 
 # -- 4.6's formats ----------------------------------------------------------------
 #: check_hung_task()
@@ -125,32 +125,8 @@ def asleep_on(task, obj):
 
 def test_user_and_kernel_threads_end_their_stacks_where_4_6_does(boot):
     k = boot()
-    never = Completion()
-    m, sem = Mutex("lock0", k), RwSemaphore("&mm->mmap_sem", k)
-    release = Completion()
-
-    def holder(t):
-        with m:
-            sem.down_write()
-            release.wait_for_completion()
-            sem.up_write()
-
-    def waits_mutex(t):
-        with m:
-            pass
-
-    def faults(t):
-        with sem.read():
-            pass
-
-    h = k.fork("holder", holder)
-    assert k.wait_until(lambda: sem.owner is h, 2)
-    p = k.fork("parked", park_uninterruptible(never))
-    w = k.fork("mutexer", waits_mutex)
-    f = k.fork("faulter", faults)
-    kt = k.kthread_run("kt", park_uninterruptible(never))
-    assert k.wait_until(lambda: asleep_on(p, never)() and asleep_on(w, m)() and asleep_on(f, sem)()
-                        and asleep_on(kt, never)(), 2)
+    z = sleepers_of_every_kind(k)
+    h, p, w, f, kt = z.tasks()
     completion = ["schedule", "schedule_timeout", "wait_for_completion"]
     assert trace_of(p) == completion + list(SITE_SYSCALL)
     assert trace_of(kt) == completion + list(KTHREAD_TAIL)
@@ -167,9 +143,7 @@ def test_user_and_kernel_threads_end_their_stacks_where_4_6_does(boot):
     ps = PS.match(sched_show_task(kt, stacks[kt.pid])[0])
     assert int(ps["ppid"]) == 2 and ps["state"] == "D"  # kthreadd's child
     assert int(PS.match(sched_show_task(p)[0])["ppid"]) == 1
-    release.complete()
-    never.complete_all()
-    assert k.wait_until(exited(h, p, w, f, kt), 2)
+    z.finish(k)
     # A task that is gone has no stack: the header and an empty trace.
     assert sched_show_task(p)[1:] == ["Call Trace:"]
 

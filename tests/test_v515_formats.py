@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from kthreads import (Completion, Mutex, Policy, RwSemaphore, TaskState, VmaSpec, schedule_timeout,
+from kthreads import (Completion, Mutex, Policy, TaskState, VmaSpec, schedule_timeout,
                       send_sigkill)
 from kthreads.kallsyms import symbol_size, symbol_start
 from kthreads.lockdep import debug_show_all_locks, debug_show_held_locks, print_lock
 from kthreads.stacktrace import kernel_call_trace, model_call_trace, sched_show_task
 from stress import SCENARIOS
-from util import CONTROLLED, dmesg_texts, exited, park_uninterruptible, run_controlled
+from util import CONTROLLED, dmesg_texts, exited, park_uninterruptible, run_controlled, sleepers_of_every_kind
 
 FIVE = [Policy.V5_15, Policy.V5_18]
 
@@ -469,31 +469,8 @@ def trace_of(t) -> list[str]:
 def test_call_traces_name_each_trees_functions(boot, policy):
     names = TREE_NAMES[policy]
     k = boot(policy=policy)
-    never, release = Completion(), Completion()
-    m, sem = Mutex("lock0", k), RwSemaphore("&mm->mmap_sem", k)
-
-    def holder(t):
-        with m:
-            sem.down_write()
-            release.wait_for_completion()
-            sem.up_write()
-
-    def waits_mutex(t):
-        with m:
-            pass
-
-    def faults(t):
-        with sem.read():
-            pass
-
-    h = k.fork("holder", holder)
-    assert k.wait_until(lambda: sem.owner is h, 2)
-    p = k.fork("parked", park_uninterruptible(never))
-    w = k.fork("mutexer", waits_mutex)
-    f = k.fork("faulter", faults)
-    kt = k.kthread_run("kt", park_uninterruptible(never))
-    assert k.wait_until(lambda: all(x.state_letter == "D" for x in (p, w, f, kt)) and
-                        w.wchan is m and f.wchan is sem, 2)
+    z = sleepers_of_every_kind(k)
+    h, p, w, f, kt = z.tasks()
     assert trace_of(p) == names["completion"] + names["entry"]
     assert trace_of(kt) == names["completion"] + ["kthread", "ret_from_fork"]
     assert trace_of(h) == names["completion"] + names["mmap"]
@@ -506,9 +483,7 @@ def test_call_traces_name_each_trees_functions(boot, policy):
     lines = sched_show_task(w)
     entries = [line for line in lines[2:] if "+0x" in line]
     assert [re.search(r"(\S+)\+0x", line)[1] for line in entries] == names["mutex"]
-    release.complete()
-    never.complete_all()
-    assert k.wait_until(exited(h, p, w, f, kt), 2)
+    z.finish(k)
 
 
 @pytest.mark.parametrize("policy", [Policy.V4_14, *FIVE])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from kthreads import Completion, Kernel, Policy, Sched, SchedConfig, Task, VmaSpec, return_to_user
+from kthreads import (Completion, Kernel, Mutex, Policy, RwSemaphore, Sched, SchedConfig, Task, VmaSpec,
+                      return_to_user)
 from stress import EpisodeConfig, EpisodeResult, get_scenario, run_episode
 from stress.scenarios import pages_leaving
 
@@ -86,3 +88,57 @@ def stuck_victim(k: Kernel, release: Completion) -> tuple[Task, Task]:
     m = k.clone_thread(v, "mmapper", mmapper)
     assert k.wait_until(lambda: v.mm.mmap_sem.owner is m, 5)
     return v, m
+
+
+@dataclass
+class Sleepers:
+    """One task asleep in each way a stack can end (the call-trace tests')."""
+
+    holder: Task  # holds lock0 and mmap_sem for write, asleep on ``release``
+    parked: Task  # asleep on ``never`` in a system call
+    mutexer: Task  # asleep on lock0
+    faulter: Task  # asleep on mmap_sem for read, as a page fault
+    kthread: Task  # a kernel thread asleep on ``never``
+    lock0: Mutex
+    sem: RwSemaphore
+    never: Completion
+    release: Completion
+
+    def tasks(self) -> tuple[Task, ...]:
+        return self.holder, self.parked, self.mutexer, self.faulter, self.kthread
+
+    def finish(self, k: Kernel) -> None:
+        """Let everybody go and wait until they have exited."""
+        self.release.complete()
+        self.never.complete_all()
+        assert k.wait_until(exited(*self.tasks()), 2)
+
+
+def sleepers_of_every_kind(k: Kernel) -> Sleepers:
+    never, release = Completion(), Completion()
+    m, sem = Mutex("lock0", k), RwSemaphore("&mm->mmap_sem", k)
+
+    def holder(t: Task) -> None:
+        with m:
+            sem.down_write()
+            release.wait_for_completion()
+            sem.up_write()
+
+    def waits_mutex(t: Task) -> None:
+        with m:
+            pass
+
+    def faults(t: Task) -> None:
+        with sem.read():
+            pass
+
+    h = k.fork("holder", holder)
+    assert k.wait_until(lambda: sem.owner is h, 2)
+    p = k.fork("parked", park_uninterruptible(never))
+    w = k.fork("mutexer", waits_mutex)
+    f = k.fork("faulter", faults)
+    kt = k.kthread_run("kt", park_uninterruptible(never))
+    assert k.wait_until(lambda: all(x.state_letter == "D" for x in (p, w, f, kt)) and p.wchan is never
+                        and w.wchan is m and f.wchan is sem and kt.wchan is never, 2)
+    return Sleepers(h, p, w, f, kt, m, sem, never, release)
+

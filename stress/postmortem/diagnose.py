@@ -77,7 +77,8 @@ def _self_victim_mms(r: Replay) -> set[int | None]:
     except (ValueError, KeyError):
         return set()
     killed = {kill.get("pid") for kill in r.kills}
-    return {_victim_mm(r, pid) for pid in r.marked if pid not in killed}
+    # Reaped later after all (through a kill of its process): not unqueued.
+    return {_victim_mm(r, pid) for pid in r.marked if pid not in killed} - set(r.reaped_mms)
 
 
 def exiting_task_rule(policy: object) -> bool:
