@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from kthreads import (Completion, TaskState, VmaSpec,
-                      schedule_timeout, send_sigkill)
+from kthreads import Completion, TaskState, VmaSpec, schedule_timeout
 from kthreads.kallsyms import (EXIT_KILLED, KERNEL_FRAMES, KERNEL_TEXT, KTHREAD_TAIL, SITE_FAULT,
                                SITE_MMAP, SITE_SYSCALL, SITE_WRITE, TEXT_SPAN, ip_sym,
                                return_offset, symbol_size, symbol_start)
@@ -18,7 +17,7 @@ from kthreads.mm import vm_mmap_write_lock
 from kthreads.stacktrace import (DIRECT_MAP, THREAD_SIZE, kernel_call_trace, model_call_trace,
                                  model_call_traces, sched_show_task, thread_saved_pc)
 from stress import EpisodeConfig, SCENARIOS, get_scenario, run_episode
-from util import CONTROLLED, exited, park_uninterruptible, sleepers_of_every_kind
+from util import CONTROLLED, exited, killed_in_exit_mm, sleepers_of_every_kind
 
 # -- 4.6's formats ----------------------------------------------------------------
 #: check_hung_task()
@@ -150,19 +149,7 @@ def test_user_and_kernel_threads_end_their_stacks_where_4_6_does(boot):
 
 def test_a_killed_task_stuck_in_exit_mm_shows_the_signal_exit_path(boot):
     k = boot()
-    never, release = Completion(), Completion()
-
-    def mmapper(t):
-        with t.mm.mmap_sem.write():
-            release.wait_for_completion()
-
-    v = k.fork("victim", park_uninterruptible(never), vmas=[VmaSpec(pages=2)])
-    m = k.clone_thread(v, "mmapper", mmapper)
-    sem = v.mm.mmap_sem
-    assert k.wait_until(lambda: sem.owner is m, 2)
-    send_sigkill(v)
-    never.complete_all()  # the victim heads back to user space, notices the kill, exits
-    assert k.wait_until(asleep_on(v, sem), 2)
+    v, m, release = killed_in_exit_mm(k)
     assert trace_of(v) == ["schedule", "rwsem_down_read_failed", "call_rwsem_down_read_failed",
                            "down_read", "exit_mm", "do_exit", *EXIT_KILLED]
     lines = sched_show_task(v)

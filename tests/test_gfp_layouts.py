@@ -15,7 +15,7 @@ from kthreads import (GFP, GFP_ATOMIC, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOF
                       Policy, VmaSpec, alloc_pages)
 from kthreads.gfp import GfpLayout, format_gfp, gfp_value
 from kthreads.kernel import POLICY_OPS
-from util import CONTROLLED, dmesg_texts, exited, pages_left, park_killable, run_controlled
+from util import CONTROLLED, dmesg_texts, exited, pages_left, park_killable, run_controlled, stall_warnings
 
 #: Policy -> (its layout, GFP_KERNEL, GFP_HIGHUSER_MOVABLE as that tree prints them).
 EXPECTED: dict[Policy, tuple[GfpLayout, int, int]] = {
@@ -106,12 +106,5 @@ def test_the_oom_header_prints_gfp_highuser_movable_in_the_trees_numbering(boot,
 @pytest.mark.parametrize("policy, value", [(Policy.V4_9, 0x2400040), (Policy.V4_14, 0x1400040)])
 def test_the_stall_warning_prints_gfp_nofs_in_the_trees_numbering(boot, policy, value):
     k = boot(policy=policy, sched=CONTROLLED, nr_pages=1024, hung_task_timeout=0, alloc_stall_secs=0.5)
-    done = Completion("hog-done")
-    hog = k.fork("hog", park_killable(done), vmas=[VmaSpec(pages=pages_left(k, 4))])
-    t = k.fork("nofs", lambda t: alloc_pages(GFP_NOFS))
-    assert k.wait_until(lambda: t.alloc_since is not None and k.clock.now() - t.alloc_since > 1.2, 5,
-                        idle_ok=True)
-    lines = [s for s in dmesg_texts(k) if "page allocation stalls" in s]
+    lines = stall_warnings(k)
     assert lines and all(f", mode:{value:#x}(GFP_NOFS)" in s for s in lines)
-    done.complete()
-    assert k.wait_until(exited(t, hog), 5)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from kthreads import (Completion, Mutex, Policy, TaskState, VmaSpec, schedule_timeout,
-                      send_sigkill)
+from kthreads import Completion, Mutex, Policy, TaskState, VmaSpec, schedule_timeout
 from kthreads.kallsyms import symbol_size, symbol_start
 from kthreads.lockdep import debug_show_all_locks, debug_show_held_locks, print_lock
 from kthreads.stacktrace import kernel_call_trace, model_call_trace, sched_show_task
 from stress import SCENARIOS
-from util import CONTROLLED, dmesg_texts, exited, park_uninterruptible, run_controlled, sleepers_of_every_kind
+from util import (CONTROLLED, dmesg_texts, exited, killed_in_exit_mm, park_uninterruptible, run_controlled,
+                  sleepers_of_every_kind)
 
 FIVE = [Policy.V5_15, Policy.V5_18]
 
@@ -489,19 +489,7 @@ def test_call_traces_name_each_trees_functions(boot, policy):
 @pytest.mark.parametrize("policy", [Policy.V4_14, *FIVE])
 def test_a_killed_task_in_exit_mm_shows_each_trees_signal_path(boot, policy):
     k = boot(policy=policy)
-    never, release = Completion(), Completion()
-
-    def mmapper(t):
-        with t.mm.mmap_sem.write():
-            release.wait_for_completion()
-
-    v = k.fork("victim", park_uninterruptible(never), vmas=[VmaSpec(pages=2)])
-    mm_thread = k.clone_thread(v, "mmapper", mmapper)
-    sem = v.mm.mmap_sem
-    assert k.wait_until(lambda: sem.owner is mm_thread, 2)
-    send_sigkill(v)
-    never.complete_all()
-    assert k.wait_until(lambda: v.state_letter == "D" and v.wchan is sem, 2)
+    v, mm_thread, release = killed_in_exit_mm(k)
     assert trace_of(v) == TREE_NAMES[policy]["exit"]
     release.complete()
     assert k.wait_until(exited(v, mm_thread), 2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from kthreads import (Completion, Kernel, Mutex, Policy, RwSemaphore, Sched, SchedConfig, Task, VmaSpec,
-                      return_to_user)
+from kthreads import (GFP_NOFS, Completion, Kernel, Mutex, Policy, RwSemaphore, Sched, SchedConfig, Task,
+                      VmaSpec, alloc_pages, return_to_user, send_sigkill)
 from stress import EpisodeConfig, EpisodeResult, get_scenario, run_episode
 from stress.scenarios import pages_leaving
 
@@ -141,4 +141,39 @@ def sleepers_of_every_kind(k: Kernel) -> Sleepers:
     assert k.wait_until(lambda: all(x.state_letter == "D" for x in (p, w, f, kt)) and p.wchan is never
                         and w.wchan is m and f.wchan is sem and kt.wchan is never, 2)
     return Sleepers(h, p, w, f, kt, m, sem, never, release)
+
+
+def stall_warnings(k: Kernel) -> list[str]:
+    """A GFP_NOFS allocation loops for 1.2 model seconds beside a hog that
+    leaves 4 pages free (boot with ``alloc_stall_secs=0.5``); both are then
+    let go. The "page allocation stalls" lines printed meanwhile."""
+    done = Completion("hog-done")
+    hog = k.fork("hog", park_killable(done), vmas=[VmaSpec(pages=pages_left(k, 4))])
+    t = k.fork("nofs", lambda t: alloc_pages(GFP_NOFS))
+    assert k.wait_until(lambda: t.alloc_since is not None and k.clock.now() - t.alloc_since > 1.2, 5,
+                        idle_ok=True)
+    lines = [s for s in dmesg_texts(k) if "page allocation stalls" in s]
+    done.complete()
+    assert k.wait_until(exited(t, hog), 5)
+    return lines
+
+
+def killed_in_exit_mm(k: Kernel) -> tuple[Task, Task, Completion]:
+    """A victim SIGKILLed while its mmapper thread holds its mmap_sem for
+    write: it sleeps in exit_mm's down_read until ``release`` (returned,
+    with the victim and the mmapper) is completed."""
+    never, release = Completion(), Completion()
+
+    def mmapper(t: Task) -> None:
+        with t.mm.mmap_sem.write():
+            release.wait_for_completion()
+
+    v = k.fork("victim", park_uninterruptible(never), vmas=[VmaSpec(pages=2)])
+    m = k.clone_thread(v, "mmapper", mmapper)
+    sem = v.mm.mmap_sem
+    assert k.wait_until(lambda: sem.owner is m, 2)
+    send_sigkill(v)
+    never.complete_all()  # the victim heads back to user space, notices the kill, exits
+    assert k.wait_until(lambda: v.state_letter == "D" and v.wchan is sem, 2)
+    return v, m, release
 
