@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kthreads import Completion, TaskState, VmaSpec, schedule_timeout
+from kthreads import Completion, VmaSpec, schedule_timeout
 from kthreads.kallsyms import (EXIT_KILLED, KERNEL_FRAMES, KERNEL_TEXT, KTHREAD_TAIL, SITE_FAULT,
                                SITE_MMAP, SITE_SYSCALL, SITE_WRITE, TEXT_SPAN, ip_sym,
                                return_offset, symbol_size, symbol_start)
@@ -17,7 +17,7 @@ from kthreads.mm import vm_mmap_write_lock
 from kthreads.stacktrace import (DIRECT_MAP, THREAD_SIZE, kernel_call_trace, model_call_trace,
                                  model_call_traces, sched_show_task, thread_saved_pc)
 from stress import EpisodeConfig, SCENARIOS, get_scenario, run_episode
-from util import CONTROLLED, exited, killed_in_exit_mm, sleepers_of_every_kind
+from util import CONTROLLED, exited, killed_in_exit_mm, sleepers_of_every_kind, spinning
 
 # -- 4.6's formats ----------------------------------------------------------------
 #: check_hung_task()
@@ -162,20 +162,9 @@ def test_a_killed_task_stuck_in_exit_mm_shows_the_signal_exit_path(boot):
 
 def test_a_running_task_prints_running_task_instead_of_a_saved_pc(boot):
     k = boot()
-    stop: list[bool] = []
-
-    def spinner(t):
-        while not stop:
-            schedule_timeout(TaskState.TASK_RUNNING, 1)
-
-    s = k.fork("spinner", spinner)
-    try:
-        assert k.wait_until(lambda: s.nvcsw > 0, 2)
+    with spinning(k) as s:
         line = sched_show_task(s)[0]
         assert PS.match(line) and line.startswith("spinner         R  running task        0 ")
-    finally:
-        stop.append(True)
-    assert k.wait_until(exited(s), 2)
 
 
 def test_the_saved_pc_is_a_stable_address_in_the_tasks_own_stack_page(boot):

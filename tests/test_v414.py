@@ -8,10 +8,9 @@ from kthreads import GFP_KERNEL, GFP_NOFS, Completion, Ev, Mutex, Policy, VmaSpe
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF, exit_aio, mmdrop, mmgrab
 from kthreads.designs import V49Ops, V414Ops
-from kthreads.policy import PolicyOps
 from stress import Outcome
 from stress.ftrace import TraceInput, ftrace_lines
-from util import CONTROLLED, exited, park_killable, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stall_warnings
+from util import assert_first_to_set, CONTROLLED, exited, park_killable, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stall_warnings
 
 V414_FLAGS = ("reaper_exit_mmap_concurrent", "header_nodemask", "stall_warning_nodemask",
               "hung_task_all_locks_once_per_scan")
@@ -26,11 +25,7 @@ def test_v414_is_v49_plus_its_flags_and_no_earlier_design_has_one():
     assert ops is V414Ops and issubclass(ops, V49Ops)
     assert ops.release == "4.14.0" and ops.commit == "v4.14" and ops.signal_oom_mm
     assert ops.reaper_takes_oom_lock and ops.reaper_sets_oom_skip and not ops.rwsem_handoff
-    earlier = list(Policy)[:list(Policy).index(Policy.V4_14)]
-    for flag in V414_FLAGS + V414_ALSO:
-        assert getattr(ops, flag) is True, flag
-        assert getattr(PolicyOps, flag) is False, flag
-        assert all(getattr(POLICY_OPS[p], flag) is False for p in earlier), flag
+    assert_first_to_set(Policy.V4_14, V414_FLAGS + V414_ALSO)
 
 
 @pytest.mark.parametrize("policy", [Policy.V4_9, Policy.V4_14])

@@ -9,9 +9,8 @@ from kthreads.mm import MMF, mmget, mmput_async, vm_mmap_write_lock
 from kthreads.oom_kill import OomScan, signal_oom_victims, task_will_free_mem
 from kthreads.designs import QueueOps, V47Ops
 from kthreads.oom_reaper import try_oom_reaper
-from kthreads.policy import PolicyOps
 from stress import Outcome
-from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded, pages_left, stuck_victim
+from util import assert_first_to_set, CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded, pages_left, stuck_victim
 
 V47_FLAGS = ("nofs_check_in_out_of_memory", "mmf_oom_reaped", "reaper_clears_memdie_always",
              "reaper_takes_oom_lock", "oom_scan_processes", "task_will_free_mem_group",
@@ -28,11 +27,7 @@ def test_v47_is_queue_plus_its_flags_and_no_earlier_design_has_one():
     ops = POLICY_OPS[Policy.V4_7]
     assert ops is V47Ops and issubclass(ops, QueueOps)
     assert ops.release == "4.7.0" and ops.commit == "v4.7" and ops.reaper_list and ops.oom_reaper_reports
-    for flag in V47_FLAGS:
-        assert getattr(ops, flag) is True, flag
-        assert getattr(PolicyOps, flag) is False, flag
-        earlier = list(Policy)[:list(Policy).index(Policy.V4_7)]  # later designs build on v4.7
-        assert all(getattr(POLICY_OPS[p], flag) is False for p in earlier), flag
+    assert_first_to_set(Policy.V4_7, V47_FLAGS)
 
 
 # -- the GFP_NOFS test in out_of_memory, after the self-victim shortcut (3da88fb3) ----------

@@ -7,10 +7,9 @@ from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF
 from kthreads.oom_kill import OomScan, oom_scan_process_thread, task_will_free_mem
 from kthreads.designs import V47Ops, V48Ops
-from kthreads.policy import PolicyOps
 from kthreads.sched import PF
 from stress import Outcome
-from util import CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stuck_victim
+from util import assert_first_to_set, CONTROLLED, exited, park_killable, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stuck_victim
 
 V48_FLAGS = ("oom_kill_all_sharers", "shared_oom_score_adj", "task_will_free_mem_mm",
              "oom_scan_skips_reaped", "reaper_gives_up_twice", "reaper_mmget_after_trylock")
@@ -22,11 +21,7 @@ def test_v48_is_v47_plus_its_flags_and_no_earlier_design_has_one():
     ops = POLICY_OPS[Policy.V4_8]
     assert ops is V48Ops and issubclass(ops, V47Ops)
     assert ops.release == "4.8.0" and ops.commit == "v4.8" and ops.reap_self_victims
-    earlier = list(Policy)[:list(Policy).index(Policy.V4_8)]
-    for flag in V48_FLAGS:
-        assert getattr(ops, flag) is True, flag
-        assert getattr(PolicyOps, flag) is False, flag
-        assert all(getattr(POLICY_OPS[p], flag) is False for p in earlier), flag
+    assert_first_to_set(Policy.V4_8, V48_FLAGS)
 
 
 # -- every sharer killed, OOM_SCORE_ADJ_MIN ones too (97fd49c2) ------------------------------

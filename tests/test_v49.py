@@ -9,10 +9,9 @@ from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF
 from kthreads.oom_kill import OomScan, oom_scan_process_thread, select_bad_process, tsk_is_oom_victim
 from kthreads.designs import V48Ops, V49Ops
-from kthreads.policy import PolicyOps
 from kthreads.sched import PF
 from stress import Outcome
-from util import CONTROLLED, exited, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stall_warnings, stuck_victim
+from util import assert_first_to_set, CONTROLLED, exited, park_uninterruptible, run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stall_warnings, stuck_victim
 
 V49_FLAGS = ("signal_oom_mm", "oom_evaluate_task", "reaper_sets_oom_skip", "reap_kthread_shared_mm",
              "warns_alloc_stalls", "hung_task_shows_all_locks", "sched_show_task_no_pc")
@@ -26,11 +25,7 @@ def test_v49_is_v48_plus_its_flags_and_no_earlier_design_has_one():
     ops = POLICY_OPS[Policy.V4_9]
     assert ops is V49Ops and issubclass(ops, V48Ops)
     assert ops.release == "4.9.0" and ops.commit == "v4.9" and ops.oom_kill_all_sharers
-    earlier = list(Policy)[:list(Policy).index(Policy.V4_9)]
-    for flag in V49_FLAGS:
-        assert getattr(ops, flag) is True, flag
-        assert getattr(PolicyOps, flag) is False, flag
-        assert all(getattr(POLICY_OPS[p], flag) is False for p in earlier), flag
+    assert_first_to_set(Policy.V4_9, V49_FLAGS)
     for flag in V49_OFF:
         assert getattr(ops, flag) is False and getattr(V48Ops, flag) is True, flag
 

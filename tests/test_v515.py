@@ -8,11 +8,10 @@ from kthreads.designs import V414Ops, V515Ops
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF
 from kthreads.mrelease import SIGKILL, Pidfd, pidfd_open, pidfd_send_signal, process_mrelease
-from kthreads.policy import PolicyOps
 from stress import EpisodeConfig, Outcome, get_scenario, run_episode
 from stress.postmortem import analyze, load_jsonl
-from util import (CONTROLLED, SCHEDS, exited, park_killable, park_uninterruptible, run_controlled as run,
-                  recorded as events, dmesg_texts as texts, pages_left, stuck_victim)
+from util import (CONTROLLED, SCHEDS, assert_first_to_set, exited, park_killable, park_uninterruptible,
+                  run_controlled as run, recorded as events, dmesg_texts as texts, pages_left, stuck_victim)
 
 EINVAL, ESRCH, EINTR, EAGAIN, ENOSYS = (-Errno.EINVAL, -Errno.ESRCH, -Errno.EINTR, -Errno.EAGAIN,
                                        -Errno.ENOSYS)
@@ -23,10 +22,7 @@ def test_v515_is_v414_plus_process_mrelease():
     ops = POLICY_OPS[Policy.V5_15]
     assert ops is V515Ops and issubclass(ops, V414Ops) and ops.release == "5.15.0"
     assert ops.rwsem_handoff and not ops.reaper_takes_oom_lock and not ops.warns_alloc_stalls
-    earlier = list(Policy)[:list(Policy).index(Policy.V5_15)]
-    for flag in ("process_mrelease_syscall", "reaper_nonblocking_notifiers"):
-        assert getattr(ops, flag) is True and getattr(PolicyOps, flag) is False
-        assert all(getattr(POLICY_OPS[p], flag) is False for p in earlier), flag
+    assert_first_to_set(Policy.V5_15, ("process_mrelease_syscall", "reaper_nonblocking_notifiers"))
 
 
 # -- the scenario: 0, EINVAL and ESRCH -------------------------------------------------------

@@ -18,7 +18,7 @@ from kthreads.lockdep import debug_show_all_locks, debug_show_held_locks, print_
 from kthreads.stacktrace import kernel_call_trace, model_call_trace, sched_show_task
 from stress import SCENARIOS
 from util import (CONTROLLED, dmesg_texts, exited, killed_in_exit_mm, park_uninterruptible, run_controlled,
-                  sleepers_of_every_kind)
+                  sleepers_of_every_kind, spinning)
 
 FIVE = [Policy.V5_15, Policy.V5_18]
 
@@ -325,21 +325,10 @@ def test_sched_show_task_prints_59s_labelled_line_and_an_addressless_trace(boot,
 
 def test_a_running_task_prints_running_task_in_the_labelled_line(boot):
     k = boot(policy=Policy.V5_15)
-    stop: list[bool] = []
-
-    def spinner(t):
-        while not stop:
-            schedule_timeout(TaskState.TASK_RUNNING, 1)
-
-    s = k.fork("spinner", spinner)
-    try:
-        assert k.wait_until(lambda: s.nvcsw > 0, 2)
+    with spinning(k) as s:
         line = sched_show_task(s)[0]
         assert classify(line)[0] == "sched_running"
         assert line.startswith("task:spinner         state:R  running task     stack:    0 pid:")
-    finally:
-        stop.append(True)
-    assert k.wait_until(exited(s), 2)
 
 
 def test_v414s_sched_show_task_and_trace_keep_their_4x_form(boot):

@@ -8,20 +8,16 @@ from kthreads.designs import V515Ops, V518Ops
 from kthreads.kernel import POLICY_OPS
 from kthreads.mm import MMF
 from kthreads.oom_reaper import freeze_oom_reaper, thaw_oom_reaper
-from kthreads.policy import PolicyOps
 from kthreads.timer import TimerList, add_timer
 from stress import Outcome
-from util import CONTROLLED, exited, pages_left, park_uninterruptible, run_controlled as run, recorded as events
+from util import assert_first_to_set, CONTROLLED, exited, pages_left, park_uninterruptible, run_controlled as run, recorded as events
 
 
 def test_v518_is_v515_plus_the_delay_and_mlocked_reaping():
     assert Policy.V5_18.previous is Policy.V5_15 and Policy.parse("v5.18") is Policy.V5_18
     ops = POLICY_OPS[Policy.V5_18]
     assert ops is V518Ops and issubclass(ops, V515Ops) and ops.release == "5.18.0"
-    earlier = list(Policy)[:list(Policy).index(Policy.V5_18)]
-    for flag in ("reaper_delay", "reap_mlocked_vmas"):
-        assert getattr(ops, flag) is True and getattr(PolicyOps, flag) is False
-        assert all(getattr(POLICY_OPS[p], flag) is False for p in earlier), flag
+    assert_first_to_set(Policy.V5_18, ("reaper_delay", "reap_mlocked_vmas"))
 
 
 # -- the delay ----------------------------------------------------------------------------

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 from kthreads import (GFP_NOFS, Completion, Kernel, Mutex, Policy, RwSemaphore, Sched, SchedConfig, Task,
-                      VmaSpec, alloc_pages, return_to_user, send_sigkill)
+                      TaskState, VmaSpec, alloc_pages, return_to_user, schedule_timeout, send_sigkill)
+from kthreads.kernel import POLICY_OPS
+from kthreads.policy import PolicyOps
 from stress import EpisodeConfig, EpisodeResult, get_scenario, run_episode
 from stress.scenarios import pages_leaving
 
@@ -176,4 +180,34 @@ def killed_in_exit_mm(k: Kernel) -> tuple[Task, Task, Completion]:
     never.complete_all()  # the victim heads back to user space, notices the kill, exits
     assert k.wait_until(lambda: v.state_letter == "D" and v.wchan is sem, 2)
     return v, m, release
+
+
+def assert_first_to_set(policy: Policy, flags: Iterable[str]) -> None:
+    """Each flag is on in ``policy``'s ops and off in ``PolicyOps`` and in
+    every design before it: ``policy`` is the change that brings it."""
+    ops = POLICY_OPS[policy]
+    earlier = list(Policy)[:list(Policy).index(policy)]
+    for flag in flags:
+        assert getattr(ops, flag) is True, flag
+        assert getattr(PolicyOps, flag) is False, flag
+        assert all(getattr(POLICY_OPS[p], flag) is False for p in earlier), flag
+
+
+@contextmanager
+def spinning(k: Kernel) -> Iterator[Task]:
+    """A task that stays in TASK_RUNNING (napping a jiffy at a time), once
+    it has been scheduled; stopped, and joined, when the block ends."""
+    stop: list[bool] = []
+
+    def spinner(t: Task) -> None:
+        while not stop:
+            schedule_timeout(TaskState.TASK_RUNNING, 1)
+
+    s = k.fork("spinner", spinner)
+    try:
+        assert k.wait_until(lambda: s.nvcsw > 0, 2)
+        yield s
+    finally:
+        stop.append(True)
+    assert k.wait_until(exited(s), 2)
 
